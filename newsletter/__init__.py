@@ -1,0 +1,6 @@
+"""newsletter: plain-language research summaries -> a safe, responsive email newsletter."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

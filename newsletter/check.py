@@ -1,0 +1,127 @@
+"""Check: a RenderedEmail -> a preflight report (errors block a send, warnings inform)."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from dataclasses import asdict, dataclass, field
+
+from .models import RenderedEmail
+from .render import PLACEHOLDERS
+from .text import is_safe_link
+
+__all__ = ["Finding", "CheckReport", "check_email", "WARN_BYTES", "CLIP_BYTES"]
+
+WARN_BYTES = 90 * 1024
+CLIP_BYTES = 102 * 1024  # Gmail clips larger HTML parts
+SUBJECT_LIMIT = 78
+TEXT_COLUMNS = 78
+_DISCLAIMER_MARKERS = ("read the original studies", "healthcare professionals")
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # error | warning
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    issue_id: str
+    html_bytes: int
+    text_bytes: int
+    links: int
+    findings: tuple[Finding, ...] = field(default=())
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+def _visible_text(html: str) -> str:
+    body = re.sub(r"(?is)<(style|script|head)\b.*?</\1>", " ", html)
+    body = re.sub(r"(?s)<!--.*?-->", " ", body)
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def check_email(email: RenderedEmail) -> CheckReport:
+    """Everything a sender should know before the email goes out."""
+    out: list[Finding] = []
+
+    def error(code: str, message: str) -> None:
+        out.append(Finding("error", code, message))
+
+    def warn(code: str, message: str) -> None:
+        out.append(Finding("warning", code, message))
+
+    html, text = email.html, email.text
+    size = len(html.encode("utf-8"))
+    if size >= CLIP_BYTES:
+        error("size", f"HTML is {size / 1024:.1f} KB; Gmail clips messages over 102 KB")
+    elif size >= WARN_BYTES:
+        warn("size", f"HTML is {size / 1024:.1f} KB, close to Gmail's 102 KB clipping limit")
+
+    placeholders = set(PLACEHOLDERS.values())
+    hrefs = [html_lib.unescape(h) for h in re.findall(r'(?i)\bhref\s*=\s*"([^"]*)"', html)]
+    hrefs += [html_lib.unescape(h) for h in re.findall(r"(?i)\bhref\s*=\s*'([^']*)'", html)]
+    for href in dict.fromkeys(hrefs):
+        if href in placeholders:
+            continue
+        if not is_safe_link(href):
+            error("link", f"link {href!r} is not an absolute http(s) or mailto link")
+    for src in re.findall(r'(?i)<img\b[^>]*\bsrc="([^"]*)"', html):
+        if not is_safe_link(html_lib.unescape(src), allow_mailto=False):
+            error("image", f"image source {src!r} is not an absolute http(s) URL")
+    for tag in re.findall(r"(?is)<img\b[^>]*>", html):
+        alt = re.search(r'\balt="([^"]*)"', tag)
+        if not alt or not alt.group(1).strip():
+            error("alt", f"image without alt text: {tag[:120]}")
+
+    subject = email.subject
+    if not subject.strip():
+        error("subject", "subject is empty")
+    elif len(subject) > SUBJECT_LIMIT:
+        error("subject", f"subject is {len(subject)} characters; keep it to {SUBJECT_LIMIT}")
+    if not email.preheader.strip():
+        error("preheader", "preheader is empty")
+    elif email.preheader not in html_lib.unescape(html):
+        error("preheader", "preheader is missing from the HTML")
+
+    for name, doc in (("HTML", html), ("text", text)):
+        unknown = set(re.findall(r"__NL_[A-Z_]+__", doc)) - placeholders
+        if unknown:
+            error("placeholder", f"unresolved placeholder(s) in the {name} part: {', '.join(sorted(unknown))}")
+        if re.search(r"\{\{|\{%|\}\}", _visible_text(doc) if name == "HTML" else doc):
+            error("placeholder", f"template syntax left in the {name} part")
+        if PLACEHOLDERS["unsubscribe_url"] not in doc:
+            error("unsubscribe", f"no unsubscribe link in the {name} part")
+
+    visible = " ".join(_visible_text(html).split()).lower()
+    plain = " ".join(text.split()).lower()
+    for name, doc in (("HTML", visible), ("text", plain)):
+        if not all(m in doc for m in _DISCLAIMER_MARKERS):
+            error("disclaimer", f"research disclaimer missing from the {name} part")
+        for journal in email.journals:
+            if journal.lower() not in doc:
+                error("disclaimer", f"the {name} part does not name the journal {journal!r}")
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        if len(line) > TEXT_COLUMNS and not re.fullmatch(r"\s*(\[\d+\] )?\S+", line) \
+                and not any(p in line for p in placeholders):
+            warn("text-width", f"text line {number} is {len(line)} columns (limit {TEXT_COLUMNS})")
+    return CheckReport(issue_id=email.issue_id, html_bytes=size, text_bytes=len(text.encode("utf-8")),
+                       links=len(set(hrefs)), findings=tuple(out))

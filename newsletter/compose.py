@@ -1,0 +1,204 @@
+"""Compose: chosen summaries -> an Issue an editor reviews, stored as issues/<id>/issue.toml."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import IssueError
+from .models import Issue, Summary
+
+__all__ = [
+    "ISSUE_FILE",
+    "write_issue",
+    "read_issue",
+    "list_issue_folders",
+    "used_summary_ids",
+    "default_subject",
+    "default_preheader",
+    "default_intro",
+    "atomic_write",
+]
+
+ISSUE_FILE = "issue.toml"
+SUBJECT_LIMIT = 78
+_ID = re.compile(r"^\d{4}-\d{2}-\d{2}(?:-[a-z0-9][a-z0-9-]{0,40})?$")
+_FIELDS = {"date", "subject", "preheader", "intro", "summaries", "status"}
+_STATUSES = ("draft", "discarded")
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file so that readers see the old content or the new, never half of it."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    return (head[: head.rfind(" ")] if " " in head else head).rstrip(" ,;:") + "…"
+
+
+def default_subject(summaries: list[Summary]) -> str:
+    return _cut(summaries[0].title, SUBJECT_LIMIT) if summaries else "Research news"
+
+
+def default_preheader(summaries: list[Summary]) -> str:
+    if len(summaries) <= 1:
+        return "New plain-language summaries of MS research, and what they mean for you."
+    rest = len(summaries) - 2
+    more = f" and {rest} more" if rest > 0 else ""
+    return _cut(f"Also inside: {summaries[1].title}{more}.", 140)
+
+
+def default_intro(summaries: list[Summary]) -> str:
+    n = len(summaries)
+    return (f"Here {'is' if n == 1 else 'are'} {n} new plain-language "
+            f"{'summary' if n == 1 else 'summaries'} of recent research. Each one explains what the study "
+            "found, why it may matter to people living with MS and those who care for them, and where "
+            "its limits are.")
+
+
+def _toml_string(value: str) -> str:
+    # JSON string escapes are a subset of TOML basic-string escapes.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_multiline(value: str) -> str:
+    if "'''" not in value and all(ord(c) >= 0x20 or c in "\n\t" for c in value):
+        return "'''\n" + value.strip("\n") + "\n'''"
+    return _toml_string(value)
+
+
+def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str, intro: str,
+                      summaries: list[Summary], *, status: str = "draft") -> str:
+    lines = [
+        f"# Newsletter issue {issue_id}. Edit freely, then run: newsletter build issues/{issue_id}",
+        "# Set status = \"discarded\" to give its summaries back to the next issue.",
+        f"date = {_toml_string(date.isoformat())}",
+        f"status = {_toml_string(status)}",
+        f"subject = {_toml_string(subject)}",
+        f"preheader = {_toml_string(preheader)}",
+        "",
+        "# Markdown. Links must be https://, http:// or mailto:.",
+        f"intro = {_toml_multiline(intro)}",
+        "",
+        "# Summary ids, in the order readers see them. Delete a line to drop one.",
+        "summaries = [",
+    ]
+    for s in summaries:
+        lines.append(f"  {_toml_string(s.id)},  # {s.date.isoformat()} · {s.journal} · {_cut(s.title, 60)}")
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+def write_issue(issues_dir: Path, issue_id: str, date: dt.date, summaries: list[Summary], *,
+                subject: str | None = None, preheader: str | None = None, intro: str | None = None,
+                force: bool = False) -> Path:
+    """Write issues/<id>/issue.toml; refuses to overwrite unless force."""
+    if not _ID.match(issue_id):
+        raise IssueError(issues_dir / issue_id, "issue ids are dates (YYYY-MM-DD), optionally with a -suffix")
+    if not summaries:
+        raise IssueError(issues_dir / issue_id, "no summaries to put in this issue (all are sent, "
+                                                "used by another issue, or dated after the issue date)")
+    folder = issues_dir / issue_id
+    target = folder / ISSUE_FILE
+    if target.exists() and not force:
+        raise IssueError(target, "already exists; edit it, or compose again with --force to replace it")
+    text = render_issue_toml(issue_id, date, subject or default_subject(summaries),
+                             preheader or default_preheader(summaries), intro or default_intro(summaries),
+                             summaries)
+    atomic_write(target, text)
+    return folder
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise IssueError(path, "not found: compose the issue first (newsletter compose)") from None
+    except UnicodeDecodeError:
+        raise IssueError(path, "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise IssueError(path, f"not valid TOML: {exc}") from None
+
+
+def _str_field(path: Path, data: Mapping[str, Any], key: str, *, required: bool = True) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise IssueError(path, f"must be a string, not {type(value).__name__}", field=key)
+    if required and not value.strip():
+        raise IssueError(path, "is missing or empty", field=key)
+    return value.strip() if key != "intro" else value
+
+
+def read_issue(folder: Path, summaries_by_id: Mapping[str, Summary] | None = None) -> Issue:
+    """Read issue.toml back; unknown fields and unknown summary ids are errors that name them."""
+    path = folder / ISSUE_FILE
+    data = _load_toml(path)
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise IssueError(path, f"unknown field (known: {', '.join(sorted(_FIELDS))})", field=unknown[0])
+    issue_id = folder.name
+    raw_date = data.get("date")
+    try:
+        date = raw_date if isinstance(raw_date, dt.date) else dt.date.fromisoformat(str(raw_date))
+    except ValueError:
+        raise IssueError(path, f"{raw_date!r} is not a date (YYYY-MM-DD)", field="date") from None
+    status = data.get("status", "draft")
+    if status not in _STATUSES:
+        raise IssueError(path, f"must be one of {', '.join(_STATUSES)}", field="status")
+    ids = data.get("summaries")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise IssueError(path, "must be a non-empty list of summary ids", field="summaries")
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise IssueError(path, f"lists {', '.join(dupes)} more than once", field="summaries")
+    resolved: tuple[Summary, ...] = ()
+    if summaries_by_id is not None:
+        missing = [i for i in ids if i not in summaries_by_id]
+        if missing:
+            raise IssueError(path, f"unknown summary id(s): {', '.join(missing)} "
+                                   "(no file or feed entry has that id)", field="summaries")
+        resolved = tuple(summaries_by_id[i] for i in ids)
+    return Issue(id=issue_id, date=date, subject=" ".join(_str_field(path, data, "subject").split()),
+                 preheader=" ".join(_str_field(path, data, "preheader").split()),
+                 intro=_str_field(path, data, "intro", required=False), summary_ids=tuple(ids),
+                 folder=folder, status=status, summaries=resolved)
+
+
+def list_issue_folders(issues_dir: Path) -> list[Path]:
+    if not issues_dir.is_dir():
+        return []
+    return sorted(p for p in issues_dir.iterdir() if p.is_dir() and (p / ISSUE_FILE).exists())
+
+
+def used_summary_ids(issues_dir: Path, *, exclude: Iterable[str] = ()) -> set[str]:
+    """Ids already in an issue that is composed and not discarded (sent issues stay in issues/)."""
+    skip = set(exclude)
+    used: set[str] = set()
+    for folder in list_issue_folders(issues_dir):
+        if folder.name in skip:
+            continue
+        issue = read_issue(folder)
+        if issue.status != "discarded":
+            used.update(issue.summary_ids)
+    return used

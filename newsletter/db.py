@@ -1,0 +1,149 @@
+"""The SQLite database: one connection with sane pragmas and the versioned schema applied."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from newsletter.errors import LedgerError
+
+__all__ = ["SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
+
+#: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
+SCHEMA_VERSION = 1
+
+BUSY_TIMEOUT_SECONDS = 5.0
+
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE IF NOT EXISTS subscribers (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL UNIQUE,  -- lower-cased normalised address
+        name TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('subscribed', 'unsubscribed', 'bounced')),
+        created_at TEXT,
+        updated_at TEXT,
+        unsubscribed_at TEXT,
+        bounced_at TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS subscribers_status_id ON subscribers (status, id)",
+    """
+    CREATE TABLE IF NOT EXISTS ledger (
+        issue_id TEXT NOT NULL,
+        subscriber_id INTEGER NOT NULL REFERENCES subscribers (id),
+        status TEXT NOT NULL CHECK (status IN ('claimed', 'sent', 'deferred', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        code INTEGER,
+        reason TEXT,
+        message_id TEXT,
+        claimed_at TEXT,
+        updated_at TEXT,
+        sent_at TEXT,
+        PRIMARY KEY (issue_id, subscriber_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS ledger_issue_status ON ledger (issue_id, status)",
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        at TEXT,
+        kind TEXT,
+        issue_id TEXT,
+        detail TEXT
+    )
+    """,
+)
+
+# Index i holds the statements that take a file from user_version i to i + 1.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC, to the second (e.g. 2024-05-01T12:00:00+00:00)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
+    """Open (creating if needed) the database at `path`, with WAL, foreign keys and the schema applied."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
+    try:
+        conn = sqlite3.connect(path, timeout=timeout)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"{path}: cannot open the database: {exc}") from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise LedgerError(f"{path}: cannot switch the database to WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _apply_schema(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise LedgerError(f"{path}: {_describe(exc)}") from exc
+    except LedgerError:
+        conn.close()
+        raise
+    return conn
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"the database is locked by another process ({text})"
+    if "readonly" in text or "read-only" in text:
+        return f"the database is read-only ({text})"
+    if "not a database" in text:
+        return f"this file is not an SQLite database ({text})"
+    return text
+
+
+def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"{path}: schema version {version} was written by a newer newsletter (this one knows {SCHEMA_VERSION})"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    # BEGIN IMMEDIATE takes the write lock first, so two processes upgrading at once do it one after another.
+    with transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); inside an open transaction, joins it instead."""
+    if conn.in_transaction:
+        # The owner of the outer transaction decides when it commits.
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def log_event(conn: sqlite3.Connection, kind: str, *, issue_id: str | None = None, detail: str = "") -> None:
+    """Append a row to the events log (not committed: it rides along with the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO events (at, kind, issue_id, detail) VALUES (?, ?, ?, ?)",
+        (utc_now(), kind, issue_id, detail),
+    )

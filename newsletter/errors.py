@@ -1,0 +1,141 @@
+"""The exception hierarchy: every error newsletter raises carries the data needed to act on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "NewsletterError",
+    "ConfigError",
+    "SourceError",
+    "IssueError",
+    "TemplateError",
+    "CheckFailed",
+    "SubscriberError",
+    "HeaderError",
+    "DeliveryError",
+    "TransientDeliveryError",
+    "PermanentDeliveryError",
+    "ConnectionRefusedForAll",
+    "ApprovalError",
+    "LedgerError",
+    "TokenError",
+]
+
+
+class NewsletterError(Exception):
+    """Root of every error the CLI turns into one clear line and a non-zero exit."""
+
+    exit_code = 1
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing or malformed; `key` names it."""
+
+    def __init__(self, message: str, *, key: str | None = None, path: Path | str | None = None) -> None:
+        self.key = key
+        self.path = path
+        where = ""
+        if path:
+            where += f"{path}: "
+        if key:
+            where += f"{key}: "
+        super().__init__(f"{where}{message}")
+
+
+class SourceError(NewsletterError):
+    """A summary file or feed could not be read; names the file, line (when known) and field."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = self.path
+        if line is not None:
+            where += f":{line}"
+        if field:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class IssueError(NewsletterError):
+    """An issue folder or its issue.toml is wrong (unknown summary id, bad field, missing file)."""
+
+    def __init__(self, path: Path | str, message: str, *, field: str | None = None) -> None:
+        self.path = str(path)
+        self.field = field
+        where = self.path + (f": field '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+class TemplateError(NewsletterError):
+    """A template failed to load, render or compile."""
+
+
+class CheckFailed(NewsletterError):
+    """Preflight found errors; the report has already been printed."""
+
+
+class SubscriberError(NewsletterError):
+    """A subscriber address or row is invalid; `address` / `line` name it."""
+
+    def __init__(self, message: str, *, address: str | None = None, line: int | None = None) -> None:
+        self.address = address
+        self.line = line
+        super().__init__(message)
+
+
+class HeaderError(NewsletterError):
+    """A header value cannot be made safe (it would inject a header or cannot be encoded)."""
+
+    def __init__(self, header: str, message: str) -> None:
+        self.header = header
+        super().__init__(f"header {header}: {message}")
+
+
+class ApprovalError(NewsletterError):
+    """A full send was refused: the issue is not approved, or changed since approval."""
+
+
+class LedgerError(NewsletterError):
+    """The send ledger (SQLite) could not be read or written."""
+
+
+class TokenError(NewsletterError):
+    """A signed link token is invalid; `reason` is "invalid", "expired" or "malformed"."""
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class DeliveryError(NewsletterError):
+    """A message could not be delivered; carries the SMTP code and the recipients concerned."""
+
+    def __init__(self, message: str, *, code: int | None = None, recipient: str | None = None) -> None:
+        self.code = code
+        self.recipient = recipient
+        self.reason = message
+        prefix = f"{code} " if code is not None else ""
+        who = f" ({recipient})" if recipient else ""
+        super().__init__(f"{prefix}{message}{who}")
+
+
+class TransientDeliveryError(DeliveryError):
+    """4xx or a dropped connection: retry later."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """5xx for this recipient: record it and move on."""
+
+
+class ConnectionRefusedForAll(DeliveryError):
+    """The server refuses every message (auth, TLS, relay denied): stop the run early."""

@@ -1,0 +1,236 @@
+"""Render: Issue + templates -> RenderedEmail (HTML compiled and inlined once, plain text), placeholders kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html as html_lib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from mjml import mjml2html
+
+from .compose import atomic_write
+from .errors import TemplateError
+from .models import Issue, RenderedEmail, Summary
+from .settings import Settings
+from .text import format_date, markdown_to_html, markdown_to_text, teaser, wrap
+
+__all__ = [
+    "PLACEHOLDERS",
+    "render_email",
+    "disclaimer_text",
+    "fill_placeholders",
+    "write_build",
+    "read_build",
+    "build_hash",
+    "neutral_values",
+    "SummaryView",
+]
+
+#: Per-subscriber values left in the compiled email, filled by personalise (URL- and premailer-safe).
+PLACEHOLDERS = {
+    "greeting": "__NL_GREETING__",
+    "unsubscribe_url": "__NL_UNSUBSCRIBE_URL__",
+    "web_url": "__NL_WEB_URL__",
+}
+_PLACEHOLDER_RE = re.compile(r"__NL_[A-Z_]+__")
+HTML_FILE, TEXT_FILE, META_FILE, PREVIEW_FILE = "email.html", "email.txt", "build.json", "preview.html"
+
+
+@dataclass(frozen=True)
+class SummaryView:
+    """A summary as the templates show it."""
+
+    id: str
+    title: str
+    url: str
+    journal: str
+    date_label: str
+    teaser: str
+    image: str | None
+    image_alt: str | None
+
+
+def _view(s: Summary) -> SummaryView:
+    source = s.teaser or markdown_to_text(s.findings)
+    return SummaryView(id=s.id, title=s.title, url=s.url, journal=s.journal, date_label=format_date(s.date),
+                       teaser=teaser(source), image=s.image, image_alt=s.image_alt)
+
+
+def _join(names: list[str]) -> str:
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def disclaimer_text(journals: list[str]) -> str:
+    """The research disclaimer, naming every journal cited in the issue."""
+    where = (f"The studies summarised in this issue were published in {_join(journals)}. "
+             if journals else "")
+    return (f"{where}Research varies in size and maturity: some studies are small, early or done in the "
+            "laboratory, and later work may change the picture. Our summaries are simplified; please read "
+            "the original studies for the full details, and talk with your healthcare professionals "
+            "before you change your treatment, diet or supplements.")
+
+
+@lru_cache(maxsize=8)
+def _environment(templates_dir: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "mjml", "j2"),
+                                            default_for_string=True, default=True),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = lambda text, indent="", subsequent=None: wrap(str(text), 78, indent=indent,
+                                                                         subsequent=subsequent)
+    return env
+
+
+def _template(env: jinja2.Environment, name: str, *, autoescape: bool) -> jinja2.Template:
+    try:
+        if autoescape:
+            return env.get_template(name)
+        source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        text_env = env.overlay(autoescape=False)
+        return text_env.from_string(source)
+    except jinja2.TemplateNotFound:
+        raise TemplateError(f"template {name!r} not found in {env.loader.searchpath}") from None  # type: ignore[union-attr]
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+
+
+def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
+    summaries = [_view(s) for s in issue.summaries]
+    journals = list(dict.fromkeys(s.journal for s in issue.summaries))
+    links: list[str] = list(dict.fromkeys([s.url for s in summaries] + [settings.site_url]))
+    issue_view = {"id": issue.id, "subject": issue.subject, "preheader": issue.preheader,
+                  "date_label": format_date(issue.date)}
+    return {
+        "issue": issue_view,
+        "settings": settings,
+        "summaries": summaries,
+        "journals": journals,
+        "disclaimer": disclaimer_text(journals),
+        "intro_html": Markup(markdown_to_html(issue.intro)),
+        "intro_text": markdown_to_text(issue.intro),
+        "links": links,
+        "link_number": lambda url: links.index(url) + 1,
+    }
+
+
+@lru_cache(maxsize=1)
+def _premailer_class() -> Any:
+    # premailer pulls in cssutils (a slow import); only pay for it when rendering.
+    import cssutils
+    from premailer import Premailer
+
+    cssutils.log.setLevel(logging.CRITICAL)
+    return Premailer
+
+
+def inline_css(html: str) -> str:
+    """Inline the stylesheet rules; @media rules (dark mode, mobile) stay in a <style> block."""
+    premailer = _premailer_class()(
+        html, keep_style_tags=False, strip_important=False, remove_classes=False,
+        disable_validation=True, allow_network=False, cssutils_logging_level=logging.CRITICAL,
+        disable_link_rewrites=True, align_floating_images=False, remove_unset_properties=True,
+    )
+    return premailer.transform(pretty_print=False)
+
+
+def compile_mjml(source: str) -> str:
+    try:
+        return mjml2html(source, fonts={}, disable_comments=True)
+    except Exception as exc:  # mjml-python raises a bare exception type for invalid MJML
+        raise TemplateError(f"MJML compilation failed: {exc}") from exc
+
+
+def render_email(issue: Issue, settings: Settings, *, templates_dir: Path | None = None) -> RenderedEmail:
+    """Jinja -> MJML -> HTML -> inlined CSS, and the text part; done once per issue."""
+    if not issue.summaries:
+        raise TemplateError(f"issue {issue.id} has no summaries to render")
+    env = _environment(str(templates_dir or settings.path(settings.templates_dir)))
+    ctx = _context(issue, settings)
+    try:
+        mjml_source = _template(env, "email.mjml.j2", autoescape=True).render(ctx)
+        text = _template(env, "email.txt.j2", autoescape=False).render(ctx)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template error: {exc}") from None
+    html = inline_css(compile_mjml(mjml_source))
+    html = html.replace("<!DOCTYPE html>", "<!doctype html>", 1)
+    text = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    hrefs = tuple(dict.fromkeys(html_lib.unescape(h) for h in re.findall(r'href="([^"]*)"', html)))
+    return RenderedEmail(issue_id=issue.id, subject=issue.subject, preheader=issue.preheader, html=html,
+                         text=text, journals=tuple(ctx["journals"]), links=hrefs)
+
+
+def fill_placeholders(template: str, values: Mapping[str, str], *, html: bool) -> str:
+    """Fill the per-subscriber tokens (escaping for HTML); used for previews and the slow path."""
+    out = template
+    for key, token in PLACEHOLDERS.items():
+        value = values.get(key, "")
+        out = out.replace(token, html_lib.escape(value, quote=True) if html else value)
+    return out
+
+
+def neutral_values(settings: Settings, issue_id: str) -> dict[str, str]:
+    """What a non-subscriber sees (preview, web archive): no name, a generic unsubscribe page."""
+    base = settings.public_base_url.rstrip("/")
+    return {"greeting": "Hello,", "unsubscribe_url": f"{base}/unsubscribe",
+            "web_url": f"{base}/issues/{issue_id}"}
+
+
+def build_hash(html: str, text: str, subject: str, preheader: str) -> str:
+    h = hashlib.sha256()
+    for part in (subject, preheader, html, text):
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def write_build(email: RenderedEmail, build_dir: Path, settings: Settings) -> dict[str, Any]:
+    """Write email.html, email.txt, preview.html and build.json; each file atomically."""
+    meta = {
+        "issue": email.issue_id,
+        "subject": email.subject,
+        "preheader": email.preheader,
+        "journals": list(email.journals),
+        "html_bytes": len(email.html.encode("utf-8")),
+        "text_bytes": len(email.text.encode("utf-8")),
+        "sha256": build_hash(email.html, email.text, email.subject, email.preheader),
+        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write(build_dir / HTML_FILE, email.html)
+    atomic_write(build_dir / TEXT_FILE, email.text)
+    atomic_write(build_dir / PREVIEW_FILE,
+                 fill_placeholders(email.html, neutral_values(settings, email.issue_id), html=True))
+    atomic_write(build_dir / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return meta
+
+
+def read_build(build_dir: Path) -> tuple[RenderedEmail, dict[str, Any]]:
+    """Read a build back (for approve/send), as it is on disk."""
+    from .errors import IssueError
+
+    try:
+        meta = json.loads((build_dir / META_FILE).read_text(encoding="utf-8"))
+        html = (build_dir / HTML_FILE).read_text(encoding="utf-8")
+        text = (build_dir / TEXT_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise IssueError(build_dir, f"{Path(exc.filename).name} is missing: run `newsletter build` first") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IssueError(build_dir, f"build output is damaged ({exc}); run `newsletter build` again") from None
+    email = RenderedEmail(issue_id=meta["issue"], subject=meta["subject"], preheader=meta["preheader"],
+                          html=html, text=text, journals=tuple(meta.get("journals", ())))
+    return email, meta

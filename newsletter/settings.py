@@ -1,0 +1,212 @@
+"""Settings: one frozen, validated record loaded once at the CLI edge from newsletter.toml + environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "Feed", "load_settings", "signing_secret", "CONFIG_NAME"]
+
+CONFIG_NAME = "newsletter.toml"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """An RSS/Atom source: a URL or a path relative to the project."""
+
+    location: str
+    journal: str | None = None  # used when an entry does not name its journal
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything below the CLI receives what it needs from here; secrets come from the environment."""
+
+    root: Path
+    sender_name: str = "MS Research in Plain Words"
+    sender_email: str = "newsletter@ms-research.example.org"
+    reply_to: str | None = None
+    site_name: str = "MS Research in Plain Words"
+    site_url: str = "https://ms-research.example.org"
+    postal_address: str = "MS Research in Plain Words, 12 Example Street, Springfield 00000, USA"
+    list_id: str = "research-news.ms-research.example.org"
+    language: str = "en"
+    default_limit: int = 6
+    timezone: str = "UTC"
+    content_dir: Path = Path("content")
+    issues_dir: Path = Path("issues")
+    templates_dir: Path = Path("templates")
+    database: Path = Path("var/newsletter.sqlite3")
+    feeds: tuple[Feed, ...] = ()
+    transport: str = "maildir:outbox"
+    connections: int = 1
+    rate: float | None = None  # messages per second, None = as fast as the server takes them
+    public_base_url: str = "https://ms-research.example.org/newsletter"  # where `newsletter serve` is reachable
+    unsubscribe_mailto: str | None = "unsubscribe@ms-research.example.org"
+    misfire_grace_seconds: int = 24 * 3600
+    secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
+    smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
+
+    def path(self, p: Path) -> Path:
+        """Resolve a configured path against the project root."""
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def __repr__(self) -> str:  # keep secrets out of tracebacks and logs
+        return f"Settings(root={self.root!s}, transport={_mask_url(self.transport)!r})"
+
+
+_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database"}
+_SECRET_KEYS = {"secret", "smtp_password"}
+_ALLOWED = {f.name for f in fields(Settings)} - {"root"} - _SECRET_KEYS
+
+
+def _mask_url(url: str) -> str:
+    if "@" in url and ":" in url.split("@", 1)[0].split("//")[-1]:
+        head, tail = url.split("@", 1)
+        user = head.split("//")[-1].split(":")[0]
+        scheme = head.split("//")[0] + "//" if "//" in head else ""
+        return f"{scheme}{user}:***@{tail}"
+    return url
+
+
+def _check_type(key: str, value: Any, path: Path) -> Any:
+    default = Settings.__dataclass_fields__[key].default
+    if key in _PATH_KEYS:
+        if not isinstance(value, str) or not value:
+            raise ConfigError("must be a non-empty path string", key=key, path=path)
+        return Path(value)
+    if key == "feeds":
+        if not isinstance(value, list):
+            raise ConfigError("must be a list of feed URLs/paths or tables", key=key, path=path)
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                out.append(Feed(item))
+            elif isinstance(item, dict) and isinstance(item.get("location"), str):
+                extra = set(item) - {"location", "journal"}
+                if extra:
+                    raise ConfigError(f"unknown key(s) {sorted(extra)}", key=f"feeds[{i}]", path=path)
+                out.append(Feed(item["location"], item.get("journal")))
+            else:
+                raise ConfigError("must be a string or {location=..., journal=...}", key=f"feeds[{i}]", path=path)
+        return tuple(out)
+    if key == "rate":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError("must be a positive number (messages per second)", key=key, path=path)
+        return float(value)
+    if isinstance(default, bool) or isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError("must be a positive whole number", key=key, path=path)
+        return value
+    if default is None or isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError("must be a string", key=key, path=path)
+        return value
+    return value
+
+
+def _validate(s: Settings, path: Path | str) -> Settings:
+    from email_validator import EmailNotValidError, validate_email
+
+    for key in ("sender_email", "reply_to"):
+        value = getattr(s, key)
+        if value is None:
+            continue
+        try:
+            validate_email(value, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ConfigError(f"{value!r} is not a valid address: {exc}", key=key, path=path) from None
+    for key in ("site_url", "public_base_url"):
+        if not getattr(s, key).startswith(("https://", "http://")):
+            raise ConfigError("must be an absolute http(s) URL", key=key, path=path)
+    try:
+        zoneinfo.ZoneInfo(s.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown timezone {s.timezone!r} (use an IANA name like Europe/Berlin)",
+                          key="timezone", path=path) from None
+    if not s.postal_address.strip():
+        raise ConfigError("a postal address is required in every commercial email footer", key="postal_address", path=path)
+    for key in ("sender_name", "postal_address", "site_name", "list_id"):
+        if any(c in getattr(s, key) for c in "\r\n\0"):
+            raise ConfigError("must be a single line", key=key, path=path)
+    return s
+
+
+def signing_secret(settings: Settings) -> str:
+    """NEWSLETTER_SECRET; for the embedded maildir demo only, a generated per-installation secret."""
+    if settings.secret:
+        return settings.secret
+    transport, database = settings.transport, settings.path(settings.database)
+    if not transport.startswith(("maildir:", "memory:")):
+        raise ConfigError(
+            "NEWSLETTER_SECRET is not set: it signs unsubscribe links and must come from the environment "
+            "(for example `export NEWSLETTER_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`)",
+            key="NEWSLETTER_SECRET",
+        )
+    # Embedded demo default: a per-installation secret kept next to the database (never under issues/).
+    secret_file = database.parent / "secret"
+    try:
+        if secret_file.exists():
+            return secret_file.read_text(encoding="utf-8").strip()
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(32)
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+        return token
+    except OSError as exc:
+        raise ConfigError(f"cannot create the demo signing secret at {secret_file}: {exc.strerror}",
+                          key="NEWSLETTER_SECRET") from None
+
+
+def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None = None,
+                  root: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read newsletter.toml (if present) and the environment; every error names the key."""
+    env = os.environ if env is None else env
+    if config is None and env.get("NEWSLETTER_CONFIG"):
+        config = Path(env["NEWSLETTER_CONFIG"])
+    if config is None:
+        base = root or Path.cwd()
+        candidate = base / CONFIG_NAME
+        config = candidate if candidate.exists() else None
+        root = base
+    values: dict[str, Any] = {}
+    if config is not None:
+        if not config.exists():
+            raise ConfigError("configuration file not found", path=config)
+        try:
+            data = tomllib.loads(config.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", path=config) from None
+        except UnicodeDecodeError:
+            raise ConfigError("not UTF-8 text", path=config) from None
+        root = root or config.resolve().parent
+        section = data.get("newsletter", data)
+        for key, value in section.items():
+            if key in _SECRET_KEYS or key.endswith("password"):
+                raise ConfigError("secrets belong in the environment (NEWSLETTER_SECRET, NEWSLETTER_SMTP_PASSWORD), "
+                                  "not in a file", key=key, path=config)
+            if key not in _ALLOWED:
+                raise ConfigError(f"unknown setting (known: {', '.join(sorted(_ALLOWED))})", key=key, path=config)
+            values[key] = _check_type(key, value, config)
+    assert root is not None
+    if env.get("NEWSLETTER_TRANSPORT"):
+        values["transport"] = env["NEWSLETTER_TRANSPORT"]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    settings = Settings(root=root.resolve(), **values)
+    settings = _validate(settings, config or "defaults")
+    return replace(settings, secret=env.get("NEWSLETTER_SECRET", ""), smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD") or None)

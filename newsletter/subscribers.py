@@ -1,0 +1,307 @@
+"""The subscriber list: validated, case-insensitively unique addresses, CSV import, streaming reads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.db import transaction, utc_now
+from newsletter.errors import SubscriberError
+from newsletter.headers import strip_controls
+from newsletter.models import Subscriber
+
+__all__ = [
+    "STATUSES",
+    "MAX_NAME_LENGTH",
+    "normalise_address",
+    "email_key",
+    "clean_name",
+    "add",
+    "remove",
+    "unsubscribe",
+    "mark_bounced",
+    "get",
+    "find",
+    "list_subscribers",
+    "iter_subscribed",
+    "count",
+    "RowProblem",
+    "ImportReport",
+    "import_csv",
+]
+
+STATUSES = ("subscribed", "unsubscribed", "bounced")
+MAX_NAME_LENGTH = 200
+_COLUMNS = "id, email, name, status"
+_INSERT_BATCH = 5000
+
+
+def normalise_address(raw: str) -> str:
+    """The address as email-validator normalises it (IDN domain normalised, no DNS lookups)."""
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"{raw!r} is not a valid email address: {exc}", address=raw) from exc
+    return str(result.normalized)
+
+
+def email_key(address: str) -> str:
+    """The uniqueness key for an already-normalised address."""
+    return address.lower()
+
+
+def clean_name(raw: str) -> str:
+    """A display name without control characters or line breaks, whitespace collapsed, at most 200 chars."""
+    return " ".join(strip_controls(raw).split())[:MAX_NAME_LENGTH].rstrip()
+
+
+def _row(row: sqlite3.Row) -> Subscriber:
+    return Subscriber(id=row["id"], email=row["email"], name=row["name"], status=row["status"])
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise SubscriberError(f"unknown subscriber status {status!r} (expected one of {', '.join(STATUSES)})")
+
+
+def get(conn: sqlite3.Connection, subscriber_id: int) -> Subscriber | None:
+    """The subscriber with this id, or None."""
+    row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    return _row(row) if row else None
+
+
+def find(conn: sqlite3.Connection, email: str) -> Subscriber | None:
+    """The subscriber with this address (any case), or None; SubscriberError if it is not an address."""
+    key = email_key(normalise_address(email))
+    row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (key,)).fetchone()
+    return _row(row) if row else None
+
+
+def add(conn: sqlite3.Connection, email: str, name: str = "", *, resubscribe: bool = False) -> Subscriber:
+    """Add (or update the name of) a subscriber; an unsubscribed/bounced one stays so unless `resubscribe`."""
+    address = normalise_address(email)
+    key, name, now = email_key(address), clean_name(name), utc_now()
+    with transaction(conn):
+        row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (key,)).fetchone()
+        if row is None:
+            cursor = conn.execute(
+                "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'subscribed', ?, ?)",
+                (address, key, name, now, now),
+            )
+            return Subscriber(id=int(cursor.lastrowid or 0), email=address, name=name)
+        current = _row(row)
+        if current.status != "subscribed" and not resubscribe:
+            return current
+        new_name = name or current.name
+        if current.status == "subscribed" and new_name == current.name:
+            return current
+        conn.execute(
+            "UPDATE subscribers SET name = ?, status = 'subscribed', updated_at = ? WHERE id = ?",
+            (new_name, now, current.id),
+        )
+        return Subscriber(id=current.id, email=current.email, name=new_name)
+
+
+def _set_status(conn: sqlite3.Connection, subscriber_id: int, status: str, *, commit: bool) -> Subscriber:
+    now = utc_now()
+    stamp = "unsubscribed_at" if status == "unsubscribed" else "bounced_at"
+    # Only a subscribed (or, for an unsubscribe, a bounced) row changes status; timestamps keep the first time.
+    allowed = ("subscribed", "bounced") if status == "unsubscribed" else ("subscribed",)
+    cursor = conn.execute(
+        f"UPDATE subscribers SET status = ?, {stamp} = ?, updated_at = ?"
+        f" WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",
+        (status, now, now, subscriber_id, *allowed),
+    )
+    if cursor.rowcount == 0 and status == "bounced":
+        conn.execute("UPDATE subscribers SET bounced_at = COALESCE(bounced_at, ?) WHERE id = ?", (now, subscriber_id))
+    row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    if commit:
+        conn.commit()
+    if row is None:
+        raise SubscriberError(f"no subscriber with id {subscriber_id}")
+    return _row(row)
+
+
+def unsubscribe(conn: sqlite3.Connection, subscriber_id: int, *, commit: bool = True) -> Subscriber:
+    """Mark a subscriber unsubscribed (idempotent); SubscriberError for an unknown id."""
+    return _set_status(conn, subscriber_id, "unsubscribed", commit=commit)
+
+
+def mark_bounced(conn: sqlite3.Connection, subscriber_id: int, *, commit: bool = True) -> Subscriber:
+    """Mark a subscribed subscriber bounced (an unsubscribed one stays unsubscribed, with bounced_at set)."""
+    return _set_status(conn, subscriber_id, "bounced", commit=commit)
+
+
+def remove(conn: sqlite3.Connection, email: str) -> Subscriber:
+    """Unsubscribe by address (rows are kept, so a re-import cannot resubscribe them)."""
+    found = find(conn, email)
+    if found is None:
+        raise SubscriberError(f"{email} is not on the list", address=email)
+    return unsubscribe(conn, found.id)
+
+
+def list_subscribers(conn: sqlite3.Connection, *, status: str | None = None) -> list[Subscriber]:
+    """Every subscriber (optionally of one status), by id. For sending, use iter_subscribed."""
+    _check_status(status)
+    if status is None:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM subscribers ORDER BY id")
+    else:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE status = ? ORDER BY id", (status,))
+    return [_row(row) for row in rows]
+
+
+def iter_subscribed(conn: sqlite3.Connection, *, batch: int = 1000) -> Iterator[Subscriber]:
+    """Subscribed subscribers by id, fetched `batch` at a time (keyset pages: safe to write in between)."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM subscribers WHERE status = 'subscribed' AND id > ? ORDER BY id LIMIT ?",
+            (last, batch),
+        ).fetchall()
+        for row in rows:
+            yield _row(row)
+        if len(rows) < batch:
+            return
+        last = rows[-1]["id"]
+
+
+def count(conn: sqlite3.Connection, status: str | None = None) -> int:
+    """How many subscribers (of one status, or in all)."""
+    _check_status(status)
+    if status is None:
+        return int(conn.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0])
+    return int(conn.execute("SELECT COUNT(*) FROM subscribers WHERE status = ?", (status,)).fetchone()[0])
+
+
+class RowProblem(NamedTuple):
+    """A CSV row that was not imported: line as an editor numbers it (header = 1), the raw address, why."""
+
+    line: int
+    email: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What import_csv did: counts, plus the rows it skipped or rejected."""
+
+    added: int = 0
+    updated: int = 0  # existing subscribers whose name changed
+    unchanged: int = 0
+    skipped: int = 0  # unsubscribed/bounced addresses, never resubscribed by an import
+    errors: tuple[RowProblem, ...] = ()
+    skipped_rows: tuple[RowProblem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SubscriberError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SubscriberError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8 CSV",
+            line=line,
+        ) from exc
+
+
+def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str]], list[RowProblem]]:
+    """Rows as (line, address, key, name), plus the rows rejected for a bad or duplicate address."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    email_col = name_col = -1
+    line_before = 0
+    rows: list[tuple[int, str, str, str]] = []
+    errors: list[RowProblem] = []
+    first_line: dict[str, int] = {}
+    try:
+        for record in reader:
+            line, line_before = line_before + 1, reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue
+            if email_col < 0:
+                header = [cell.strip().lower() for cell in record]
+                if "email" not in header:
+                    raise SubscriberError(f"{path}: line {line}: no 'email' column in the header {record!r}", line=line)
+                email_col = header.index("email")
+                name_col = header.index("name") if "name" in header else -1
+                continue
+            raw = record[email_col].strip() if email_col < len(record) else ""
+            if not raw:
+                errors.append(RowProblem(line, raw, "no email address"))
+                continue
+            try:
+                address = normalise_address(raw)
+            except SubscriberError as exc:
+                errors.append(RowProblem(line, raw, str(exc.__cause__ or exc)))
+                continue
+            key = email_key(address)
+            if key in first_line:
+                errors.append(RowProblem(line, raw, f"duplicate of line {first_line[key]}"))
+                continue
+            first_line[key] = line
+            name = clean_name(record[name_col]) if 0 <= name_col < len(record) else ""
+            rows.append((line, address, key, name))
+    except csv.Error as exc:
+        raise SubscriberError(f"{path}: line {reader.line_num}: {exc}", line=reader.line_num) from exc
+    if email_col < 0:
+        raise SubscriberError(f"{path}: empty file (expected a header with an 'email' column)")
+    return rows, errors
+
+
+def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
+    """Import a CSV (`email`, optional `name`) in one transaction; bad rows are reported by line, not fatal."""
+    path = Path(path)
+    rows, errors = _parse_rows(path, _read_text(path))
+    now = utc_now()
+    with transaction(conn):
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS import_rows"
+            " (line INTEGER, email TEXT, email_key TEXT PRIMARY KEY, name TEXT)"
+        )
+        conn.execute("DELETE FROM temp.import_rows")
+        for start in range(0, len(rows), _INSERT_BATCH):
+            conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?)", rows[start : start + _INSERT_BATCH])
+        skipped_rows = tuple(
+            RowProblem(line, email, f"skipped: {status}")
+            for line, email, status in conn.execute(
+                "SELECT i.line, i.email, s.status FROM temp.import_rows i JOIN subscribers s USING (email_key)"
+                " WHERE s.status != 'subscribed' ORDER BY i.line"
+            )
+        )
+        # An empty name in the file means "no name given", never "erase the name we have".
+        updated = conn.execute(
+            "UPDATE subscribers SET name = i.name, updated_at = ? FROM temp.import_rows i"
+            " WHERE subscribers.email_key = i.email_key AND subscribers.status = 'subscribed'"
+            " AND i.name != '' AND subscribers.name != i.name",
+            (now,),
+        ).rowcount
+        added = conn.execute(
+            "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)"
+            " SELECT email, email_key, name, 'subscribed', ?, ? FROM temp.import_rows i"
+            " WHERE NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = i.email_key) ORDER BY line",
+            (now, now),
+        ).rowcount
+        conn.execute("DELETE FROM temp.import_rows")
+    return ImportReport(
+        added=added,
+        updated=updated,
+        unchanged=len(rows) - added - updated - len(skipped_rows),
+        skipped=len(skipped_rows),
+        errors=tuple(sorted(errors)),
+        skipped_rows=skipped_rows,
+    )

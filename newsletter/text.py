@@ -1,0 +1,106 @@
+"""Text helpers shared by the stages: safe links, Markdown to safe HTML or plain text, teasers, dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import textwrap
+import unicodedata
+from urllib.parse import urlsplit
+
+from markdown_it import MarkdownIt
+
+__all__ = [
+    "is_safe_link",
+    "markdown_to_html",
+    "markdown_to_text",
+    "teaser",
+    "format_date",
+    "wrap",
+    "TEASER_LIMIT",
+]
+
+TEASER_LIMIT = 160
+_SAFE_SCHEMES = {"http", "https", "mailto"}
+_ELLIPSIS = "…"
+
+
+def is_safe_link(url: str, *, allow_mailto: bool = True) -> bool:
+    """True for absolute http(s) URLs with a host (and mailto: if allowed); never javascript:, data:, //host."""
+    if not isinstance(url, str) or not url or url != url.strip():
+        return False
+    if any(ord(c) < 0x20 or c in "\x7f<>\"'` " for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    if scheme == "mailto":
+        return allow_mailto and "@" in parts.path
+    return scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.validateLink = lambda url: is_safe_link(url)  # type: ignore[method-assign]
+    return md
+
+
+_MD = _markdown()
+
+
+def markdown_to_html(source: str) -> str:
+    """Render Markdown with raw HTML disabled and only http(s)/mailto links kept."""
+    return _MD.render(source or "")
+
+
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_MARKS = re.compile(r"(\*\*|__|\*|_|`|~~)")
+_HTML_TAG = re.compile(r"<[^>]{0,500}>")
+
+
+def markdown_to_text(source: str) -> str:
+    """Plain text from Markdown: links keep their words, emphasis marks and tags dropped, entities decoded."""
+    text = _MD_LINK.sub(r"\1", source or "")
+    text = re.sub(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", "", text, flags=re.M)
+    text = _MD_MARKS.sub("", text)
+    text = _HTML_TAG.sub("", text)
+    text = html.unescape(text)
+    return " ".join(text.split())
+
+
+def teaser(text: str, limit: int = TEASER_LIMIT) -> str:
+    """Cut plain text to at most `limit` characters at a word boundary, adding an ellipsis when cut."""
+    text = unicodedata.normalize("NFC", " ".join((text or "").split()))
+    if len(text) <= limit:
+        return text
+    room = limit - len(_ELLIPSIS)
+    cut = text[: room + 1]
+    space = cut.rfind(" ")
+    if space > 0:
+        head = cut[:space]
+    else:
+        # One word longer than the limit: cut it, but never inside a grapheme's combining marks.
+        head = text[:room]
+        while head and unicodedata.combining(text[len(head)]):
+            head = head[:-1]
+    head = head.rstrip(" ,;:.-–—(")
+    return head + _ELLIPSIS
+
+
+def format_date(value: dt.date) -> str:
+    """Unambiguous dates for every reader: '1 March 2026', never 3/1/2026."""
+    return f"{value.day} {value:%B %Y}"
+
+
+def wrap(text: str, width: int = 78, *, indent: str = "", subsequent: str | None = None) -> str:
+    """Wrap plain text for the text part without breaking URLs or words."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text or "")]
+    out = []
+    for para in paragraphs:
+        out.append(textwrap.fill(" ".join(para.split()), width=width, initial_indent=indent,
+                                 subsequent_indent=indent if subsequent is None else subsequent,
+                                 break_long_words=False, break_on_hyphens=False))
+    return "\n\n".join(out)

@@ -1,0 +1,65 @@
+"""Transports deliver a Message; one is chosen by URL scheme (smtp://, smtps://, maildir:, memory://)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from newsletter.errors import ConfigError
+from newsletter.models import Message
+
+__all__ = ["Transport", "TransportFactory", "register", "open_transport", "schemes", "mask_url"]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Delivers one message at a time; raises Transient/PermanentDeliveryError or ConnectionRefusedForAll."""
+
+    def send(self, message: Message) -> None: ...
+
+    def close(self) -> None: ...
+
+
+TransportFactory = Callable[..., Transport]
+
+_REGISTRY: dict[str, TransportFactory] = {}
+_USERINFO = re.compile(r"(?P<prefix>//[^/@:?#]*):[^/@?#]*@")
+_SECRET_PARAM = re.compile(r"(?P<prefix>[?&](?:password|pass|secret|token)=)[^&#]*", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by *** (`user:pass@` -> `user:***@`), safe to print."""
+    url = _USERINFO.sub(r"\g<prefix>:***@", url)
+    return _SECRET_PARAM.sub(r"\g<prefix>***", url)
+
+
+def register(scheme: str) -> Callable[[TransportFactory], TransportFactory]:
+    """Decorator: `factory(url, **options) -> Transport` handles URLs of this scheme."""
+
+    def decorate(factory: TransportFactory) -> TransportFactory:
+        _REGISTRY[scheme.lower()] = factory
+        return factory
+
+    return decorate
+
+
+def schemes() -> tuple[str, ...]:
+    """The registered URL schemes, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def open_transport(url: str, **options: Any) -> Transport:
+    """A transport for `url`; ConfigError (with any password masked) if the scheme or URL is wrong."""
+    scheme, colon, _ = url.partition(":")
+    factory = _REGISTRY.get(scheme.lower()) if colon else None
+    if factory is None:
+        raise ConfigError(
+            f"unknown transport URL {mask_url(url)!r} (expected one of: {', '.join(s + ':' for s in schemes())})",
+            key="transport",
+        )
+    return factory(url, **options)
+
+
+# The built-in transports register themselves on import.
+from newsletter.transports import maildir, memory, smtp  # noqa: E402,F401

@@ -1,0 +1,58 @@
+"""An in-memory transport: messages kept in a list, for tests of the stages above."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from newsletter.models import Message
+from newsletter.transports import register
+
+__all__ = ["MemoryTransport", "outbox", "clear"]
+
+_OUTBOXES: dict[str, list[Message]] = {}
+_LOCK = threading.Lock()
+
+
+def outbox(name: str = "") -> list[Message]:
+    """The shared list behind `memory://NAME` (`memory://` is the unnamed one)."""
+    with _LOCK:
+        return _OUTBOXES.setdefault(name, [])
+
+
+def clear() -> None:
+    """Empty every named outbox."""
+    with _LOCK:
+        for messages in _OUTBOXES.values():
+            messages.clear()
+
+
+class MemoryTransport:
+    """Appends each message to `messages`; `fail(message)` may raise a delivery error to simulate a server."""
+
+    def __init__(
+        self,
+        messages: list[Message] | None = None,
+        *,
+        fail: Callable[[Message], None] | None = None,
+    ) -> None:
+        self.messages: list[Message] = [] if messages is None else messages
+        self.fail = fail
+        self.closed = False
+
+    def send(self, message: Message) -> None:
+        if self.fail is not None:
+            self.fail(message)
+        with _LOCK:
+            self.messages.append(message)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@register("memory")
+def _open(url: str, *, fail: Callable[[Message], None] | None = None, **_ignored: Any) -> MemoryTransport:
+    # Options meant for network transports (password, timeout, ...) do not apply here.
+    return MemoryTransport(outbox(urlsplit(url).netloc), fail=fail)
