@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import signal
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ from .settings import Settings, load_settings
 __all__ = ["main", "cli"]
 
 console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Context:
@@ -169,3 +174,231 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+
+
+# --- delivery -------------------------------------------------------------------------------------
+
+@cli.group(name="subscribers")
+def subscribers_group() -> None:
+    """Manage the subscriber list (SQLite)."""
+
+
+@subscribers_group.command(name="import")
+@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+def subscribers_import(ctx: Context, csv_file: Path) -> None:
+    """Import CSV_FILE (email,name[,...]); bad rows are listed by line, unsubscribed people stay unsubscribed."""
+    from . import subscribers
+    from .deliver import database
+
+    with database(ctx.settings) as conn:
+        report = subscribers.import_csv(conn, csv_file)
+    console.print(f"{csv_file}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+                  f"{report.skipped} skipped, {len(report.errors)} rejected")
+    for problem in report.skipped_rows:
+        console.print(f"  {csv_file}:{problem.line}: {problem.email}: {problem.reason}", markup=False)
+    for problem in report.errors:
+        err_console.print(f"  {csv_file}:{problem.line}: {problem.email!r}: {problem.reason}", markup=False)
+    if report.errors:
+        sys.exit(1)
+
+
+@subscribers_group.command(name="add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name used in the greeting and To header.")
+@click.option("--resubscribe", is_flag=True, help="Resubscribe an address that had unsubscribed or bounced.")
+@pass_ctx
+def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool) -> None:
+    """Add EMAIL."""
+    from . import subscribers
+    from .deliver import database
+
+    with database(ctx.settings) as conn:
+        sub = subscribers.add(conn, email, name, resubscribe=resubscribe)
+    console.print(f"{sub.email}: {sub.status}", markup=False)
+
+
+@subscribers_group.command(name="remove")
+@click.argument("email")
+@pass_ctx
+def subscribers_remove(ctx: Context, email: str) -> None:
+    """Unsubscribe EMAIL (kept on record so no import resubscribes it)."""
+    from . import subscribers
+    from .deliver import database
+
+    with database(ctx.settings) as conn:
+        sub = subscribers.remove(conn, email)
+    console.print(f"{sub.email}: {sub.status}", markup=False)
+
+
+@subscribers_group.command(name="list")
+@click.option("--status", type=click.Choice(["subscribed", "unsubscribed", "bounced"]))
+@pass_ctx
+def subscribers_list(ctx: Context, status: str | None) -> None:
+    """List subscribers."""
+    from . import subscribers
+    from .deliver import database
+
+    with database(ctx.settings) as conn:
+        rows = subscribers.list_subscribers(conn, status=status)
+    table = Table("email", "name", "status")
+    for sub in rows:
+        table.add_row(sub.email, sub.name, sub.status)
+    console.print(table)
+    console.print(f"{len(rows)} subscriber(s)")
+
+
+@cli.command()
+@click.argument("issue")
+@pass_ctx
+def approve(ctx: Context, issue: str) -> None:
+    """Freeze ISSUE's build for sending (records its content hash)."""
+    from .approval import approve as approve_issue
+    from .pipeline import issue_folder
+
+    folder = issue_folder(ctx.settings, issue)
+    approval = approve_issue(folder)
+    console.print(f"Approved {folder.name} ({approval.subject!r}), build sha256 {approval.sha256[:12]}…",
+                  markup=False)
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGINT/SIGTERM finish the message in flight, record it, then stop."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err_console.print(f"{signal.Signals(signum).name}: finishing the message in flight, then stopping…")
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[str, Any], None]]:
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]:.0f}/s"), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("send", total=total, rate=0.0)
+            started = time.monotonic()
+
+            def tick(_outcome: str, _sub: Any) -> None:
+                done = bar.tasks[0].completed + 1
+                bar.update(task, completed=done, rate=done / max(time.monotonic() - started, 1e-6))
+
+            yield tick
+        return
+    counter = {"n": 0}
+    every = max(1, min(1000, total // 10 or 1))
+
+    def log(outcome: str, sub: Any) -> None:
+        counter["n"] += 1
+        if outcome != "sent":
+            err_console.print(f"{outcome}: {sub.email}", markup=False)
+        if counter["n"] % every == 0 or counter["n"] == total:
+            console.print(f"progress: {counter['n']}/{total}")
+
+    yield log
+
+
+def _print_send_report(report: Any, folder: Path) -> None:
+    table = Table("sent", "deferred", "failed", "skipped", "re-sent after crash", "duration")
+    table.add_row(str(report.sent), str(report.deferred), str(report.failed), str(report.skipped),
+                  str(report.resent_after_crash), f"{report.duration:.1f} s")
+    console.print(table)
+    if report.stopped_early:
+        err_console.print(f"[red]stopped early:[/] {report.stopped_early}", soft_wrap=True)
+    if report.interrupted or report.deferred or report.stopped_early:
+        console.print(f"Resume with: newsletter send {folder}")
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--to", "to", multiple=True, metavar="EMAIL", help="Send a [TEST] proof copy only (no ledger).")
+@click.option("--dry-run", is_flag=True, help="Show who would get it; send nothing.")
+@click.option("--connections", type=click.IntRange(1, 32), help="Parallel SMTP connections.")
+@click.option("--rate", type=click.FloatRange(min=0.01), help="At most this many messages per second.")
+@pass_ctx
+def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
+         rate: float | None) -> None:
+    """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
+    from . import deliver
+    from .pipeline import issue_folder
+
+    s = ctx.settings
+    folder = issue_folder(s, issue)
+    if to:
+        sent = deliver.send_proof(s, folder, list(to))
+        console.print(f"Proof copy of {folder.name} sent to {', '.join(sent)} via {_masked(s)}", markup=False)
+        return
+    if dry_run:
+        plan = deliver.dry_run(s, folder)
+        console.print(f"{plan.recipients} subscriber(s) would receive {plan.issue_id}"
+                      f"{'' if plan.approved else ' (not approved yet: newsletter approve ' + str(folder) + ')'}")
+        for address in plan.sample:
+            console.print(f"  {address}", markup=False)
+        if plan.recipients > len(plan.sample):
+            console.print(f"  … and {plan.recipients - len(plan.sample)} more")
+        return
+    stop = _stop_on_signals()
+    plan = deliver.dry_run(s, folder, sample=0)
+    with _progress(plan.recipients) as tick:
+        report = deliver.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
+    _print_send_report(report, folder)
+    if report.stopped_early:
+        sys.exit(3)
+    if report.interrupted:
+        sys.exit(130)
+
+
+def _masked(settings: Settings) -> str:
+    from .transports import mask_url
+
+    return mask_url(settings.transport)
+
+
+@cli.command()
+@click.argument("issue")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: Context, issue: str, as_json: bool) -> None:
+    """Sent / deferred / failed / remaining for ISSUE, from the ledger."""
+    from . import deliver
+    from .pipeline import issue_folder
+
+    folder = issue_folder(ctx.settings, issue)
+    counts = deliver.status(ctx.settings, folder)
+    if as_json:
+        click.echo(json.dumps(counts.__dict__))
+        return
+    table = Table("issue", "sent", "deferred", "failed", "in flight", "remaining")
+    table.add_row(folder.name, str(counts.sent), str(counts.deferred), str(counts.failed), str(counts.claimed),
+                  str(counts.remaining))
+    console.print(table)
+
+
+@cli.command()
+@click.option("--date", "date_", metavar="YYYY-MM-DD", help="Issue date (default: today).")
+@pass_ctx
+def publish(ctx: Context, date_: str | None) -> None:
+    """The main job: compose (if needed) + build + check + approve + send to every subscriber."""
+    from . import deliver
+
+    s = ctx.settings
+    stop = _stop_on_signals()
+    result = deliver.publish(s, date=_parse_date(date_, s), stop=stop)
+    folder = _rel(result.folder, s)
+    console.print(f"{'Composed' if result.composed else 'Using'} {folder}/issue.toml; built {folder}/build/email.html"
+                  f"{'; approved' if result.approved else ''}")
+    if result.seeded:
+        console.print(f"Imported {result.seeded} sample subscribers from {s.seed_subscribers}")
+    console.print(f"Delivered via {_masked(s)}:")
+    _print_send_report(result.report, result.folder)
+    if result.report.stopped_early:
+        sys.exit(3)

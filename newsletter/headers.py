@@ -68,18 +68,28 @@ def _needs_encoding(text: str) -> bool:
     return not text.isascii() or "=?" in text
 
 
+def _encoded_length(text: str) -> int:
+    return len(_ENCODED_PREFIX) + len(_ENCODED_SUFFIX) + 4 * -(-len(text.encode()) // 3)
+
+
 def _encoded_words(text: str, first_room: int) -> list[str]:
-    """Base64 encoded words for `text`, split between characters, each line within MAX_LINE."""
+    """Base64 encoded words for `text`, each line within MAX_LINE, split after a space where possible.
+
+    Splitting after a space keeps words whole for readers that (against RFC 2047) show a space
+    between adjacent encoded words in a display name, as Python's own address parser does.
+    """
     words: list[str] = []
     room = first_room
     chunk = ""
     for char in text:
         candidate = chunk + char
-        encoded_len = len(_ENCODED_PREFIX) + len(_ENCODED_SUFFIX) + 4 * -(-len(candidate.encode()) // 3)
-        if chunk and (encoded_len > room or encoded_len > _MAX_ENCODED_WORD):
-            words.append(_encode_word(chunk))
+        if chunk and _encoded_length(candidate) > min(room, _MAX_ENCODED_WORD):
+            cut = chunk.rfind(" ") + 1
+            if cut <= 0 or cut == len(chunk):
+                cut = len(chunk)
+            words.append(_encode_word(chunk[:cut]))
             room = MAX_LINE - 1  # continuation lines start with one space
-            chunk = char
+            chunk = chunk[cut:] + char
         else:
             chunk = candidate
     if chunk or not words:

@@ -51,6 +51,7 @@ class Settings:
     rate: float | None = None  # messages per second, None = as fast as the server takes them
     public_base_url: str = "https://ms-research.example.org/newsletter"  # where `newsletter serve` is reachable
     unsubscribe_mailto: str | None = "unsubscribe@ms-research.example.org"
+    seed_subscribers: Path | None = None  # demo: a CSV imported by `publish` while the list is empty
     misfire_grace_seconds: int = 24 * 3600
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
@@ -67,7 +68,7 @@ class Settings:
         return f"Settings(root={self.root!s}, transport={_mask_url(self.transport)!r})"
 
 
-_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database"}
+_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers"}
 _SECRET_KEYS = {"secret", "smtp_password"}
 _ALLOWED = {f.name for f in fields(Settings)} - {"root"} - _SECRET_KEYS
 

@@ -1,0 +1,62 @@
+"""Approval: freezes a build by recording its content hash in issues/<id>/approval.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compose import atomic_write
+from .errors import ApprovalError
+from .render import build_hash, read_build
+
+__all__ = ["Approval", "approve", "require_approval", "read_approval", "APPROVAL_FILE"]
+
+APPROVAL_FILE = "approval.json"
+
+
+@dataclass(frozen=True)
+class Approval:
+    issue_id: str
+    sha256: str
+    subject: str
+    approved_at: str
+
+
+def _current_hash(folder: Path) -> tuple[str, str]:
+    email, _ = read_build(folder / "build")
+    return build_hash(email.html, email.text, email.subject, email.preheader), email.subject
+
+
+def approve(folder: Path) -> Approval:
+    """Record the hash of what is in build/ now; sending checks the build still matches it."""
+    digest, subject = _current_hash(folder)
+    approval = Approval(issue_id=folder.name, sha256=digest, subject=subject,
+                        approved_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    atomic_write(folder / APPROVAL_FILE, json.dumps(approval.__dict__, indent=2, ensure_ascii=False) + "\n")
+    return approval
+
+
+def read_approval(folder: Path) -> Approval | None:
+    path = folder / APPROVAL_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Approval(**{k: str(data[k]) for k in ("issue_id", "sha256", "subject", "approved_at")})
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        raise ApprovalError(f"{path} is damaged; approve again: newsletter approve {folder}") from None
+
+
+def require_approval(folder: Path) -> Approval:
+    """The gate for a full send: approved, and the build unchanged since."""
+    approval = read_approval(folder)
+    if approval is None:
+        raise ApprovalError(f"issue {folder.name} is not approved. Review build/preview.html, "
+                            f"then run: newsletter approve {folder}")
+    digest, _ = _current_hash(folder)
+    if digest != approval.sha256:
+        raise ApprovalError(f"issue {folder.name} changed since it was approved at {approval.approved_at} "
+                            f"(the build differs). Review it, then approve again: newsletter approve {folder}")
+    return approval

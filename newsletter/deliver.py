@@ -1,0 +1,159 @@
+"""Deliver: an approved build + subscribers -> messages through a transport, tracked in the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import db, ledger, subscribers
+from .approval import approve, read_approval, require_approval
+from .errors import CheckFailed, IssueError, SubscriberError
+from .models import Subscriber
+from .personalise import Personaliser, prepare
+from .pipeline import build, compose, issue_folder
+from .render import build_hash, read_build
+from .send import SendReport, send_issue
+from .settings import Settings, signing_secret
+from .transports import Transport, open_transport
+
+__all__ = ["transport_url", "transport_factory", "personaliser_for", "send_proof", "send_full", "dry_run",
+           "status", "publish", "database", "DryRun", "PublishResult", "seed_subscribers"]
+
+
+def transport_url(settings: Settings) -> str:
+    """The configured transport, with a relative Maildir path resolved against the project root."""
+    url = settings.transport
+    if url.startswith("maildir:") and not url.startswith("maildir://"):
+        path = Path(url.partition(":")[2]).expanduser()
+        if not path.is_absolute():
+            return f"maildir:{settings.root / path}"
+    return url
+
+
+def transport_factory(settings: Settings) -> Callable[[], Transport]:
+    url = transport_url(settings)
+    return lambda: open_transport(url, password=settings.smtp_password)
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[sqlite3.Connection]:
+    conn = db.connect(settings.path(settings.database))
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def personaliser_for(settings: Settings, folder: Path, *, test: bool = False) -> Personaliser:
+    email, _ = read_build(folder / "build")
+    return prepare(email, settings, secret=signing_secret(settings), test=test)
+
+
+def send_proof(settings: Settings, folder: Path, recipients: list[str]) -> list[str]:
+    """A "[TEST]" copy to each address; needs no approval and is never written to the ledger."""
+    people = []
+    for raw in recipients:
+        try:
+            people.append(Subscriber(id=0, email=subscribers.normalise_address(raw), name=""))
+        except SubscriberError as exc:
+            raise SubscriberError(f"--to {raw!r}: {exc}", address=raw) from None
+    personaliser = personaliser_for(settings, folder, test=True)
+    transport = transport_factory(settings)()
+    try:
+        for person in people:
+            transport.send(personaliser.message(person))
+    finally:
+        transport.close()
+    return [p.email for p in people]
+
+
+def send_full(settings: Settings, folder: Path, *, stop: threading.Event | None = None,
+              progress: Callable[[str, Subscriber], None] | None = None,
+              connections: int | None = None, rate: float | None = None) -> SendReport:
+    """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build."""
+    require_approval(folder)
+    personaliser = personaliser_for(settings, folder)
+    with database(settings) as conn:
+        return send_issue(conn, folder.name, make_message=personaliser.message,
+                          transport_factory=transport_factory(settings),
+                          connections=connections or settings.connections, rate=rate or settings.rate,
+                          stop=stop, progress=progress)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    issue_id: str
+    approved: bool
+    recipients: int
+    sample: tuple[str, ...]
+
+
+def dry_run(settings: Settings, folder: Path, *, sample: int = 10) -> DryRun:
+    read_build(folder / "build")  # the build must exist
+    approval = read_approval(folder)
+    with database(settings) as conn:
+        count, first = 0, []
+        for sub in ledger.pending_subscribers(conn, folder.name):
+            count += 1
+            if len(first) < sample:
+                first.append(sub.email)
+    return DryRun(issue_id=folder.name, approved=approval is not None, recipients=count, sample=tuple(first))
+
+
+def status(settings: Settings, folder: Path) -> ledger.LedgerCounts:
+    with database(settings) as conn:
+        return ledger.counts(conn, folder.name)
+
+
+def seed_subscribers(settings: Settings) -> subscribers.ImportReport | None:
+    """Import settings.seed_subscribers (the demo's sample list) when the database has no subscribers."""
+    if settings.seed_subscribers is None:
+        return None
+    with database(settings) as conn:
+        if subscribers.count(conn) > 0:
+            return None
+        return subscribers.import_csv(conn, settings.path(settings.seed_subscribers))
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    folder: Path
+    composed: bool
+    approved: bool
+    seeded: int
+    report: SendReport
+
+
+def publish(settings: Settings, *, date: dt.date, stop: threading.Event | None = None,
+            progress: Callable[[str, Subscriber], None] | None = None) -> PublishResult:
+    """The main job: compose (unless the issue exists) + build + check + approve + send. Re-runnable."""
+    issues_dir = settings.path(settings.issues_dir)
+    folder = issues_dir / date.isoformat()
+    composed = False
+    if not (folder / "issue.toml").exists():
+        compose(settings, date=date)
+        composed = True
+    folder = issue_folder(settings, folder)
+    result = build(settings, folder)
+    if not result.report.ok:
+        problems = "; ".join(f.message for f in result.report.errors)
+        raise CheckFailed(f"issue {folder.name} does not pass `newsletter check`: {problems}")
+    approval = read_approval(folder)
+    current = build_hash(result.email.html, result.email.text, result.email.subject, result.email.preheader)
+    newly_approved = approval is None or approval.sha256 != current
+    if newly_approved:
+        if approval is not None:
+            with database(settings) as conn:
+                if ledger.counts(conn, folder.name).sent:
+                    raise IssueError(folder, "the issue changed after some subscribers already received it; "
+                                             "review it and send with `newsletter approve` + `newsletter send`")
+        approve(folder)
+    seeded = seed_subscribers(settings)
+    report = send_full(settings, folder, stop=stop, progress=progress)
+    return PublishResult(folder=folder, composed=composed, approved=newly_approved,
+                         seeded=seeded.added if seeded else 0, report=report)

@@ -1,0 +1,174 @@
+"""Personalise: RenderedEmail + Subscriber -> Message; the MIME skeleton is built once, values spliced in.
+
+The HTML and text parts are quoted-printable encoded once per issue, cut at the per-subscriber
+placeholders. Each static piece ends in a QP soft line break, so a recipient's values (encoded on
+their own) can be spliced between the pieces: the decoded body is exactly the template with the
+values filled in, every encoded line stays within 76 characters, and no value can reach a header.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import email.utils
+import hashlib
+import hmac
+import html as html_lib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .errors import HeaderError
+from .headers import encode_header, format_address, strip_controls
+from .models import Message, RenderedEmail, Subscriber
+from .render import PLACEHOLDERS
+from .tokens import make_token
+
+__all__ = ["Personaliser", "prepare", "greeting", "message_id_for", "values_for"]
+
+_TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in PLACEHOLDERS.values()) + ")")
+_KEY_BY_TOKEN = {token: key for key, token in PLACEHOLDERS.items()}
+
+
+def greeting(name: str) -> str:
+    name = strip_controls(name)
+    return f"Hello {name}," if name else "Hello,"
+
+
+def message_id_for(secret: str, issue_id: str, subscriber_id: int, domain: str) -> str:
+    """Deterministic per (issue, subscriber), so a re-send after a crash can be recognised downstream."""
+    digest = hmac.new(secret.encode(), f"{issue_id}\0{subscriber_id}".encode(), hashlib.sha256).hexdigest()[:20]
+    return f"{issue_id}.{subscriber_id}.{digest}@{domain}"
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable for one piece, CRLF line ends."""
+    return binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False).replace(b"\n", b"\r\n")
+
+
+def _pieces(template: str) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """Split at the placeholders: n+1 encoded static pieces and the n keys between them."""
+    template = template.replace("\r\n", "\n")
+    if not template.endswith("\n"):
+        template += "\n"  # a part ends with a line break, as EmailMessage.set_content writes it
+    parts = _TOKEN_RE.split(template)
+    statics, keys = [], []
+    for index, part in enumerate(parts):
+        if index % 2:
+            keys.append(_KEY_BY_TOKEN[part])
+            continue
+        encoded = _qp(part)
+        if encoded and not encoded.endswith(b"\r\n"):
+            encoded += b"=\r\n"  # soft break: the next piece starts a fresh line
+        statics.append(encoded)
+    return tuple(statics), tuple(keys)
+
+
+@dataclass(frozen=True)
+class _Part:
+    statics: tuple[bytes, ...]
+    keys: tuple[str, ...]
+    html: bool
+
+    def render(self, encoded_values: dict[str, bytes]) -> list[bytes]:
+        out = [self.statics[0]]
+        for key, static in zip(self.keys, self.statics[1:]):
+            out.append(encoded_values[key])
+            out.append(static)
+        return out
+
+
+def _encode_value(value: str, *, html: bool) -> bytes:
+    if not value:
+        return b""
+    text = html_lib.escape(value, quote=True) if html else value
+    encoded = _qp(text)
+    return encoded if encoded.endswith(b"\r\n") else encoded + b"=\r\n"
+
+
+class Personaliser:
+    """Holds the once-per-issue work; `message(subscriber)` is the cheap per-recipient step."""
+
+    def __init__(self, email_: RenderedEmail, *, sender_name: str, sender_email: str, list_id: str,
+                 public_base_url: str, secret: str, unsubscribe_mailto: str | None = None,
+                 reply_to: str | None = None, test: bool = False, date: dt.datetime | None = None,
+                 smtputf8: bool = False) -> None:
+        self.issue_id = email_.issue_id
+        self.sender_email = sender_email
+        self._secret = secret
+        self._smtputf8 = smtputf8
+        self._base = public_base_url.rstrip("/")
+        self._mailto = unsubscribe_mailto
+        self._domain = sender_email.rpartition("@")[2]
+        subject = ("[TEST] " if test else "") + email_.subject
+        when = date or dt.datetime.now(dt.timezone.utc)
+        boundary = "nl-" + hashlib.sha256((email_.html + email_.text).encode("utf-8")).hexdigest()[:32]
+        head = [
+            f"From: {format_address(sender_name, sender_email, header='From')}\r\n",
+            f"Subject: {encode_header('Subject', subject)}\r\n",
+            f"Date: {email.utils.format_datetime(when)}\r\n",
+            "MIME-Version: 1.0\r\n",
+            f"List-Id: {encode_header('List-Id', f'{sender_name} <{list_id}>')}\r\n",
+        ]
+        if reply_to:
+            head.append(f"Reply-To: {format_address('', reply_to, header='Reply-To')}\r\n")
+        self._head_static = "".join(head).encode("ascii")
+        self._body_head = (
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+            f"--{boundary}\r\n"
+            'Content-Type: text/plain; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode("ascii")
+        self._between = (
+            f"\r\n--{boundary}\r\n"
+            'Content-Type: text/html; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode("ascii")
+        self._tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._text = _Part(*_pieces(email_.text), html=False)
+        self._html = _Part(*_pieces(email_.html), html=True)
+        for piece in self._text.statics + self._html.statics:
+            if boundary.encode() in piece:
+                raise HeaderError("Content-Type", "MIME boundary collides with the content")
+        self.web_url = f"{self._base}/issues/{self.issue_id}"
+
+    def values(self, subscriber: Subscriber) -> dict[str, str]:
+        token = make_token(self._secret, "unsubscribe", subscriber.id, subscriber.email)
+        return {"greeting": greeting(subscriber.name),
+                "unsubscribe_url": f"{self._base}/unsubscribe/{token}",
+                "web_url": self.web_url}
+
+    def message(self, subscriber: Subscriber) -> Message:
+        values = self.values(subscriber)
+        unsubscribe = values["unsubscribe_url"]
+        message_id = message_id_for(self._secret, self.issue_id, subscriber.id, self._domain)
+        list_unsub = f"<{unsubscribe}>"
+        if self._mailto:
+            list_unsub += f",\r\n <mailto:{self._mailto}?subject={quote('unsubscribe ' + unsubscribe.rsplit('/', 1)[1])}>"
+        head = (
+            f"To: {format_address(subscriber.name, subscriber.email, smtputf8=self._smtputf8)}\r\n"
+            f"Message-ID: <{message_id}>\r\n"
+            f"List-Unsubscribe: {list_unsub}\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        ).encode("utf-8" if self._smtputf8 else "ascii")
+        text_values = {k: _encode_value(v, html=False) for k, v in values.items()}
+        html_values = {k: _encode_value(v, html=True) for k, v in values.items()}
+        data = b"".join([self._head_static, head, self._body_head, *self._text.render(text_values),
+                         self._between, *self._html.render(html_values), self._tail])
+        return Message(issue_id=self.issue_id, recipient=subscriber.email, sender=self.sender_email,
+                       message_id=message_id, data=data)
+
+
+def prepare(email_: RenderedEmail, settings: object, *, secret: str, test: bool = False,
+            date: dt.datetime | None = None) -> Personaliser:
+    """Build the per-issue skeleton from Settings (sender, list id, base URL)."""
+    s = settings
+    return Personaliser(email_, sender_name=s.sender_name, sender_email=s.sender_email,  # type: ignore[attr-defined]
+                        list_id=s.list_id, public_base_url=s.public_base_url,  # type: ignore[attr-defined]
+                        unsubscribe_mailto=s.unsubscribe_mailto, reply_to=s.reply_to,  # type: ignore[attr-defined]
+                        secret=secret, test=test, date=date)
+
+
+def values_for(personaliser: Personaliser) -> Callable[[Subscriber], dict[str, str]]:
+    return personaliser.values

@@ -1,0 +1,392 @@
+"""The send loop: pending ledger rows -> claimed -> Message -> transport -> sent | deferred | failed.
+
+Threads only talk to transports. Every database write happens on the calling thread: workers hand
+their outcomes back through a queue, so one sqlite3 connection is used by one thread, as it must be.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from newsletter import subscribers
+from newsletter.db import log_event
+from newsletter.errors import (
+    ConnectionRefusedForAll,
+    HeaderError,
+    LedgerError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from newsletter.ledger import Ledger
+from newsletter.models import Message, Subscriber
+from newsletter.transports import Transport
+
+__all__ = ["RetryPolicy", "SendReport", "send_issue", "is_bounce"]
+
+Progress = Callable[[str, Subscriber], None]
+
+_BOUNCE_CODES = frozenset({550, 551, 553})
+_ENHANCED_STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a 4xx is retried: `attempts` tries in all, exponential backoff, plus up to `jitter` x delay."""
+
+    attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    jitter: float = 0.5
+
+    def delay(self, retry: int, *, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry number `retry` (1 = the first retry)."""
+        backoff = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        return min(self.max_delay, backoff * (1 + self.jitter * rand()))
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """What one run did. `skipped` counts subscribers whose row was already final (sent/failed) at the start."""
+
+    issue_id: str
+    sent: int
+    deferred: int
+    failed: int
+    skipped: int
+    resent_after_crash: int  # sent rows an earlier run had left 'claimed' (it may or may not have sent them)
+    duration: float
+    stopped_early: str | None
+    interrupted: bool
+    bounced: int = 0  # of `failed`: subscribers marked bounced (no such user)
+
+
+def is_bounce(code: int | None, reason: str) -> bool:
+    """Does this permanent failure mean the address does not exist (5.1.x, or 550/551/553 without one)?"""
+    enhanced = _ENHANCED_STATUS.match(reason or "")
+    if enhanced:
+        # "550 5.7.1 spam" is a policy refusal, not a bad address: the enhanced code decides.
+        return enhanced.group(1) == "5" and enhanced.group(2) == "1"
+    return code in _BOUNCE_CODES
+
+
+@dataclass(frozen=True)
+class _Job:
+    subscriber: Subscriber
+    message: Message
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    job: _Job
+    status: str  # sent | deferred | failed | unsent | refused | crashed
+    code: int | None = None
+    reason: str = ""
+    error: BaseException | None = None
+
+
+class _Throttle:
+    """At most `rate` sends per second across all workers."""
+
+    def __init__(self, rate: float | None, wait: Callable[[float], bool]) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._wait = wait
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        """Wait for a slot; False if the run was aborted meanwhile."""
+        if not self.interval:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        return self._wait(slot - now) if slot > now else True
+
+
+class _Workers:
+    """N threads, each with its own transport, fed through a small queue."""
+
+    def __init__(self, transports: list[Transport], retry: RetryPolicy, rate: float | None,
+                 sleep: Callable[[float], None] | None) -> None:
+        self.retry = retry
+        self.abort = threading.Event()
+        self._sleep = sleep
+        self.throttle = _Throttle(rate, self.wait)
+        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=len(transports))
+        self.outcomes: queue.Queue[_Outcome] = queue.Queue()
+        self.in_flight = 0
+        self.threads = [
+            threading.Thread(target=self._run, args=(t,), name=f"newsletter-send-{i}", daemon=True)
+            for i, t in enumerate(transports)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep (waking early on abort unless a test sleep is injected); False if aborted."""
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self.abort.wait(seconds)
+        return not self.abort.is_set()
+
+    def _run(self, transport: Transport) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            if self.abort.is_set():
+                self.outcomes.put(_Outcome(job, "unsent"))
+                continue
+            try:
+                outcome = self._deliver(transport, job)
+            except Exception as exc:  # a bug in a transport: stop the run and re-raise on the main thread
+                self.abort.set()
+                outcome = _Outcome(job, "crashed", reason=str(exc), error=exc)
+            self.outcomes.put(outcome)
+
+    def _deliver(self, transport: Transport, job: _Job) -> _Outcome:
+        last: TransientDeliveryError | None = None
+        for attempt in range(1, max(1, self.retry.attempts) + 1):
+            if attempt > 1 and not self.wait(self.retry.delay(attempt - 1)):
+                break
+            if not self.throttle():
+                break
+            try:
+                transport.send(job.message)
+                return _Outcome(job, "sent")
+            except TransientDeliveryError as exc:
+                last = exc
+            except PermanentDeliveryError as exc:
+                return _Outcome(job, "failed", exc.code, exc.reason)
+            except ConnectionRefusedForAll as exc:
+                self.abort.set()
+                return _Outcome(job, "refused", exc.code, str(exc))
+        if last is None:
+            return _Outcome(job, "unsent")
+        return _Outcome(job, "deferred", last.code, last.reason)
+
+    def submit(self, job: _Job, record: Callable[[_Outcome], None], should_stop: Callable[[], bool]) -> bool:
+        """Queue a job, recording outcomes while the queue is full; False if the run is stopping."""
+        while not should_stop():
+            try:
+                self.jobs.put_nowait(job)
+            except queue.Full:
+                self.collect(record, timeout=0.05)
+                continue
+            self.in_flight += 1
+            self.collect(record, timeout=None)
+            return True
+        return False
+
+    def collect(self, record: Callable[[_Outcome], None], *, timeout: float | None) -> None:
+        """Record the outcomes that are ready (waiting up to `timeout` for the first one)."""
+        block = timeout is not None
+        while self.in_flight:
+            try:
+                outcome = self.outcomes.get(block=block, timeout=timeout)
+            except queue.Empty:
+                return
+            self.in_flight -= 1
+            block = False
+            record(outcome)
+
+    def finish(self, record: Callable[[_Outcome], None]) -> None:
+        """Let the messages in flight finish, record them, and stop the threads."""
+        for _ in self.threads:
+            self.jobs.put(None)
+        while self.in_flight and any(t.is_alive() for t in self.threads):
+            self.collect(record, timeout=0.1)
+        self.collect(record, timeout=None)
+        for thread in self.threads:
+            thread.join()
+
+
+class _Run:
+    """The main-thread side: claims, dispatches, and writes every outcome to the ledger."""
+
+    def __init__(self, conn: sqlite3.Connection, ledger: Ledger, stop: threading.Event,
+                 progress: Progress | None) -> None:
+        self.conn, self.ledger, self.stop, self.progress = conn, ledger, stop, progress
+        self.sent = self.deferred = self.failed = self.bounced = self.resent = 0
+        self.stopped_early: str | None = None
+        self.error: BaseException | None = None
+        self.workers: _Workers | None = None
+
+    def should_stop(self) -> bool:
+        assert self.workers is not None
+        if self.stop.is_set():
+            self.workers.abort.set()
+        return self.workers.abort.is_set()
+
+    def record(self, outcome: _Outcome) -> None:
+        subscriber = outcome.job.subscriber
+        sid = subscriber.id
+        if outcome.status == "sent":
+            self.ledger.mark_sent(sid, outcome.job.message.message_id)
+            self.sent += 1
+            self.resent += self.ledger.was_claimed_before(sid)
+        elif outcome.status == "deferred":
+            self.ledger.mark_deferred(sid, outcome.code, outcome.reason)
+            self.deferred += 1
+        elif outcome.status == "failed":
+            self.fail(subscriber, outcome.code, outcome.reason)
+            return
+        else:  # never handed over, or the transport could not take it: still pending
+            self.ledger.release([sid])
+            if outcome.status == "refused" and self.stopped_early is None:
+                self.stopped_early = outcome.reason
+            if outcome.status == "crashed" and self.error is None:
+                self.error = outcome.error
+            return
+        if self.progress:
+            self.progress(outcome.status, subscriber)
+
+    def fail(self, subscriber: Subscriber, code: int | None, reason: str) -> None:
+        self.ledger.mark_failed(subscriber.id, code, reason)
+        self.failed += 1
+        if is_bounce(code, reason):
+            subscribers.mark_bounced(self.conn, subscriber.id, commit=False)
+            self.bounced += 1
+        if self.progress:
+            self.progress("failed", subscriber)
+
+    def dispatch(self, chunk: list[Subscriber], make_message: Callable[[Subscriber], Message]) -> None:
+        assert self.workers is not None
+        claimed = set(self.ledger.claim_batch([s.id for s in chunk]))
+        todo = [s for s in chunk if s.id in claimed]
+        for index, subscriber in enumerate(todo):
+            handed = False
+            try:
+                if self.should_stop():
+                    return
+                try:
+                    message = make_message(subscriber)
+                except HeaderError as exc:  # this subscriber's name/address cannot go into a header
+                    self.fail(subscriber, None, str(exc))
+                    handed = True
+                    continue
+                handed = self.workers.submit(_Job(subscriber, message), self.record, self.should_stop)
+                if not handed:
+                    return
+            finally:
+                if not handed:
+                    self.ledger.release([s.id for s in todo[index:]])
+        self.ledger.maybe_commit()
+
+
+def _chunks(items: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _already_final(conn: sqlite3.Connection, issue_id: str) -> int:
+    return int(conn.execute(
+        "SELECT COUNT(*) FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id"
+        " WHERE l.issue_id = ? AND l.status IN ('sent', 'failed') AND s.status = 'subscribed'",
+        (issue_id,),
+    ).fetchone()[0])
+
+
+def send_issue(
+    conn: sqlite3.Connection,
+    issue_id: str,
+    *,
+    make_message: Callable[[Subscriber], Message],
+    transport_factory: Callable[[], Transport],
+    connections: int = 1,
+    rate: float | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] | None = None,
+    claim_size: int = 50,
+    commit_every: int = 50,
+    commit_interval: float = 0.5,
+    page_size: int = 500,
+) -> SendReport:
+    """Send `issue_id` to every subscribed subscriber without a final ledger row, streaming from the database.
+
+    `sleep` replaces the (interruptible) wait used for backoff and rate limiting, for tests.
+    """
+    if connections < 1:
+        raise ValueError("connections must be at least 1")
+    started = time.monotonic()
+    stop = stop if stop is not None else threading.Event()
+    ledger = Ledger(conn, issue_id, commit_every=commit_every, commit_interval=commit_interval)
+    run = _Run(conn, ledger, stop, progress)
+    try:
+        skipped = _already_final(conn, issue_id)
+        log_event(conn, "send.start", issue_id=issue_id, detail=f"connections={connections} rate={rate}")
+        conn.commit()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"issue {issue_id}: {exc}") from exc
+    transports: list[Transport] = []
+    try:
+        try:
+            for _ in range(connections):
+                transports.append(transport_factory())
+        except ConnectionRefusedForAll as exc:
+            run.stopped_early = str(exc)
+        if run.stopped_early is None:
+            _send_all(run, transports, make_message, retry, rate, sleep, claim_size, page_size)
+    finally:
+        for transport in transports:
+            transport.close()
+    report = SendReport(
+        issue_id=issue_id, sent=run.sent, deferred=run.deferred, failed=run.failed, skipped=skipped,
+        resent_after_crash=run.resent, duration=time.monotonic() - started, stopped_early=run.stopped_early,
+        interrupted=stop.is_set(), bounced=run.bounced,
+    )
+    try:
+        log_event(conn, "send.finish", issue_id=issue_id, detail=_summary(report))
+        conn.commit()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"issue {issue_id}: {exc}") from exc
+    return report
+
+
+def _send_all(run: _Run, transports: list[Transport], make_message: Callable[[Subscriber], Message],
+              retry: RetryPolicy, rate: float | None, sleep: Callable[[float], None] | None,
+              claim_size: int, page_size: int) -> None:
+    run.workers = workers = _Workers(transports, retry, rate, sleep)
+    try:
+        for chunk in _chunks(run.ledger.pending(batch=page_size), max(1, claim_size)):
+            if run.should_stop():
+                break
+            run.dispatch(chunk, make_message)
+    except KeyboardInterrupt:
+        # No handler was installed for SIGINT: treat Ctrl-C like the stop event.
+        run.stop.set()
+        workers.abort.set()
+    except sqlite3.Error as exc:
+        workers.abort.set()
+        raise LedgerError(f"issue {run.ledger.issue_id}: {exc}") from exc
+    except BaseException:
+        workers.abort.set()
+        raise
+    finally:
+        workers.finish(run.record)
+        run.ledger.flush()
+    if run.error is not None:
+        raise run.error
+
+
+def _summary(report: SendReport) -> str:
+    parts = [f"sent={report.sent}", f"deferred={report.deferred}", f"failed={report.failed}",
+             f"skipped={report.skipped}", f"resent_after_crash={report.resent_after_crash}"]
+    if report.stopped_early:
+        parts.append(f"stopped_early={report.stopped_early}")
+    if report.interrupted:
+        parts.append("interrupted")
+    return " ".join(parts)

@@ -1,0 +1,154 @@
+"""Delivery end to end: approval gate, proof sends, Maildir and real SMTP (STARTTLS) delivery, publish."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email
+import email.policy
+import mailbox
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from newsletter import db, ledger, subscribers
+from newsletter.approval import approve
+from newsletter.deliver import publish, send_full, send_proof, status
+from newsletter.errors import ApprovalError
+from newsletter.pipeline import build, compose
+from newsletter.settings import Settings
+from newsletter.tokens import read_token
+
+from smtp_servers import starttls_server
+
+DATE = dt.date(2026, 11, 25)
+SECRET = "test-secret-not-for-production"
+
+
+@pytest.fixture
+def built(settings: Settings) -> Path:
+    issue = compose(settings, date=DATE)
+    build(settings, issue.folder)
+    conn = db.connect(settings.path(settings.database))
+    subscribers.import_csv(conn, settings.root / "content" / "subscribers.csv")
+    conn.close()
+    return issue.folder
+
+
+def outbox(settings: Settings) -> list[email.message.EmailMessage]:
+    box = mailbox.Maildir(settings.root / "outbox", create=False)
+    return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in box.keys()]  # type: ignore[misc]
+
+
+def test_unapproved_issue_is_refused(settings: Settings, built: Path) -> None:
+    with pytest.raises(ApprovalError, match="not approved.*newsletter approve"):
+        send_full(settings, built)
+    assert not (settings.root / "outbox").exists()
+
+
+def test_changed_after_approval_is_refused(settings: Settings, built: Path) -> None:
+    approve(built)
+    html = built / "build" / "email.html"
+    html.write_text(html.read_text().replace("Read more", "Read now"))
+    with pytest.raises(ApprovalError, match="changed since it was approved"):
+        send_full(settings, built)
+
+
+def test_proof_copy_is_not_in_the_ledger(settings: Settings, built: Path) -> None:
+    assert send_proof(settings, built, ["Editor@Example.org"]) == ["Editor@example.org"]
+    (msg,) = outbox(settings)
+    assert msg["Subject"].startswith("[TEST] ")
+    assert status(settings, built).sent == 0
+
+
+def test_send_to_maildir_personalised(settings: Settings, built: Path) -> None:
+    approve(built)
+    report = send_full(settings, built)
+    assert report.sent == 8 and report.failed == 0
+    messages = outbox(settings)
+    assert len(messages) == 8
+    tokens = set()
+    for msg in messages:
+        to = msg["To"].addresses[0]
+        html = msg.get_body(("html",)).get_content()
+        text = msg.get_body(("plain",)).get_content()
+        assert "__NL_" not in html and "__NL_" not in text
+        token = msg["List-Unsubscribe"].split("/unsubscribe/")[1].split(">")[0]
+        sub_id, key = read_token(SECRET, "unsubscribe", token)
+        assert key == to.addr_spec.lower()
+        assert f"/unsubscribe/{token}" in html and f"/unsubscribe/{token}" in text
+        if to.display_name:
+            assert f"Hello {to.display_name}," in text
+        tokens.add(token)
+    assert len(tokens) == 8
+    again = send_full(settings, built)
+    assert again.sent == 0 and again.skipped == 8
+    assert len(outbox(settings)) == 8
+
+
+def test_unsubscribed_are_never_sent(settings: Settings, built: Path) -> None:
+    conn = db.connect(settings.path(settings.database))
+    subscribers.remove(conn, "zoe.muller@example.org") if subscribers.find(conn, "zoe.muller@example.org") else None
+    first = subscribers.list_subscribers(conn)[0]
+    subscribers.unsubscribe(conn, first.id)
+    conn.close()
+    approve(built)
+    send_full(settings, built)
+    recipients = {m["To"].addresses[0].addr_spec for m in outbox(settings)}
+    assert first.email not in recipients and len(recipients) == 7
+
+
+def test_send_over_starttls_with_verified_certificate(settings: Settings, built: Path, tmp_path: Path) -> None:
+    approve(built)
+    with starttls_server(tmp_path) as server:
+        smtp = dataclasses.replace(settings, transport=server.url(query=f"cafile={server.ca_path}"))
+        report = send_full(smtp, built, connections=2)
+        assert report.sent == 8
+        got = server.handler.messages
+    assert len(got) == 8
+    ids = {m.message_id for m in got}
+    assert len(ids) == 8
+    conn = db.connect(settings.path(settings.database))
+    assert {r["message_id"] for r in conn.execute("SELECT message_id FROM ledger")} == ids
+    conn.close()
+
+
+def test_self_signed_server_is_refused_by_default(settings: Settings, built: Path, tmp_path: Path) -> None:
+    approve(built)
+    with starttls_server(tmp_path) as server:
+        smtp = dataclasses.replace(settings, transport=server.url())
+        report = send_full(smtp, built)
+        assert server.handler.messages == []
+    assert report.sent == 0 and report.stopped_early and "certificate" in report.stopped_early
+    assert status(settings, built).sent == 0
+
+
+def test_publish_end_to_end(settings: Settings) -> None:
+    result = publish(settings, date=DATE)
+    assert result.composed and result.approved and result.seeded == 8
+    assert result.report.sent == 8
+    again = publish(settings, date=DATE)
+    assert not again.composed and again.report.sent == 0 and again.report.skipped == 8
+    assert len(outbox(settings)) == 8
+
+
+def test_publish_cli_on_a_fresh_copy(project: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "newsletter", "publish", "--date", "2026-11-25"], cwd=project,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(list((project / "outbox" / "new").iterdir())) == 8
+    r = subprocess.run([sys.executable, "-m", "newsletter", "status", "2026-11-25", "--json"], cwd=project,
+                       capture_output=True, text=True, timeout=60)
+    assert '"sent": 8' in r.stdout and '"remaining": 0' in r.stdout
+
+
+def test_csv_import_cli_reports_bad_rows(project: Path) -> None:
+    csv = project / "people.csv"
+    csv.write_text("email,name\nok@example.org,Ok\nnot-an-address,Bad\nOK@example.org,Dupe\n", encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "newsletter", "subscribers", "import", str(csv)], cwd=project,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert f"{csv}:3" in r.stderr and "not-an-address" in r.stderr
+    assert "1 added" in r.stdout

@@ -1,0 +1,208 @@
+"""Subscribers on a real SQLite file: validation, case-insensitive uniqueness, CSV import by line, streaming."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from newsletter import subscribers
+from newsletter.db import connect
+from newsletter.errors import SubscriberError
+
+
+@pytest.fixture()
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    connection = connect(tmp_path / "data" / "newsletter.db")
+    yield connection
+    connection.close()
+
+
+def write(path: Path, text: str, *, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+# -- addresses and names -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("Jane@Example.COM", "Jane@example.com"),
+        ("  jane@example.com \n", "jane@example.com"),
+        ("user@BÜCHER.de", "user@bücher.de"),
+        ("user@xn--bcher-kva.de", "user@bücher.de"),
+        ("用户@例子.广告", "用户@例子.广告"),
+    ],
+)
+def test_normalise_address(raw: str, normalised: str) -> None:
+    assert subscribers.normalise_address(raw) == normalised
+
+
+@pytest.mark.parametrize("raw", ["", "no-at-sign", "a@b", "two@@example.com", "a b@example.com", "x@example.com\nBcc: y"])
+def test_invalid_addresses_raise_with_the_reason(raw: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        subscribers.normalise_address(raw)
+    assert info.value.address == raw
+    assert "not a valid email address" in str(info.value)
+
+
+def test_names_are_cleaned() -> None:
+    assert subscribers.clean_name(" Jane\r\nBcc: x@y.z\x00 \t Doe ") == "Jane Bcc: x@y.z Doe"
+    assert subscribers.clean_name("a\u2028b\u202ec") == "a bc"
+    assert len(subscribers.clean_name("x" * 500)) == 200
+
+
+# -- add / remove / status ---------------------------------------------------------------------
+
+
+def test_add_is_unique_case_insensitively(conn: sqlite3.Connection) -> None:
+    first = subscribers.add(conn, "Jane@Example.com", "Jane")
+    again = subscribers.add(conn, "JANE@example.COM")
+    assert again.id == first.id
+    assert again.email == "Jane@example.com" and again.name == "Jane"
+    renamed = subscribers.add(conn, "jane@example.com", "Jane Doe")
+    assert renamed.id == first.id and renamed.name == "Jane Doe"
+    assert subscribers.count(conn) == 1
+    row = conn.execute("SELECT email_key, created_at FROM subscribers").fetchone()
+    assert row["email_key"] == "jane@example.com"
+    assert row["created_at"].endswith("+00:00")
+
+
+def test_remove_then_add_does_not_resubscribe(conn: sqlite3.Connection) -> None:
+    sub = subscribers.add(conn, "jane@example.com", "Jane")
+    removed = subscribers.remove(conn, "JANE@example.com")
+    assert removed.status == "unsubscribed"
+    stamp = conn.execute("SELECT unsubscribed_at FROM subscribers WHERE id = ?", (sub.id,)).fetchone()[0]
+    assert stamp and stamp.endswith("+00:00")
+    assert subscribers.add(conn, "jane@example.com", "Other").status == "unsubscribed"
+    assert subscribers.get(conn, sub.id).name == "Jane"  # type: ignore[union-attr]
+    back = subscribers.add(conn, "jane@example.com", resubscribe=True)
+    assert back.status == "subscribed" and back.id == sub.id
+
+
+def test_remove_unknown_address(conn: sqlite3.Connection) -> None:
+    with pytest.raises(SubscriberError, match="not on the list"):
+        subscribers.remove(conn, "ghost@example.com")
+
+
+def test_bounced_and_unsubscribed(conn: sqlite3.Connection) -> None:
+    a = subscribers.add(conn, "a@example.com")
+    b = subscribers.add(conn, "b@example.com")
+    subscribers.add(conn, "c@example.com")
+    assert subscribers.mark_bounced(conn, a.id).status == "bounced"
+    assert subscribers.unsubscribe(conn, b.id).status == "unsubscribed"
+    # A bounce never overrides an explicit unsubscribe.
+    assert subscribers.mark_bounced(conn, b.id).status == "unsubscribed"
+    assert subscribers.add(conn, "a@example.com").status == "bounced"
+    assert subscribers.count(conn, "subscribed") == 1
+    assert [s.email for s in subscribers.list_subscribers(conn, status="bounced")] == ["a@example.com"]
+    assert len(subscribers.list_subscribers(conn)) == 3
+    assert subscribers.get(conn, 999) is None
+    with pytest.raises(SubscriberError):
+        subscribers.unsubscribe(conn, 999)
+    with pytest.raises(SubscriberError, match="unknown subscriber status"):
+        subscribers.count(conn, "gone")
+
+
+def test_iter_subscribed_streams_in_pages(conn: sqlite3.Connection) -> None:
+    for i in range(7):
+        subscribers.add(conn, f"user{i}@example.com")
+    subscribers.unsubscribe(conn, 3)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    seen = [s.id for s in subscribers.iter_subscribed(conn, batch=2)]
+    conn.set_trace_callback(None)
+    assert seen == [1, 2, 4, 5, 6, 7]
+    assert sum("LIMIT" in s for s in statements) == 4  # three full pages, then an empty one
+    assert all("LIMIT 2" in s for s in statements if "LIMIT" in s)
+
+
+# -- CSV import --------------------------------------------------------------------------------
+
+
+def test_import_reports_bad_rows_by_editor_line(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    csv_file = write(
+        tmp_path / "list.csv",
+        "\ufeffName,Ignored,EMAIL\r\n"  # BOM, header in any case, extra column, email not first
+        "Ann,x,ann@example.com\r\n"  # line 2
+        "Bob,x,not-an-address\r\n"  # line 3
+        '"Multi\nLine Name",x,multi@example.com\r\n'  # lines 4-5
+        "Cy,x,\r\n"  # line 6
+        "\r\n"  # line 7, blank
+        "Ann again,x,ANN@example.com\r\n"  # line 8, duplicate of line 2
+        "Dee,x,dee@bücher.de\r\n"  # line 9
+        "Eve,x,eve@localhost\r\n",  # line 10
+    )
+    report = subscribers.import_csv(conn, csv_file)
+    assert (report.added, report.updated, report.unchanged, report.skipped) == (3, 0, 0, 0)
+    assert [(e.line, e.email) for e in report.errors] == [
+        (3, "not-an-address"),
+        (6, ""),
+        (8, "ANN@example.com"),
+        (10, "eve@localhost"),
+    ]
+    assert "duplicate of line 2" in report.errors[2].reason
+    assert "@-sign" in report.errors[0].reason
+    assert not report.ok
+    names = {s.email: s.name for s in subscribers.list_subscribers(conn)}
+    assert names == {"ann@example.com": "Ann", "multi@example.com": "Multi Line Name", "dee@bücher.de": "Dee"}
+
+
+def test_reimport_never_resubscribes(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    csv_file = write(tmp_path / "list.csv", "email,name\na@example.com,A\nb@example.com,B\nc@example.com,C\n")
+    assert subscribers.import_csv(conn, csv_file).added == 3
+    subscribers.remove(conn, "b@example.com")
+    subscribers.mark_bounced(conn, subscribers.find(conn, "c@example.com").id)  # type: ignore[union-attr]
+    write(tmp_path / "list.csv", "email,name\nA@example.com,A2\nb@example.com,B\nc@example.com,C\nd@example.com,\n")
+    report = subscribers.import_csv(conn, csv_file)
+    assert (report.added, report.updated, report.unchanged, report.skipped) == (1, 1, 0, 2)
+    assert report.skipped_rows == (
+        subscribers.RowProblem(3, "b@example.com", "skipped: unsubscribed"),
+        subscribers.RowProblem(4, "c@example.com", "skipped: bounced"),
+    )
+    statuses = {s.email: (s.status, s.name) for s in subscribers.list_subscribers(conn)}
+    assert statuses == {
+        "a@example.com": ("subscribed", "A2"),
+        "b@example.com": ("unsubscribed", "B"),
+        "c@example.com": ("bounced", "C"),
+        "d@example.com": ("subscribed", ""),
+    }
+    # Importing the same file again changes nothing; an empty name never erases a known one.
+    again = subscribers.import_csv(conn, csv_file)
+    assert (again.added, again.updated, again.unchanged, again.skipped) == (0, 0, 2, 2)
+
+
+def test_import_without_name_column(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    report = subscribers.import_csv(conn, write(tmp_path / "l.csv", "E-Mail Ignored,email\nx,z@example.com\n"))
+    assert report.added == 1 and subscribers.find(conn, "z@example.com").name == ""  # type: ignore[union-attr]
+
+
+def test_non_utf8_file_is_refused_naming_the_file(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    csv_file = write(tmp_path / "latin1.csv", "email,name\nj@example.com,Jürgen\n", encoding="latin-1")
+    with pytest.raises(SubscriberError) as info:
+        subscribers.import_csv(conn, csv_file)
+    assert "latin1.csv" in str(info.value) and "line 2" in str(info.value) and "UTF-8" in str(info.value)
+    assert subscribers.count(conn) == 0
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "name,address\nA,a@example.com\n"])
+def test_file_without_email_header_is_refused(conn: sqlite3.Connection, tmp_path: Path, text: str) -> None:
+    with pytest.raises(SubscriberError, match="email"):
+        subscribers.import_csv(conn, write(tmp_path / "l.csv", text))
+
+
+def test_import_100k_rows_in_seconds(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    csv_file = tmp_path / "big.csv"
+    with csv_file.open("w", encoding="utf-8") as out:
+        out.write("email,name\n")
+        out.writelines(f"reader{i}@example.org,Reader {i}\n" for i in range(100_000))
+    started = time.perf_counter()
+    report = subscribers.import_csv(conn, csv_file)
+    elapsed = time.perf_counter() - started
+    assert report.added == 100_000 and report.ok
+    assert subscribers.count(conn, "subscribed") == 100_000
+    assert elapsed < 15, f"import took {elapsed:.1f}s"
