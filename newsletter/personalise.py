@@ -31,6 +31,15 @@ _TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in PLACEHOLDERS.values(
 _KEY_BY_TOKEN = {token: key for key, token in PLACEHOLDERS.items()}
 
 
+def _list_id(name: str, list_id: str) -> str:
+    """RFC 2919: `phrase <list-id>`; the phrase is optional, so a non-ASCII name is left out, not encoded."""
+    ident = encode_header("List-Id", list_id)
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", ident):
+        raise HeaderError("List-Id", f"{list_id!r} must be a dot-separated name like news.example.org")
+    phrase = strip_controls(name).replace('"', "").replace("\\", "")
+    return f'"{phrase}" <{ident}>' if phrase and phrase.isascii() else f"<{ident}>"
+
+
 def greeting(name: str) -> str:
     name = strip_controls(name)
     return f"Hello {name}," if name else "Hello,"
@@ -109,7 +118,7 @@ class Personaliser:
             f"Subject: {encode_header('Subject', subject)}\r\n",
             f"Date: {email.utils.format_datetime(when)}\r\n",
             "MIME-Version: 1.0\r\n",
-            f"List-Id: {encode_header('List-Id', f'{sender_name} <{list_id}>')}\r\n",
+            f"List-Id: {_list_id(sender_name, list_id)}\r\n",
         ]
         if reply_to:
             head.append(f"Reply-To: {format_address('', reply_to, header='Reply-To')}\r\n")
