@@ -65,7 +65,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
 
 def utc_now() -> str:
     """The current time as ISO-8601 UTC, to the second (e.g. 2024-05-01T12:00:00+00:00)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:

@@ -33,7 +33,8 @@ _HEADER_NAME = re.compile(r"[!-9;-~]+\Z")
 # A local part we can emit unquoted (RFC 5322 dot-atom); anything else needs quoting we do not attempt.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
-_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\Z")
 _ADDRESS_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z|\[IPv6:[0-9A-Fa-f:.]+\]\Z")
 
 _ENCODED_PREFIX = "=?utf-8?b?"

@@ -15,7 +15,7 @@ commit batch plus the messages in flight). The next run counts those rows as "re
 some of them may never have reached the server before the crash.
 
 Two runs of the same issue must not overlap: a row 'claimed' by a live run looks exactly like
-one left by a crash. The caller serialises runs (the CLI holds a lock).
+one left by a crash, so the caller must serialise runs of one issue (a lock file, for example).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class RetryPolicy:
 
     def delay(self, retry: int, *, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry number `retry` (1 = the first retry)."""
-        backoff = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        backoff = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
         return min(self.max_delay, backoff * (1 + self.jitter * rand()))
 
 
@@ -184,12 +184,11 @@ class _Workers:
                 self.collect(record, timeout=0.05)
                 continue
             self.in_flight += 1
-            self.collect(record, timeout=None)
             return True
         return False
 
     def collect(self, record: Callable[[_Outcome], None], *, timeout: float | None) -> None:
-        """Record the outcomes that are ready (waiting up to `timeout` for the first one)."""
+        """Record the outcomes that are ready, waiting up to `timeout` for the first (None: no waiting)."""
         block = timeout is not None
         while self.in_flight:
             try:
@@ -278,6 +277,7 @@ class _Run:
                 handed = self.workers.submit(_Job(subscriber, message), self.record, self.should_stop)
                 if not handed:
                     return
+                self.workers.collect(self.record, timeout=None)
             finally:
                 if not handed:
                     self.ledger.release([s.id for s in todo[index:]])

@@ -43,6 +43,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     message_id: str | None
+    peer: tuple[str, int] | None = None  # the client's address: one per connection
 
 
 class RecordingHandler:
@@ -76,6 +77,7 @@ class RecordingHandler:
                     rcpt_tos=tuple(envelope.rcpt_tos),
                     data=data,
                     message_id=message_id.strip().strip("<>") if message_id else None,
+                    peer=tuple(session.peer[:2]) if session.peer else None,
                 )
             )
         return "250 2.0.0 OK queued"
@@ -155,7 +157,8 @@ class _Authenticator:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         login, password = auth_data.login.decode(), auth_data.password.decode()
-        return AuthResult(success=self.users.get(login) == password)
+        # handled=False lets aiosmtpd answer "535 5.7.8 Authentication credentials invalid" itself.
+        return AuthResult(success=self.users.get(login) == password, handled=False)
 
 
 @contextmanager

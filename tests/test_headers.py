@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import email
 import email.policy
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import HeaderError
-from newsletter.headers import clean_header_value, encode_header, format_address, header_line, strip_controls
+from newsletter.headers import (
+    clean_header_value,
+    encode_header,
+    format_address,
+    header_line,
+    strip_controls,
+)
 
 NASTY = [
     "=?utf-8?q?=0A?=",

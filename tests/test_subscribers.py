@@ -42,7 +42,9 @@ def test_normalise_address(raw: str, normalised: str) -> None:
     assert subscribers.normalise_address(raw) == normalised
 
 
-@pytest.mark.parametrize("raw", ["", "no-at-sign", "a@b", "two@@example.com", "a b@example.com", "x@example.com\nBcc: y"])
+@pytest.mark.parametrize(
+    "raw", ["", "no-at-sign", "a@b", "two@@example.com", "a b@example.com", "x@example.com\nBcc: y"]
+)
 def test_invalid_addresses_raise_with_the_reason(raw: str) -> None:
     with pytest.raises(SubscriberError) as info:
         subscribers.normalise_address(raw)

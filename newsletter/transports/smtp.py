@@ -71,7 +71,8 @@ class SMTPTransport:
         if user and not password:
             raise ConfigError(f"SMTP user {user!r} is set but the password is not", key=PASSWORD_ENV)
         if user and tls == "off" and not _is_loopback(host):
-            raise ConfigError("refusing to send the SMTP password in clear text (remove ?starttls=off)", key="transport")
+            raise ConfigError("refusing to send the SMTP password in clear text (remove ?starttls=off)",
+                              key="transport")
         self.host, self.port, self.tls, self.user = host, port, tls, user
         self.timeout = timeout
         self.local_hostname = local_hostname
@@ -107,7 +108,8 @@ class SMTPTransport:
         try:
             if self.tls == "implicit":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout, context=self._context
+                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout,
+                    context=self._context,
                 )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
