@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -49,6 +50,26 @@ def database(settings: Settings) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+@contextmanager
+def _send_lock(settings: Settings, issue_id: str) -> Iterator[None]:
+    """One send of an issue at a time: a live run's claims must not look like a crash's to another run.
+
+    flock is released by the kernel when the process dies, so a crash never leaves a stale lock.
+    """
+    path = settings.path(settings.database).parent / f".send-{issue_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IssueError(issue_id, "another `newsletter send` of this issue is running; "
+                                       "wait for it (or stop it) before sending again") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def personaliser_for(settings: Settings, folder: Path, *, test: bool = False) -> Personaliser:
     email, _ = read_build(folder / "build")
     return prepare(email, settings, secret=signing_secret(settings), test=test)
@@ -78,7 +99,7 @@ def send_full(settings: Settings, folder: Path, *, stop: threading.Event | None 
     """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build."""
     require_approval(folder)
     personaliser = personaliser_for(settings, folder)
-    with database(settings) as conn:
+    with _send_lock(settings, folder.name), database(settings) as conn:
         return send_issue(conn, folder.name, make_message=personaliser.message,
                           transport_factory=transport_factory(settings),
                           connections=connections or settings.connections, rate=rate or settings.rate,

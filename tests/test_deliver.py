@@ -152,3 +152,19 @@ def test_csv_import_cli_reports_bad_rows(project: Path) -> None:
     assert r.returncode == 1
     assert f"{csv}:3" in r.stderr and "not-an-address" in r.stderr
     assert "1 added" in r.stdout
+
+
+def test_two_sends_of_one_issue_do_not_overlap(settings: Settings, built: Path) -> None:
+    import fcntl
+
+    from newsletter.errors import IssueError
+
+    approve(built)
+    lock = settings.path(settings.database).parent / f".send-{built.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        # flock locks belong to the open file description: a second open() in this process conflicts too.
+        with pytest.raises(IssueError, match="another `newsletter send`"):
+            send_full(settings, built)
+    assert send_full(settings, built).sent == 8
