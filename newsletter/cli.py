@@ -138,8 +138,10 @@ def check(ctx: Context, issue: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("issue")
 @click.option("--open", "open_", is_flag=True, help="Open the preview in the default browser.")
+@click.option("--screenshots", is_flag=True,
+              help="Write PNGs at 375 and 600 px, light and dark, to build/ (needs Debian's chromium).")
 @pass_ctx
-def preview(ctx: Context, issue: str, open_: bool) -> None:
+def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
     """Show where ISSUE's preview is (building it first if needed)."""
     from .pipeline import build as build_issue, issue_folder
 
@@ -149,6 +151,11 @@ def preview(ctx: Context, issue: str, open_: bool) -> None:
     if not target.exists():
         build_issue(s, folder)
     click.echo(str(target))
+    if screenshots:
+        from .browser import take_screenshots
+
+        for png in take_screenshots(target, target.parent):
+            click.echo(str(png))
     if open_:
         import webbrowser
 

@@ -167,7 +167,8 @@ def render_email(issue: Issue, settings: Settings, *, templates_dir: Path | None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"template error: {exc}") from None
     html = inline_css(compile_mjml(mjml_source))
-    html = html.replace("<!DOCTYPE html>", "<!doctype html>", 1)
+    if not html.lstrip().lower().startswith("<!doctype"):
+        html = "<!doctype html>\n" + html  # premailer drops it; without it clients render in quirks mode
     text = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
     text = re.sub(r"\n{3,}", "\n\n", text)
     hrefs = tuple(dict.fromkeys(html_lib.unescape(h) for h in re.findall(r'href="([^"]*)"', html)))

@@ -57,7 +57,7 @@ def test_html_has_the_parts_a_reader_needs(built) -> None:  # type: ignore[no-un
 
 def test_css_is_inlined_and_media_rules_kept(built) -> None:  # type: ignore[no-untyped-def]
     html = built.email.html
-    assert re.search(r'class="title"[^>]*style="[^"]*font-size:21px', html)
+    assert re.search(r'class="title"[^>]*style="[^"]*font-size:22px', html)
     assert "@media (prefers-color-scheme: dark)" in html
     assert "@media only screen and (max-width: 480px)" in html or "max-width:480px" in html
     assert "<!--[if mso | IE]>" in html  # Outlook conditional comments survive inlining

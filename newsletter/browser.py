@@ -1,0 +1,447 @@
+"""Browser: a built email -> what a reader's screen shows (measured figures, screenshots), via headless Chromium.
+
+Debian's chromium is driven by Playwright; Playwright's own browser download is never used. Remote
+images are answered with a generated PNG, so layout is realistic and no network request leaves
+the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import NewsletterError
+
+__all__ = [
+    "WIDTHS",
+    "SCHEMES",
+    "MIN_FONT_PX",
+    "MIN_TAP_PX",
+    "MIN_CONTRAST",
+    "MAX_CHARS_PER_LINE",
+    "MAX_CONTENT_PX",
+    "BrowserError",
+    "BrowserUnavailable",
+    "TextSample",
+    "ImageBox",
+    "Measurement",
+    "chromium_path",
+    "open_browser",
+    "contrast_ratio",
+    "measure",
+    "screenshot",
+    "take_screenshots",
+]
+
+WIDTHS = (375, 600)
+SCHEMES = ("light", "dark")
+MIN_FONT_PX = 14.0
+MIN_TAP_PX = 44.0
+MIN_CONTRAST = 4.5  # WCAG AA for normal-size text
+MAX_CHARS_PER_LINE = 75
+MAX_CONTENT_PX = 600
+_VIEWPORT_HEIGHT = {375: 812, 600: 900}
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+class BrowserError(NewsletterError):
+    """The browser could not open or photograph a page; `path` names it."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class BrowserUnavailable(BrowserError):
+    """No usable Chromium (or Playwright) on this machine; `reason` says what is missing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"browser checks need Debian's chromium and Playwright: {reason}")
+
+
+@dataclass(frozen=True)
+class TextSample:
+    """One element that shows text, as the browser computed it."""
+
+    tag: str
+    block: str  # the nearest enclosing block (h1, p, li, td...), e.g. "h2" for a title's link
+    css_class: str
+    text: str
+    font_px: float
+    color: tuple[float, float, float, float]
+    background: tuple[float, float, float]
+    contrast: float
+
+
+@dataclass(frozen=True)
+class ImageBox:
+    src: str
+    alt: str
+    left: float
+    right: float
+    width: float
+    loaded: bool
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Figures for one page at one width in one colour scheme."""
+
+    width: int
+    scheme: str
+    viewport_width: int
+    scroll_width: int
+    content_width: float
+    content_right: float  # the right edge of the furthest-reaching element, clipped or not
+    texts: tuple[TextSample, ...]
+    heading_px: tuple[float, ...]
+    paragraph_px: tuple[float, ...]
+    max_chars_per_line: float
+    tap_targets: tuple[float, ...]
+    images: tuple[ImageBox, ...]
+    required: dict[str, bool]
+    preheader_shown: bool
+    blocked_requests: tuple[str, ...] = field(default=())
+
+    @property
+    def min_font_px(self) -> float:
+        return min(t.font_px for t in self.texts)
+
+    @property
+    def min_contrast(self) -> float:
+        return min(t.contrast for t in self.texts)
+
+    @property
+    def min_tap_px(self) -> float:
+        return min(self.tap_targets, default=0.0)
+
+    def problems(self) -> list[str]:
+        """What a reader would trip over, one sentence each; empty when the page passes."""
+        where = f"at {self.width} px ({self.scheme})"
+        out: list[str] = []
+        if self.scroll_width > self.viewport_width:
+            out.append(f"horizontal scroll {where}: the document is {self.scroll_width} px wide "
+                       f"in a {self.viewport_width} px viewport")
+        if self.content_right > self.viewport_width + 0.5:
+            out.append(f"content {where} reaches {self.content_right:.0f} px, past the {self.viewport_width} px "
+                       "viewport (scrolled or cut off)")
+        if self.content_width > MAX_CONTENT_PX:
+            out.append(f"content column {where} is {self.content_width:.0f} px (limit {MAX_CONTENT_PX})")
+        for t in self.texts:
+            if t.font_px < MIN_FONT_PX:
+                out.append(f"text {where} is {t.font_px:g} px (limit {MIN_FONT_PX:g}): <{t.tag}> {t.text!r}")
+            if t.contrast < MIN_CONTRAST:
+                out.append(f"contrast {where} is {t.contrast:.2f}:1 (limit {MIN_CONTRAST}): <{t.tag}> {t.text!r} "
+                           f"colour {_hex(t.color)} on {_hex(t.background)}")
+        if self.heading_px and self.paragraph_px and min(self.heading_px) <= max(self.paragraph_px):
+            out.append(f"headings {where} ({min(self.heading_px):g} px) are not larger than body text "
+                       f"({max(self.paragraph_px):g} px)")
+        if self.max_chars_per_line > MAX_CHARS_PER_LINE:
+            out.append(f"lines {where} hold about {self.max_chars_per_line:.0f} characters "
+                       f"(limit {MAX_CHARS_PER_LINE})")
+        if not self.tap_targets:
+            out.append(f"no 'Read more' links found {where}")
+        for height in self.tap_targets:
+            if height < MIN_TAP_PX:
+                out.append(f"a 'Read more' tap target {where} is {height:g} px high (limit {MIN_TAP_PX:g})")
+        for img in self.images:
+            if not img.alt.strip():
+                out.append(f"image {img.src} has no alt text")
+            if img.right > self.viewport_width + 0.5 or img.left < -0.5:
+                out.append(f"image {img.src} {where} spans {img.left:.0f}..{img.right:.0f} px, "
+                           f"outside the {self.viewport_width} px viewport")
+            if not img.loaded:
+                out.append(f"image {img.src} did not load")
+        for name, shown in self.required.items():
+            if not shown:
+                out.append(f"the {name} is not visible {where}")
+        if self.preheader_shown:
+            out.append(f"the preheader shows in the body {where}")
+        for url in self.blocked_requests:
+            out.append(f"the page tried to fetch {url}")
+        return out
+
+    def figures(self) -> dict[str, Any]:
+        """The headline numbers, for reports."""
+        return {"width": self.width, "scheme": self.scheme, "scroll_width": self.scroll_width,
+                "content_right": round(self.content_right, 1),
+                "content_width": round(self.content_width, 1), "min_font_px": self.min_font_px,
+                "min_heading_px": min(self.heading_px, default=0.0),
+                "max_chars_per_line": round(self.max_chars_per_line, 1),
+                "min_tap_px": round(self.min_tap_px, 1), "min_contrast": round(self.min_contrast, 2)}
+
+
+def _hex(rgb: tuple[float, ...]) -> str:
+    return "#" + "".join(f"{round(c):02x}" for c in rgb[:3])
+
+
+def _luminance(rgb: tuple[float, ...]) -> float:
+    def channel(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(foreground: tuple[float, ...], background: tuple[float, ...]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours (0-255 channels); a translucent foreground is blended first."""
+    fg = foreground[:3]
+    if len(foreground) > 3 and foreground[3] < 1:
+        a = foreground[3]
+        fg = tuple(a * f + (1 - a) * b for f, b in zip(foreground[:3], background[:3]))
+    hi, lo = sorted((_luminance(fg), _luminance(background)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+_COLOR = re.compile(r"rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)(?:\s*[,/]\s*([\d.]+%?))?\s*\)")
+
+
+def _parse_color(css: str) -> tuple[float, float, float, float]:
+    m = _COLOR.fullmatch(css.strip())
+    if not m:
+        raise ValueError(f"unexpected computed colour {css!r}")
+    alpha = m.group(4)
+    a = 1.0 if alpha is None else (float(alpha[:-1]) / 100 if alpha.endswith("%") else float(alpha))
+    return float(m.group(1)), float(m.group(2)), float(m.group(3)), a
+
+
+def _over(top: tuple[float, ...], bottom: tuple[float, ...]) -> tuple[float, float, float]:
+    a = top[3] if len(top) > 3 else 1.0
+    return tuple(a * t + (1 - a) * b for t, b in zip(top[:3], bottom[:3]))  # type: ignore[return-value]
+
+
+def _png(width: int, height: int) -> bytes:
+    """A muted placeholder picture (sky band over a hill) as PNG bytes, without an imaging library."""
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)  # filter: none
+        for x in range(width):
+            hill = y > height * 0.62 + (height * 0.12) * ((x / width - 0.5) ** 2 * 4 - 1)
+            rows += bytes((94, 140, 120) if hill else (182, 208, 214))
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows), 9))
+            + chunk(b"IEND", b""))
+
+
+@lru_cache(maxsize=1)
+def _placeholder_png() -> bytes:
+    return _png(1104, 552)
+
+
+def chromium_path() -> Path | None:
+    """Debian's chromium ($NEWSLETTER_CHROMIUM overrides); never Playwright's downloaded browser."""
+    configured = os.environ.get("NEWSLETTER_CHROMIUM")
+    candidates = [configured] if configured else [shutil.which("chromium"), "/usr/bin/chromium"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+@contextmanager
+def open_browser() -> Iterator[Any]:
+    """One headless Chromium for many pages; raises BrowserUnavailable when it cannot start."""
+    executable = chromium_path()
+    if executable is None:
+        raise BrowserUnavailable("no chromium executable (apt-get install chromium, or set NEWSLETTER_CHROMIUM)")
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise BrowserUnavailable("the playwright package is not installed (pip install -e '.[test]')") from None
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=str(executable), args=list(CHROMIUM_ARGS))
+        except PlaywrightError as exc:
+            raise BrowserUnavailable(f"{executable} did not start: {str(exc).splitlines()[0]}") from None
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def _page(browser: Any, html_path: Path, width: int, scheme: str) -> Iterator[tuple[Any, list[str]]]:
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, not {scheme!r}")
+    context = browser.new_context(viewport={"width": width, "height": _VIEWPORT_HEIGHT.get(width, 900)},
+                                  color_scheme=scheme, device_scale_factor=1)
+    blocked: list[str] = []
+
+    def answer(route: Any) -> None:
+        request = route.request
+        if request.url.startswith(("file:", "data:", "about:")):
+            route.continue_()
+        elif request.resource_type == "image":
+            route.fulfill(status=200, content_type="image/png", body=_placeholder_png())
+        else:
+            blocked.append(request.url)
+            route.abort()
+
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        context.route("**/*", answer)
+        page = context.new_page()
+        try:
+            page.goto(Path(html_path).resolve().as_uri(), wait_until="load")
+        except PlaywrightError as exc:
+            raise BrowserError(f"could not open it: {str(exc).splitlines()[0]}", path=html_path) from None
+        yield page, blocked
+    finally:
+        context.close()
+
+
+# Runs in the page: collects raw computed values; the Python side turns them into figures.
+_COLLECT = r"""
+({preheader, postal, stripStyles}) => {
+  if (stripStyles) document.querySelectorAll('style').forEach(s => s.remove());
+  const shown = el => el.checkVisibility({opacityProperty: true, visibilityProperty: true})
+    && el.getBoundingClientRect().width > 0 && el.getBoundingClientRect().height > 0;
+  const layers = el => {
+    const out = [];
+    for (let e = el; e; e = e.parentElement) {
+      const bg = getComputedStyle(e).backgroundColor;
+      out.push(bg);
+      if (/^rgb\(/.test(bg)) break;  // opaque: nothing below shows through
+    }
+    return out;
+  };
+  const seen = new Set(), texts = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || seen.has(el) || !shown(el)) continue;
+    seen.add(el);
+    const cs = getComputedStyle(el);
+    const block = el.closest('h1, h2, h3, h4, p, li, div, td');
+    texts.push({tag: el.tagName.toLowerCase(), block: block ? block.tagName.toLowerCase() : '',
+                cls: el.className || '', text: el.textContent.trim().slice(0, 60),
+                font: parseFloat(cs.fontSize), color: cs.color, layers: layers(el)});
+  }
+  const canvas = document.createElement('canvas').getContext('2d');
+  let maxChars = 0;
+  const paragraphs = [];
+  for (const el of document.querySelectorAll('p, li')) {
+    const text = el.textContent.trim();
+    if (!shown(el) || text.length < 60) continue;
+    const cs = getComputedStyle(el);
+    canvas.font = `${cs.fontStyle} ${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+    const average = canvas.measureText(text).width / text.length;
+    const column = el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    paragraphs.push(parseFloat(cs.fontSize));
+    // Reading measure is about running text; centred footer lines are short by design.
+    if (cs.textAlign !== 'center') maxChars = Math.max(maxChars, column / average);
+  }
+  const headings = [...document.querySelectorAll('h1, h2, h3')].filter(shown)
+    .map(h => parseFloat(getComputedStyle(h).fontSize));
+  const taps = [...document.querySelectorAll('a')].filter(a => /^read more/i.test(a.textContent.trim()) && shown(a))
+    .map(a => a.getBoundingClientRect().height);
+  const images = [...document.images].map(img => {
+    const r = img.getBoundingClientRect();
+    return {src: img.getAttribute('src') || '', alt: img.getAttribute('alt') || '', left: r.left, right: r.right,
+            width: r.width, loaded: img.complete && img.naturalWidth > 0};
+  });
+  const smallest = needle => [...document.body.querySelectorAll('*')]
+    .filter(e => e.textContent.includes(needle)).pop();
+  const unsubscribe = [...document.querySelectorAll('a')].find(a => a.textContent.trim() === 'Unsubscribe');
+  const disclaimer = smallest('read the original studies');
+  const address = postal ? smallest(postal) : null;
+  const required = {
+    'research disclaimer': !!disclaimer && shown(disclaimer),
+    'postal address': !!address && shown(address),
+    'unsubscribe link': !!unsubscribe && shown(unsubscribe),
+  };
+  const body = document.body.innerText.replace(/\s+/g, ' ');
+  const root = document.documentElement;
+  return {
+    viewport: root.clientWidth,
+    scroll: Math.max(root.scrollWidth, document.body.scrollWidth),
+    content: Math.max(0, ...[...document.querySelectorAll('table')].filter(shown)
+      .map(t => t.getBoundingClientRect().width)),
+    right: Math.max(0, ...[...document.body.querySelectorAll('*')].map(e => e.getBoundingClientRect())
+      .filter(r => r.width > 0 && r.height > 0).map(r => r.right + window.scrollX)),
+    texts, headings, paragraphs, maxChars, taps, images, required,
+    preheaderShown: !!preheader && body.includes(preheader.replace(/\s+/g, ' ')),
+    canvas: getComputedStyle(root).backgroundColor, bodyBg: getComputedStyle(document.body).backgroundColor,
+  };
+}
+"""
+
+
+def _canvas(raw: dict[str, Any], scheme: str) -> tuple[float, float, float]:
+    # The root's own background, else the UA canvas for the scheme (dark canvas when color-scheme allows it).
+    for css in (raw["canvas"], raw["bodyBg"]):
+        color = _parse_color(css)
+        if color[3] >= 1:
+            return color[:3]
+    return (18.0, 18.0, 18.0) if scheme == "dark" else (255.0, 255.0, 255.0)
+
+
+def _text_sample(item: dict[str, Any], canvas: tuple[float, float, float]) -> TextSample:
+    background = canvas
+    for css in reversed(item["layers"]):
+        background = _over(_parse_color(css), background)
+    color = _parse_color(item["color"])
+    return TextSample(tag=item["tag"], block=item["block"], css_class=item["cls"], text=item["text"],
+                      font_px=item["font"], color=color, background=background, contrast=contrast_ratio(color, background))
+
+
+def measure(html_path: Path, width: int, scheme: str, *, browser: Any | None = None, preheader: str = "",
+            postal_address: str = "", strip_styles: bool = False) -> Measurement:
+    """Open the email at `width` px in `scheme` and measure what a reader meets.
+
+    `strip_styles` removes every <style> element first, as some webmail clients do, so only
+    inline styles and attributes remain.
+    """
+    if browser is None:
+        with open_browser() as own:
+            return measure(html_path, width, scheme, browser=own, preheader=preheader,
+                           postal_address=postal_address, strip_styles=strip_styles)
+    with _page(browser, html_path, width, scheme) as (page, blocked):
+        raw = page.evaluate(_COLLECT, {"preheader": preheader, "postal": postal_address,
+                                       "stripStyles": strip_styles})
+    canvas = _canvas(raw, scheme)
+    return Measurement(
+        width=width, scheme=scheme, viewport_width=int(raw["viewport"]), scroll_width=int(raw["scroll"]),
+        content_width=float(raw["content"]), content_right=float(raw["right"]),
+        texts=tuple(_text_sample(t, canvas) for t in raw["texts"]),
+        heading_px=tuple(raw["headings"]), paragraph_px=tuple(raw["paragraphs"]),
+        max_chars_per_line=float(raw["maxChars"]), tap_targets=tuple(raw["taps"]),
+        images=tuple(ImageBox(**i) for i in raw["images"]), required=dict(raw["required"]),
+        preheader_shown=bool(raw["preheaderShown"]), blocked_requests=tuple(blocked),
+    )
+
+
+def screenshot(html_path: Path, out_png: Path, width: int, scheme: str, *, browser: Any | None = None) -> Path:
+    """A full-page PNG of the email as a reader at `width` px in `scheme` sees it."""
+    if browser is None:
+        with open_browser() as own:
+            return screenshot(html_path, out_png, width, scheme, browser=own)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    with _page(browser, html_path, width, scheme) as (page, _):
+        page.screenshot(path=str(out_png), full_page=True)
+    return out_png
+
+
+def take_screenshots(preview_html: Path, out_dir: Path, *, browser: Any | None = None) -> list[Path]:
+    """email-{375,600}-{light,dark}.png of the preview in `out_dir`, one browser for all four."""
+    if browser is None:
+        with open_browser() as own:
+            return take_screenshots(preview_html, out_dir, browser=own)
+    return [screenshot(preview_html, Path(out_dir) / f"email-{width}-{scheme}.png", width, scheme, browser=browser)
+            for width in WIDTHS for scheme in SCHEMES]
