@@ -409,3 +409,15 @@ def publish(ctx: Context, date_: str | None) -> None:
     _print_send_report(result.report, result.folder)
     if result.report.stopped_early:
         sys.exit(3)
+
+
+# --- scheduling (newsletter/cli_schedule.py) ------------------------------------------------------
+
+def _register(commands: list[click.Command]) -> None:
+    for command in commands:
+        cli.add_command(command)
+
+
+from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
+
+_register(_SCHEDULE_COMMANDS)

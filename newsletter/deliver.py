@@ -22,7 +22,7 @@ from .send import SendReport, send_issue
 from .settings import Settings, signing_secret
 from .transports import Transport, open_transport
 
-__all__ = ["transport_url", "transport_factory", "personaliser_for", "send_proof", "send_full", "dry_run",
+__all__ = ["SendInProgress", "send_lock_path", "transport_url", "transport_factory", "personaliser_for", "send_proof", "send_full", "dry_run",
            "status", "publish", "database", "DryRun", "PublishResult", "seed_subscribers"]
 
 
@@ -50,19 +50,27 @@ def database(settings: Settings) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def send_lock_path(settings: Settings, issue_id: str) -> Path:
+    return settings.path(settings.database).parent / f".send-{issue_id}.lock"
+
+
+class SendInProgress(IssueError):
+    """Another process is sending this issue right now."""
+
+
 @contextmanager
 def _send_lock(settings: Settings, issue_id: str) -> Iterator[None]:
     """One send of an issue at a time: a live run's claims must not look like a crash's to another run.
 
     flock is released by the kernel when the process dies, so a crash never leaves a stale lock.
     """
-    path = settings.path(settings.database).parent / f".send-{issue_id}.lock"
+    path = send_lock_path(settings, issue_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IssueError(issue_id, "another `newsletter send` of this issue is running; "
+            raise SendInProgress(issue_id, "another `newsletter send` of this issue is running; "
                                        "wait for it (or stop it) before sending again") from None
         try:
             yield

@@ -7,7 +7,7 @@ import os
 from functools import lru_cache
 from collections.abc import Mapping
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 from newsletter.errors import ConfigError, TokenError
 
@@ -32,14 +32,20 @@ def secret_from_env(env: Mapping[str, str] = os.environ, *, fallback: str | None
     )
 
 
+#: Purposes whose tokens carry a timestamp and can expire; unsubscribe links must keep working for good
+#: (RFC 8058), and without a timestamp the same subscriber always gets the same token.
+TIMED = frozenset({"confirm"})
+
+
 @lru_cache(maxsize=32)
-def _signer(secret: str, purpose: str) -> TimestampSigner:
+def _signer(secret: str, purpose: str) -> Signer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r} (expected one of {', '.join(PURPOSES)})")
     if not secret:
         raise ConfigError("empty signing secret", key=SECRET_ENV)
     # The salt keeps an unsubscribe token from being replayed as a confirm token.
-    return TimestampSigner(secret, salt=f"newsletter.{purpose}")
+    kind = TimestampSigner if purpose in TIMED else Signer
+    return kind(secret, salt=f"newsletter.{purpose}")
 
 
 def email_digest(email: str) -> str:
@@ -48,7 +54,7 @@ def email_digest(email: str) -> str:
 
 
 def make_token(secret: str, purpose: str, subscriber_id: int, email: str) -> str:
-    """`<id>.<digest>.<time>.<signature>`: names the subscriber and binds the address, never shows it."""
+    """`<id>.<digest>[.<time>].<signature>`: names the subscriber and binds the address, never shows it."""
     return _signer(secret, purpose).sign(f"{int(subscriber_id)}.{email_digest(email)}").decode("ascii")
 
 
@@ -61,8 +67,12 @@ def read_token(secret: str, purpose: str, token: str, *, max_age: int | None = N
     signer = _signer(secret, purpose)
     if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH or not token.isascii():
         raise TokenError("this link is not valid", reason="malformed")
+    if max_age is not None and purpose not in TIMED:
+        raise ValueError(f"{purpose} tokens do not expire")
     try:
-        value = signer.unsign(token.strip(), max_age=max_age).decode("ascii")
+        raw = signer.unsign(token.strip(), max_age=max_age) if isinstance(signer, TimestampSigner) \
+            else signer.unsign(token.strip())
+        value = raw.decode("ascii")
     except SignatureExpired as exc:
         raise TokenError("this link has expired", reason="expired") from exc
     except BadSignature as exc:

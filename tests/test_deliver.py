@@ -160,7 +160,9 @@ def test_two_sends_of_one_issue_do_not_overlap(settings: Settings, built: Path) 
     from newsletter.errors import IssueError
 
     approve(built)
-    lock = settings.path(settings.database).parent / f".send-{built.name}.lock"
+    from newsletter.deliver import send_lock_path
+
+    lock = send_lock_path(settings, built.name)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
