@@ -411,7 +411,7 @@ def publish(ctx: Context, date_: str | None) -> None:
         sys.exit(3)
 
 
-# --- scheduling (newsletter/cli_schedule.py) ------------------------------------------------------
+# --- scheduling and serving (cli_schedule.py, cli_serve.py) ------------------------------------------------------
 
 def _register(commands: list[click.Command]) -> None:
     for command in commands:
@@ -419,5 +419,7 @@ def _register(commands: list[click.Command]) -> None:
 
 
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
+from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 
 _register(_SCHEDULE_COMMANDS)
+_register(_SERVE_COMMANDS)

@@ -34,7 +34,7 @@ def secret_from_env(env: Mapping[str, str] = os.environ, *, fallback: str | None
 
 #: Purposes whose tokens carry a timestamp and can expire; unsubscribe links must keep working for good
 #: (RFC 8058), and without a timestamp the same subscriber always gets the same token.
-TIMED = frozenset({"confirm"})
+TIMED = frozenset({"confirm", "resubscribe"})
 
 
 @lru_cache(maxsize=32)

@@ -37,16 +37,16 @@ def test_purposes_do_not_mix() -> None:
 
 
 def test_wrong_secret_and_tampering() -> None:
-    token = make_token(SECRET, "resubscribe", 7, "a@example.com")
+    token = make_token(SECRET, "unsubscribe", 7, "a@example.com")
     with pytest.raises(TokenError):
-        read_token("another-secret-entirely", "resubscribe", token)
+        read_token("another-secret-entirely", "unsubscribe", token)
     ident, digest, signature = token.split(".")
     # (Not the last character: its low bits are base64 padding and may not change the signature.)
     forged_signature = ("A" if signature[0] != "A" else "B") + signature[1:]
     for forged in (f"{ident}.{digest}.{forged_signature}", f"8.{digest}.{signature}", f"{ident}.{digest}",
                    f"{ident}.{'0' * 10}.{signature}", token[:-3]):
         with pytest.raises(TokenError):
-            read_token(SECRET, "resubscribe", forged)
+            read_token(SECRET, "unsubscribe", forged)
 
 
 def test_unsubscribe_tokens_are_stable_and_never_expire() -> None:

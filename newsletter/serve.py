@@ -1,0 +1,255 @@
+"""`newsletter serve`: the ASGI app (Starlette) for one-click unsubscribe, the web archive and double opt-in.
+
+It reads and writes the same SQLite database and issues/ folder as the CLI. Routes:
+
+    GET  /                       sent issues, newest first        GET /feed.xml   the same as Atom
+    GET  /issues/<id>            an issue's web version (no name, generic unsubscribe link)
+    GET  /unsubscribe/<token>    a confirmation page; a GET alone never unsubscribes
+    POST /unsubscribe/<token>    `List-Unsubscribe=One-Click` (RFC 8058, no CSRF field), or the page's form
+    GET|POST /resubscribe/<token>, GET|POST /subscribe, GET|POST /confirm/<token>
+
+Every form but RFC 8058's one-click body carries a signed double-submit CSRF field (web.security).
+Confirming a subscription takes a button press, not just a GET: mail scanners follow links.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from . import db, subscribers
+from .deliver import database, transport_factory
+from .errors import DeliveryError, HeaderError, SubscriberError, TokenError
+from .models import Message, Subscriber
+from .settings import Settings, signing_secret
+from .tokens import make_token
+from .web import archive
+from .web.pages import CACHE_PUBLIC, PageError, Pages
+from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, read_form
+from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
+                               read_confirm_token, subscriber_for_token)
+
+__all__ = ["create_app", "SUBSCRIBE_LIMIT"]
+
+#: POST /subscribe: at most this many per client address per this many seconds.
+SUBSCRIBE_LIMIT = (5, 600.0)
+
+log = logging.getLogger("newsletter.serve")
+T = TypeVar("T")
+
+
+class NewsletterApp(Starlette):
+    """Starlette with the security headers outside everything, the 500 handler included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeadersMiddleware(super().build_middleware_stack())
+
+
+def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
+               clock: Callable[[], float] = time.monotonic) -> Starlette:
+    """The app over `settings`' database and issues; ConfigError now (not per request) without a secret."""
+    site = _Site(settings, signing_secret(settings), RateLimiter(*subscribe_limit, clock=clock))
+    app = NewsletterApp(debug=False, routes=site.routes(), exception_handlers=site.pages.exception_handlers())
+    site.pages.router = app.router
+    return app
+
+
+def _token_error(exc: TokenError) -> PageError:
+    if exc.reason == "expired":
+        return PageError(400, "This link has expired",
+                         "Links like this one only work for a limited time. Nothing was changed.")
+    return PageError(400, "This link is not valid",
+                     "It may have been cut short when it was copied. Nothing was changed. Please use the "
+                     "link in the most recent email, or copy the whole link into your browser.")
+
+
+class _Site:
+    """The route handlers; database work runs in a worker thread, one short connection each."""
+
+    def __init__(self, settings: Settings, secret: str, limiter: RateLimiter) -> None:
+        self.settings, self.secret, self.limiter = settings, secret, limiter
+        self.pages = Pages(settings)
+        self.csrf = Csrf(secret)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.archive, name="archive"),
+            Route("/feed.xml", self.feed, name="feed"),
+            Route("/issues/{issue_id}", self.issue, name="issue"),
+            Route("/unsubscribe", self.unsubscribe_help, name="unsubscribe_help"),
+            Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"], name="unsubscribe"),
+            Route("/resubscribe/{token}", self.resubscribe, methods=["GET", "POST"], name="resubscribe"),
+            Route("/subscribe", self.subscribe, methods=["GET", "POST"], name="subscribe"),
+            Route("/confirm/{token}", self.confirm, methods=["GET", "POST"], name="confirm"),
+        ]
+
+    async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def run() -> T:
+            with database(self.settings) as conn:
+                return work(conn, *args, **kwargs)
+
+        try:
+            return await run_in_threadpool(run)
+        except TokenError as exc:
+            raise _token_error(exc) from None
+
+    def _with_form(self, request: Request, template: str, context: dict[str, Any], route: str, token: str = "",
+                   *, status: int = 200) -> HTMLResponse:
+        """Render a page holding a POST form to `route`, with its CSRF field and cookie."""
+        nonce = self.csrf.nonce(request)
+        params = {"token": token} if token else {}
+        form = {"action": self.pages.link(request, route, **params), "csrf": self.csrf.field(nonce, f"{route}:{token}")}
+        response = self.pages.render(request, template, {**context, "form": form}, status=status)
+        self.csrf.set_cookie(response, nonce, request)
+        return response
+
+    # --- archive ---------------------------------------------------------------------------------
+
+    async def archive(self, request: Request) -> Response:
+        issues = await self._db(archive.sent_issues, self.settings)
+        listed = [{"subject": i.subject, "preheader": i.preheader, "date_label": i.date_label,
+                   "url": self.pages.link(request, "issue", issue_id=i.id)} for i in issues]
+        return self.pages.render(request, "archive.html", {"issues": listed}, headers=CACHE_PUBLIC)
+
+    async def feed(self, request: Request) -> Response:
+        issues = await self._db(archive.sent_issues, self.settings)
+        return Response(archive.atom_feed(self.settings, issues), media_type="application/atom+xml; charset=utf-8",
+                        headers=CACHE_PUBLIC)
+
+    async def issue(self, request: Request) -> Response:
+        issue_id = request.path_params["issue_id"]
+        if not archive.valid_issue_id(issue_id):
+            raise HTTPException(404)
+        found = await self._db(archive.sent_issue, self.settings, issue_id)
+        if found is None:
+            raise HTTPException(404)
+        html = await run_in_threadpool(archive.web_version, self.settings, found)
+        return HTMLResponse(html, headers=CACHE_PUBLIC)
+
+    # --- unsubscribe / resubscribe ---------------------------------------------------------------
+
+    async def unsubscribe_help(self, request: Request) -> Response:
+        return self.pages.render(request, "unsubscribe_help.html", {"mailto": self.settings.unsubscribe_mailto})
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method != "POST":  # GET or HEAD: show, never change
+            who = await self._db(subscriber_for_token, self.secret, "unsubscribe", token)
+            if who.status == "unsubscribed":
+                return self._unsubscribed(request, who, already=True)
+            return self._with_form(request, "unsubscribe.html", {"address": mask_address(who.email)},
+                                   "unsubscribe", token)
+        form = await read_form(request)
+        if form.get("List-Unsubscribe") == "One-Click":
+            # RFC 8058: the mail provider POSTs this body on the reader's behalf; the token is the authority.
+            await self._db(_unsubscribe, self.secret, token, "one-click")
+            return self.pages.render(request, "unsubscribed.html", {"address": "", "already": False, "form": None})
+        self.csrf.check(request, form, f"unsubscribe:{token}")
+        who = await self._db(_unsubscribe, self.secret, token, "web")
+        return self._unsubscribed(request, who, already=False)
+
+    def _unsubscribed(self, request: Request, who: Subscriber, *, already: bool) -> HTMLResponse:
+        resubscribe = make_token(self.secret, "resubscribe", who.id, who.email)
+        return self._with_form(request, "unsubscribed.html", {"address": mask_address(who.email), "already": already},
+                               "resubscribe", resubscribe)
+
+    async def resubscribe(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method != "POST":  # GET or HEAD: show, never change
+            who = await self._db(subscriber_for_token, self.secret, "resubscribe", token, max_age=RESUBSCRIBE_MAX_AGE)
+            if who.status == "subscribed":
+                return self.pages.render(request, "subscribed.html", {"address": mask_address(who.email)})
+            return self._with_form(request, "resubscribe.html", {"address": mask_address(who.email)},
+                                   "resubscribe", token)
+        self.csrf.check(request, await read_form(request), f"resubscribe:{token}")
+        who = await self._db(_resubscribe, self.secret, token)
+        return self.pages.render(request, "subscribed.html", {"address": mask_address(who.email)})
+
+    # --- subscribe (double opt-in) ---------------------------------------------------------------
+
+    async def subscribe(self, request: Request) -> Response:
+        if request.method != "POST":  # GET or HEAD: show, never change
+            return self._with_form(request, "subscribe.html", {"error": None, "email": "", "name": ""}, "subscribe")
+        wait = self.limiter.hit(request.client.host if request.client else "-")
+        if wait:
+            raise PageError(429, "Too many requests", "Please wait a few minutes, then try again.",
+                            headers={"Retry-After": str(int(wait) + 1)})
+        form = await read_form(request)
+        self.csrf.check(request, form, "subscribe:")
+        raw, name = form.get("email", "").strip(), subscribers.clean_name(form.get("name", ""))
+        try:
+            address = subscribers.normalise_address(raw)
+            token = confirm_token(self.secret, address, name)
+            base = self.settings.public_base_url.rstrip("/")
+            message = confirmation_message(self.settings, address, f"{base}/confirm/{token}")
+        except (SubscriberError, HeaderError):
+            error = "Please enter an email address like name@example.org."
+            return self._with_form(request, "subscribe.html", {"error": error, "email": raw[:254], "name": name},
+                                   "subscribe", status=400)
+        # Known or not, the same email and the same page: the form must not reveal who is on the list.
+        try:
+            await run_in_threadpool(self._send, message)
+        except DeliveryError as exc:
+            log.warning("confirmation email to a %s address not sent: %s", address.rpartition("@")[2], exc.reason)
+            raise PageError(503, "We could not send the email",
+                            "Something went wrong while sending the confirmation email. "
+                            "Please try again in a few minutes.") from None
+        return self.pages.render(request, "subscribe_sent.html")
+
+    def _send(self, message: Message) -> None:
+        transport = transport_factory(self.settings)()
+        try:
+            transport.send(message)
+        finally:
+            transport.close()
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "POST":
+            self.csrf.check(request, await read_form(request), f"confirm:{token}")
+        try:
+            address, name = read_confirm_token(self.secret, token)
+        except TokenError as exc:
+            raise _token_error(exc) from None
+        if request.method != "POST":  # GET or HEAD: show, never change
+            return self._with_form(request, "confirm.html", {"address": address, "name": name}, "confirm", token)
+        await self._db(_subscribe, address, name)
+        return self.pages.render(request, "subscribed.html", {"address": mask_address(address)})
+
+
+# --- database work (run in a worker thread) -------------------------------------------------------
+
+def _unsubscribe(conn: sqlite3.Connection, secret: str, token: str, how: str) -> Subscriber:
+    with db.transaction(conn):
+        who = subscriber_for_token(conn, secret, "unsubscribe", token)
+        if who.status != "unsubscribed":
+            db.log_event(conn, "web.unsubscribe", detail=f"subscriber {who.id} ({how})")
+        return subscribers.unsubscribe(conn, who.id, commit=False)
+
+
+def _resubscribe(conn: sqlite3.Connection, secret: str, token: str) -> Subscriber:
+    with db.transaction(conn):
+        who = subscriber_for_token(conn, secret, "resubscribe", token, max_age=RESUBSCRIBE_MAX_AGE)
+        if who.status != "subscribed":
+            db.log_event(conn, "web.resubscribe", detail=f"subscriber {who.id}")
+        return subscribers.add(conn, who.email, resubscribe=True)
+
+
+def _subscribe(conn: sqlite3.Connection, address: str, name: str) -> Subscriber:
+    with db.transaction(conn):
+        before = subscribers.find(conn, address)
+        result = subscribers.add(conn, address, name, resubscribe=True)
+        if before is None or before.status != "subscribed":
+            db.log_event(conn, "web.subscribe", detail=f"subscriber {result.id} (confirmed by email)")
+        return result

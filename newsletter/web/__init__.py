@@ -1,0 +1,1 @@
+"""The parts of `newsletter serve` (see newsletter.serve): pages, security, archive, subscription flows."""

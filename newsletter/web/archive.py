@@ -1,0 +1,146 @@
+"""The web archive: sent issues (those with a 'sent' ledger row), each one's web version, and an Atom feed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import sqlite3
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..render import META_FILE, fill_placeholders, neutral_values, read_build
+from ..settings import Settings
+from ..text import format_date
+
+__all__ = ["ArchivedIssue", "valid_issue_id", "sent_issues", "sent_issue", "web_version", "atom_feed"]
+
+log = logging.getLogger("newsletter.serve")
+
+#: Issue ids as compose writes them: a date, optionally a lower-case suffix. Nothing else reaches the disk.
+_ISSUE_ID = re.compile(r"\d{4}-\d{2}-\d{2}(?:-[a-z0-9][a-z0-9-]{0,40})?\Z")
+_ATOM = "http://www.w3.org/2005/Atom"
+
+
+@dataclass(frozen=True)
+class ArchivedIssue:
+    """A sent issue as the archive lists it; `first_sent` is when its first message went out."""
+
+    id: str
+    subject: str
+    preheader: str
+    date: dt.date
+    first_sent: dt.datetime
+
+    @property
+    def date_label(self) -> str:
+        return format_date(self.date)
+
+
+def valid_issue_id(value: str) -> bool:
+    if not _ISSUE_ID.match(value):
+        return False
+    try:
+        dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return True
+
+
+def _build_dir(settings: Settings, issue_id: str) -> Path:
+    return settings.path(settings.issues_dir) / issue_id / "build"
+
+
+def _first_sent(value: str | None, date: dt.date) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value) if value else None
+    except ValueError:
+        when = None
+    if when is None:
+        return dt.datetime.combine(date, dt.time(), dt.UTC)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _load(settings: Settings, issue_id: str, sent_at: str | None) -> ArchivedIssue | None:
+    """The issue's build.json; None when its build is gone (a sent issue whose folder was removed)."""
+    if not valid_issue_id(issue_id):
+        return None
+    path = _build_dir(settings, issue_id) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    subject, preheader = meta.get("subject"), meta.get("preheader", "")
+    if not isinstance(subject, str) or not isinstance(preheader, str):
+        raise ValueError(f"{path}: no subject")
+    date = dt.date.fromisoformat(issue_id[:10])
+    return ArchivedIssue(id=issue_id, subject=subject, preheader=preheader, date=date,
+                         first_sent=_first_sent(sent_at, date))
+
+
+def sent_issues(conn: sqlite3.Connection, settings: Settings) -> list[ArchivedIssue]:
+    """Every sent issue with a build on disk, newest first; a damaged build is logged and left out."""
+    rows = conn.execute("SELECT issue_id, MIN(sent_at) FROM ledger WHERE status = 'sent' GROUP BY issue_id")
+    issues = []
+    for issue_id, sent_at in rows:
+        try:
+            issue = _load(settings, issue_id, sent_at)
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            log.warning("archive: skipping issue %s: %s", issue_id, exc)
+            continue
+        if issue is not None:
+            issues.append(issue)
+    return sorted(issues, key=lambda i: (i.first_sent, i.id), reverse=True)
+
+
+def sent_issue(conn: sqlite3.Connection, settings: Settings, issue_id: str) -> ArchivedIssue | None:
+    """The issue if it was sent and its build exists, else None (an unsent draft is not public)."""
+    if not valid_issue_id(issue_id):
+        return None
+    row = conn.execute("SELECT MIN(sent_at), COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'sent'",
+                       (issue_id,)).fetchone()
+    if not row[1]:
+        return None
+    return _load(settings, issue_id, row[0])
+
+
+def web_version(settings: Settings, issue: ArchivedIssue) -> str:
+    """The sent email.html as anyone may see it: no name, the generic unsubscribe page."""
+    email, _ = read_build(_build_dir(settings, issue.id))
+    return fill_placeholders(email.html, neutral_values(settings, issue.id), html=True)
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, f"{{{_ATOM}}}{tag}", attrs)
+    element.text = text
+    return element
+
+
+def atom_feed(settings: Settings, issues: Sequence[ArchivedIssue], *, now: dt.datetime | None = None) -> bytes:
+    """An Atom 1.0 feed of the archive; ids and links use public_base_url, so they never change."""
+    base = settings.public_base_url.rstrip("/")
+    ET.register_namespace("", _ATOM)
+    feed = ET.Element(f"{{{_ATOM}}}feed", {"{http://www.w3.org/XML/1998/namespace}lang": settings.language})
+    _sub(feed, "title", settings.site_name)
+    _sub(feed, "id", f"{base}/")
+    _sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base}/feed.xml")
+    _sub(feed, "link", rel="alternate", type="text/html", href=f"{base}/")
+    updated = max((i.first_sent for i in issues), default=now or dt.datetime.now(dt.UTC))
+    _sub(feed, "updated", updated.isoformat(timespec="seconds"))
+    author = _sub(feed, "author")
+    _sub(author, "name", settings.sender_name)
+    _sub(author, "uri", settings.site_url)
+    for issue in issues:
+        entry = _sub(feed, "entry")
+        _sub(entry, "title", issue.subject)
+        _sub(entry, "id", f"{base}/issues/{issue.id}")
+        _sub(entry, "link", rel="alternate", type="text/html", href=f"{base}/issues/{issue.id}")
+        stamp = issue.first_sent.isoformat(timespec="seconds")
+        _sub(entry, "published", stamp)
+        _sub(entry, "updated", stamp)
+        if issue.preheader:
+            _sub(entry, "summary", issue.preheader)
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
