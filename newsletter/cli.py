@@ -15,13 +15,14 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
 from .errors import CheckFailed, NewsletterError, SourceError
 from .settings import Settings, load_settings
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "run"]
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -164,8 +165,13 @@ def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: errors become one clear line and a non-zero exit code."""
+    run(cli, argv, prog_name="newsletter")
+
+
+def run(command: click.Command, argv: list[str] | None, *, prog_name: str) -> None:
+    """Run a click command; errors become one clear line and a non-zero exit code, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="newsletter", standalone_mode=False)
+        command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)
@@ -173,10 +179,10 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except CheckFailed as exc:
-        err_console.print(f"[red]check failed:[/] {exc}", soft_wrap=True)
+        err_console.print(f"[red]check failed:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(1)
     except NewsletterError as exc:
-        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")

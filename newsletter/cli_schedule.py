@@ -13,10 +13,8 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from .errors import NewsletterError
 
 __all__ = ["COMMANDS", "schedule_group", "scheduler_command", "main"]
 
@@ -176,11 +174,6 @@ def _standalone(config: Path | None, poll: float | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m newsletter.schedule [--config FILE] [--poll SECONDS]`: `newsletter scheduler` on its own."""
-    try:
-        _standalone.main(args=argv, prog_name="python -m newsletter.schedule", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except NewsletterError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(exc.exit_code)
+    from .cli import run
+
+    run(_standalone, argv, prog_name="python -m newsletter.schedule")

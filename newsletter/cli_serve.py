@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-from .errors import NewsletterError
-
-__all__ = ["COMMANDS", "serve_command", "main"]
-
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+__all__ = ["COMMANDS", "serve_command"]
 
 
 def _run(settings: Any, *, host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str,
@@ -70,29 +63,3 @@ def serve_command(obj: Any, host: str, port: int, proxy_headers: bool, forwarded
 
 
 COMMANDS = [serve_command]
-
-
-@click.command(name="newsletter.cli_serve", params=list(serve_command.params))
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False),
-              help="Settings file (default: ./newsletter.toml, or $NEWSLETTER_CONFIG).")
-def _standalone(config: Path | None, **options: Any) -> None:
-    from .cli import Context
-
-    click.get_current_context().obj = Context(config)
-    click.get_current_context().invoke(serve_command, **options)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m newsletter.cli_serve [--config FILE] [serve options]`: `newsletter serve` on its own."""
-    try:
-        _standalone.main(args=argv, prog_name="python -m newsletter.cli_serve", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except NewsletterError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":
-    main()

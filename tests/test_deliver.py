@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import db, ledger, subscribers
+from newsletter import db, subscribers
 from newsletter.approval import approve
 from newsletter.deliver import publish, send_full, send_proof, status
 from newsletter.errors import ApprovalError

@@ -14,7 +14,6 @@ from newsletter.models import RenderedEmail, Subscriber
 from newsletter.personalise import Personaliser, greeting
 from newsletter.pipeline import build, compose
 from newsletter.render import fill_placeholders
-from newsletter.settings import Settings
 from newsletter.tokens import email_digest, read_token
 
 WHEN = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.timezone.utc)
