@@ -85,7 +85,7 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Con
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise LedgerError(f"{path}: cannot switch the database to WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA synchronous = FULL")  # each commit survives power loss: no re-sends beyond a batch
         conn.execute("PRAGMA foreign_keys = ON")
         _apply_schema(conn, path)
     except sqlite3.Error as exc:

@@ -29,6 +29,8 @@ __all__ = ["Personaliser", "prepare", "greeting", "message_id_for", "values_for"
 
 _TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in PLACEHOLDERS.values()) + ")")
 _KEY_BY_TOKEN = {token: key for key, token in PLACEHOLDERS.items()}
+# What urllib.parse.quote never escapes: a token made only of these is its own quoted form.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
 def _list_id(name: str, list_id: str) -> str:
@@ -47,8 +49,13 @@ def greeting(name: str) -> str:
 
 def message_id_for(secret: str, issue_id: str, subscriber_id: int, domain: str) -> str:
     """Deterministic per (issue, subscriber), so a re-send after a crash can be recognised downstream."""
-    digest = hmac.new(secret.encode(), f"{issue_id}\0{subscriber_id}".encode(), hashlib.sha256).hexdigest()[:20]
-    return f"{issue_id}.{subscriber_id}.{digest}@{domain}"
+    return _message_id(hmac.new(secret.encode(), digestmod=hashlib.sha256), issue_id, subscriber_id, domain)
+
+
+def _message_id(keyed: hmac.HMAC, issue_id: str, subscriber_id: int, domain: str) -> str:
+    mac = keyed.copy()  # the key schedule is done once per issue, not per message
+    mac.update(f"{issue_id}\0{subscriber_id}".encode())
+    return f"{issue_id}.{subscriber_id}.{mac.hexdigest()[:20]}@{domain}"
 
 
 def _qp(text: str) -> bytes:
@@ -141,6 +148,10 @@ class Personaliser:
             if boundary.encode() in piece:
                 raise HeaderError("Content-Type", "MIME boundary collides with the content")
         self.web_url = f"{self._base}/issues/{self.issue_id}"
+        # Per issue, not per recipient: the message-id key and the encoded web address.
+        self._message_id_key = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        self._web_text = _encode_value(self.web_url, html=False)
+        self._web_html = _encode_value(self.web_url, html=True)
 
     def values(self, subscriber: Subscriber) -> dict[str, str]:
         token = make_token(self._secret, "unsubscribe", subscriber.id, subscriber.email)
@@ -151,18 +162,20 @@ class Personaliser:
     def message(self, subscriber: Subscriber) -> Message:
         values = self.values(subscriber)
         unsubscribe = values["unsubscribe_url"]
-        message_id = message_id_for(self._secret, self.issue_id, subscriber.id, self._domain)
+        message_id = _message_id(self._message_id_key, self.issue_id, subscriber.id, self._domain)
         list_unsub = f"<{unsubscribe}>"
         if self._mailto:
-            list_unsub += f",\r\n <mailto:{self._mailto}?subject={quote('unsubscribe ' + unsubscribe.rsplit('/', 1)[1])}>"
+            token = unsubscribe.rsplit("/", 1)[1]
+            subject = "unsubscribe%20" + token if _URL_SAFE.fullmatch(token) else quote("unsubscribe " + token)
+            list_unsub += f",\r\n <mailto:{self._mailto}?subject={subject}>"
         head = (
             f"To: {format_address(subscriber.name, subscriber.email, smtputf8=self._smtputf8)}\r\n"
             f"Message-ID: <{message_id}>\r\n"
             f"List-Unsubscribe: {list_unsub}\r\n"
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         ).encode("utf-8" if self._smtputf8 else "ascii")
-        text_values = {k: _encode_value(v, html=False) for k, v in values.items()}
-        html_values = {k: _encode_value(v, html=True) for k, v in values.items()}
+        text_values = {k: self._web_text if k == "web_url" else _encode_value(v, html=False) for k, v in values.items()}
+        html_values = {k: self._web_html if k == "web_url" else _encode_value(v, html=True) for k, v in values.items()}
         data = b"".join([self._head_static, head, self._body_head, *self._text.render(text_values),
                          self._between, *self._html.render(html_values), self._tail])
         return Message(issue_id=self.issue_id, recipient=subscriber.email, sender=self.sender_email,

@@ -43,6 +43,41 @@ def _text(reply: bytes | str) -> str:
     return " ".join(text.split())
 
 
+def _dot_stuff(data: bytes) -> bytes:
+    """The bytes smtplib's `re.sub(rb"(?m)^\\.", b"..", data)` gives, without the regex.
+
+    `(?m)^` matches at the start and after every LF, so a period there is doubled by two plain
+    replaces. The regex scan was ~40 % of smtplib's CPU time for a 50 KB message (benchmarks/README.md).
+    """
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\n.", b"\n..")
+
+
+class _FastData:
+    """smtplib's DATA step (reply check, dot-stuffing, final CRLF.CRLF) with the dot-stuffing above."""
+
+    def data(self, msg: bytes) -> tuple[int, bytes]:
+        smtp: smtplib.SMTP = self  # type: ignore[assignment]
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        body = _dot_stuff(msg)  # sendmail() hands bytes over (it encodes a str itself)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body + b".\r\n")
+        return smtp.getreply()
+
+
+class _SMTP(_FastData, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_FastData, smtplib.SMTP_SSL):
+    pass
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -107,12 +142,12 @@ class SMTPTransport:
     def _open(self) -> smtplib.SMTP:
         try:
             if self.tls == "implicit":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp: smtplib.SMTP = _SMTP_SSL(
                     self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout,
                     context=self._context,
                 )
             else:
-                smtp = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
+                smtp = _SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
         except ssl.SSLCertVerificationError as exc:
             raise self._cert_error(exc) from exc
         except ssl.SSLError as exc:

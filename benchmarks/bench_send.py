@@ -1,0 +1,190 @@
+"""Send throughput to real SMTP sinks on loopback (vs Postfix's smtp-source), and to the Maildir outbox."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+from .project import (
+    compose_and_build,
+    import_subscribers,
+    make_project,
+    python,
+    settings_for,
+    temp_dir,
+)
+from .report import Row, not_measured, ratio_row
+from .tools import aiosmtpd_sink, postfix_sink, smtp_sink, smtp_source
+
+__all__ = ["reset_ledger", "run", "send_once"]
+
+SECTION = "send"
+SENDER, RECIPIENT = "newsletter@ms-research.example.org", "reader@example.org"
+
+
+def reset_ledger(settings) -> None:
+    """Forget every send, so the next run sends to everyone again (same database file, same pages)."""
+    from newsletter import db
+
+    conn = db.connect(settings.path(settings.database))
+    try:
+        conn.execute("DELETE FROM ledger")
+        conn.execute("DELETE FROM events")
+        conn.commit()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def send_once(settings, folder: Path, *, connections: int) -> tuple[float, int]:
+    """(seconds, messages sent) for one full send of the issue."""
+    from newsletter.deliver import send_full
+
+    reset_ledger(settings)
+    start = time.perf_counter()
+    report = send_full(settings, folder, connections=connections)
+    elapsed = time.perf_counter() - start
+    if report.failed or report.deferred or report.stopped_early:
+        raise RuntimeError(f"send did not go cleanly: {report}")
+    return elapsed, report.sent
+
+
+def _smtp_source(tool, port: int, *, sessions: int, count: int, size: int) -> float:
+    """Seconds for smtp-source to send `count` messages of `size` bytes over `sessions` reused connections (-d)."""
+    argv = [*tool.argv, "-d", "-s", str(sessions), "-m", str(count), "-l", str(size), "-f", SENDER, "-t", RECIPIENT,
+            f"127.0.0.1:{port}"]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size: int, rounds: int,
+               counter=None, goal: bool = True) -> list[Row]:
+    source = smtp_source()
+    smtp = dataclasses.replace(settings, transport=f"smtp://127.0.0.1:{port}?starttls=off")
+    rows = []
+    cpu = {"ours": 0.0, "ours_n": 0, "theirs": 0.0, "theirs_n": 0}
+    for connections in (1, 4):
+        ours, theirs = [], []
+        before = counter.messages() if counter else 0
+        for _ in range(rounds):  # alternating, so both see the same machine
+            cpu_before = _cpu(resource.RUSAGE_SELF)
+            seconds, sent = send_once(smtp, folder, connections=connections)
+            if connections == 1:
+                cpu["ours"] += _cpu(resource.RUSAGE_SELF) - cpu_before
+                cpu["ours_n"] += sent
+            ours.append(sent / seconds)
+            if source.ok:
+                cpu_before = _cpu(resource.RUSAGE_CHILDREN)
+                theirs.append(messages / _smtp_source(source, port, sessions=connections, count=messages, size=size))
+                if connections == 1:
+                    cpu["theirs"] += _cpu(resource.RUSAGE_CHILDREN) - cpu_before
+                    cpu["theirs_n"] += messages
+        received = (counter.messages() - before) if counter else None
+        expected = rounds * messages * (2 if source.ok else 1)
+        check_note = "" if received is None else f"; the sink counted {received} of {expected} messages"
+        reference = max(theirs) if theirs else None
+        rows.append(ratio_row(
+            SECTION, f"{name}, {connections} connection{'s' * (connections > 1)}", max(ours), "msg/s", reference,
+            f"smtp-source -s {connections} -d" if theirs else f"smtp-source: not measured ({source.missing})",
+            percent=True, goal=">= 60 % of smtp-source" if goal else "",
+            check=(lambda f, r: r is not None and r >= 60) if goal else None,
+            note=f"best of {rounds} alternating rounds of {messages} messages of ~{size / 1024:.0f} KB; ours: "
+                 f"deliver.send_full with the ledger (SQLite file), reference: smtp-source with the same count, "
+                 f"size and sessions, reusing connections (-d){check_note}",
+            samples={"ours_per_s": [round(x) for x in ours], "smtp_source_per_s": [round(x) for x in theirs]}))
+    if goal:  # where the time goes: CPU (user + system, all threads) per message, 1 connection
+        ours_us = cpu["ours"] / cpu["ours_n"] * 1e6
+        theirs_us = cpu["theirs"] / cpu["theirs_n"] * 1e6 if cpu["theirs_n"] else None
+        rows.append(ratio_row(
+            SECTION, f"{name}, 1 connection: CPU per message", ours_us, "us", theirs_us,
+            "smtp-source" if theirs_us else "smtp-source: not measured",
+            note="user + system CPU of our whole process (send loop, personalising, ledger, smtplib) vs the "
+                 "smtp-source process; both wait for the same 4 replies per message (MAIL, RCPT, DATA, "
+                 "end of data), so what separates them is CPU, and ours runs under one GIL"))
+    return rows
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _maildir_rows(settings, folder: Path, work: Path, count: int, data: bytes) -> list[Row]:
+    """The Maildir outbox (fsync per message, as configured by default) vs a bare write+fsync+rename loop."""
+    box = work / "outbox"
+    maildir = dataclasses.replace(settings, transport=f"maildir:{box}")
+    seconds, sent = send_once(maildir, folder, connections=1)
+    bare_dir = work / "bare"
+    for sub in ("tmp", "new"):
+        (bare_dir / sub).mkdir(parents=True, exist_ok=True)
+    payload = data.replace(b"\r\n", b"\n")
+    start = time.perf_counter()
+    for n in range(count):
+        tmp, new = bare_dir / "tmp" / f"{n}.bare", bare_dir / "new" / f"{n}.bare"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, payload)
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp, new)
+        dfd = os.open(bare_dir / "new", os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+    bare = count / (time.perf_counter() - start)
+    return [ratio_row(SECTION, "Maildir outbox, 1 connection", sent / seconds, "msg/s", bare,
+                      "bare write+fsync+rename loop", percent=True,
+                      note=f"{count} messages; each one fsynced, renamed into new/ and the folder fsynced, as "
+                           "MaildirTransport does by default; the reference writes the same bytes the same way "
+                           "with no ledger and no personalising")]
+
+
+def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
+    messages = messages or (500 if quick else 5000)
+    rounds = 1 if quick else 2
+    maildir_count = min(messages, 200 if quick else 1000)
+    rows: list[Row] = []
+    with temp_dir("send-") as work:
+        root = make_project(work / "site")
+        folder = compose_and_build(root, limit=10)
+        out(f"  send: importing {messages} subscribers ...")
+        import_subscribers(root, messages)
+        settings = settings_for(root)
+        from newsletter.deliver import personaliser_for
+        from newsletter.models import Subscriber
+
+        sample = personaliser_for(settings, folder).message(Subscriber(id=1, email="reader000001@example.org",
+                                                                        name="Zoë Müller"))
+        size = len(sample.data)
+        sink = smtp_sink()
+        if sink.ok:
+            with postfix_sink(sink, work) as (port, counter):
+                out(f"  send: smtp-sink, {messages} messages x 1 and 4 connections ...")
+                rows += _sink_rows("smtp-sink", port, settings, folder, messages, size, rounds, counter)
+        else:
+            rows.append(not_measured(SECTION, "smtp-sink", sink.missing, goal=">= 60 % of smtp-source"))
+        aiosmtpd_count = min(messages, 200 if quick else 1000)  # aiosmtpd takes ~400 msg/s: keep the run short
+        out(f"  send: aiosmtpd sink (for comparison), {aiosmtpd_count} messages ...")
+        _limit_subscribers(settings, aiosmtpd_count)
+        with aiosmtpd_sink(python()) as port:
+            rows += _sink_rows("aiosmtpd sink (own process)", port, settings, folder, aiosmtpd_count, size, 1,
+                               goal=False)
+        out(f"  send: Maildir outbox, {maildir_count} messages ...")
+        _limit_subscribers(settings, maildir_count)
+        rows += _maildir_rows(settings, folder, work, maildir_count, sample.data)
+    return rows
+
+
+def _limit_subscribers(settings, count: int) -> None:
+    """Unsubscribe everyone after the first `count`, so a slow transport gets a smaller run."""
+    from newsletter import db
+
+    conn = db.connect(settings.path(settings.database))
+    try:
+        conn.execute("UPDATE subscribers SET status = 'unsubscribed' WHERE id > ?", (count,))
+        conn.commit()
+    finally:
+        conn.close()
