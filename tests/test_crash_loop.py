@@ -1,0 +1,69 @@
+"""Crash loops: `newsletter send` in a subprocess, killed at random moments and resumed until done.
+
+The engine is scripts/crash_loop.py (which runs the full size: 2,000 recipients, 20 kills); here it
+runs at a size that stays well under two minutes. SIGKILL may cost duplicates but never a lost
+subscriber, and no more duplicates than ledger rows left 'claimed' at the kills; SIGTERM finishes
+the message in flight and records it, so it costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "crash_loop.py"
+RECIPIENTS, KILLS = 300, 6
+
+
+def _load_engine() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("crash_loop", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("crash_loop", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+crash_loop = _load_engine()
+
+
+@pytest.mark.slow
+def test_sigkill_loses_nobody_and_duplicates_stay_within_the_claimed_rows(tmp_path: Path) -> None:
+    result = crash_loop.run_crash_loop(tmp_path / "site", recipients=RECIPIENTS, kills=KILLS, sig=signal.SIGKILL,
+                                       seed=7, max_pause=0.3)
+    print("\n" + crash_loop._line(result))
+    assert result.kills == KILLS and result.runs == KILLS + 1
+    assert result.lost == 0 and result.not_sent_in_ledger == 0
+    assert result.duplicates <= result.in_flight_bound
+    assert result.accepted == RECIPIENTS + result.duplicates
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_message_in_flight_and_duplicates_nothing(tmp_path: Path) -> None:
+    result = crash_loop.run_crash_loop(tmp_path / "site", recipients=RECIPIENTS, kills=KILLS, sig=signal.SIGTERM,
+                                       seed=7, max_pause=0.3)
+    print("\n" + crash_loop._line(result))
+    assert result.kills == KILLS
+    assert result.lost == 0 and result.not_sent_in_ledger == 0
+    assert result.duplicates == 0 and result.accepted == RECIPIENTS
+    assert result.claimed_after_kills == (0,) * KILLS  # every outcome was recorded before exiting
+    assert result.resent_after_crash == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="BUG: 'sent' marks are committed in batches (50 results / 0.5 s), so one "
+                                       "kill -9 re-sends every uncommitted delivery, not just the message in flight")
+def test_sigkill_costs_at_most_the_message_in_flight(tmp_path: Path) -> None:
+    # The server has accepted 10 messages of this run (about 0.1 s, far inside the 0.5 s commit
+    # interval) when the run is killed. With one connection, at most one message is in flight and
+    # one more result may be on its way to the ledger: anything beyond two was already recorded by
+    # the server but left uncommitted.
+    result = crash_loop.run_crash_loop(tmp_path / "site", recipients=60, kills=1, sig=signal.SIGKILL, kill_after=10)
+    print("\n" + crash_loop._line(result))
+    assert result.lost == 0
+    assert result.duplicates <= 2
