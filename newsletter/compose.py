@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import IssueError
 from .models import Issue, Summary
+from .text import content_problem
 
 __all__ = [
     "ISSUE_FILE",
@@ -147,6 +148,9 @@ def _str_field(path: Path, data: Mapping[str, Any], key: str, *, required: bool 
         raise IssueError(path, f"must be a string, not {type(value).__name__}", field=key)
     if required and not value.strip():
         raise IssueError(path, "is missing or empty", field=key)
+    problem = content_problem(value)
+    if problem:
+        raise IssueError(path, problem, field=key)
     return value.strip() if key != "intro" else value
 
 

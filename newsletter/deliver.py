@@ -43,9 +43,12 @@ def transport_factory(settings: Settings) -> Callable[[], Transport]:
 
 @contextmanager
 def database(settings: Settings) -> Iterator[sqlite3.Connection]:
+    """A connection for one command; an SQLite failure inside becomes a LedgerError naming the file."""
     conn = db.connect(settings.path(settings.database))
     try:
         yield conn
+    except sqlite3.Error as exc:
+        raise db.ledger_error(conn, exc, what="reading or updating the database") from exc
     finally:
         conn.close()
 

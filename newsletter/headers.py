@@ -17,6 +17,7 @@ __all__ = [
     "encode_header",
     "header_line",
     "format_address",
+    "envelope_address",
 ]
 
 #: RFC 5322's recommended line length; encoded headers are folded to stay within it.
@@ -142,6 +143,8 @@ def _ascii_address(header: str, address: str, *, smtputf8: bool) -> str:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         raise HeaderError(header, f"not an email address: {address!r}")
+    if "=?" in local:
+        raise HeaderError(header, f"{address!r} looks like an encoded word (=?...?=); readers would decode it")
     if not local.isascii():
         if not smtputf8:
             raise HeaderError(header, f"{address!r} has a non-ASCII local part; it needs SMTPUTF8 (smtputf8=True)")
@@ -183,3 +186,14 @@ def format_address(display_name: str, address: str, *, smtputf8: bool = False, h
         return "\r\n ".join(words) + f"{separator}<{addr}>"
     # formataddr quotes names holding specials (commas, quotes, parentheses) and escapes " and \.
     return formataddr((name, "x@x")).removesuffix(" <x@x>") + f" <{addr}>"
+
+
+def envelope_address(address: str) -> str:
+    """The SMTP envelope form: an ASCII local part keeps the domain as its IDNA A-label (no SMTPUTF8 needed)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii() or domain.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address

@@ -239,7 +239,7 @@ class Ledger:
         conn: sqlite3.Connection,
         issue_id: str,
         *,
-        commit_every: int = 50,
+        commit_every: int = 1,
         commit_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

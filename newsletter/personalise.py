@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from .errors import HeaderError
-from .headers import encode_header, format_address, strip_controls
+from .headers import encode_header, envelope_address, format_address, strip_controls
 from .models import Message, RenderedEmail, Subscriber
 from .render import PLACEHOLDERS
 from .tokens import make_token
@@ -178,7 +178,7 @@ class Personaliser:
         html_values = {k: self._web_html if k == "web_url" else _encode_value(v, html=True) for k, v in values.items()}
         data = b"".join([self._head_static, head, self._body_head, *self._text.render(text_values),
                          self._between, *self._html.render(html_values), self._tail])
-        return Message(issue_id=self.issue_id, recipient=subscriber.email, sender=self.sender_email,
+        return Message(issue_id=self.issue_id, recipient=envelope_address(subscriber.email), sender=self.sender_email,
                        message_id=message_id, data=data)
 
 

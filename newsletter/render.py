@@ -19,10 +19,10 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from .compose import atomic_write
-from .errors import TemplateError
+from .errors import SourceError, TemplateError
 from .models import Issue, RenderedEmail, Summary
 from .settings import Settings
-from .text import format_date, markdown_to_html, markdown_to_text, teaser, wrap
+from .text import content_problem, format_date, markdown_to_html, markdown_to_text, teaser, wrap
 
 __all__ = [
     "PLACEHOLDERS",
@@ -161,10 +161,24 @@ def compile_mjml(source: str) -> str:
         raise TemplateError(f"MJML compilation failed: {exc}") from exc
 
 
+def _refuse_unsafe_content(issue: Issue) -> None:
+    """Defence in depth: readers refuse these already, but a Summary can come from anywhere."""
+    fields = [(f"issue {issue.id}", name, getattr(issue, name)) for name in ("subject", "preheader", "intro")]
+    for s in issue.summaries:
+        for name in ("id", "title", "journal", "url", "source_url", "teaser", "findings", "why_it_matters",
+                     "limitations", "image", "image_alt"):
+            fields.append((s.origin or s.id, name, getattr(s, name) or ""))
+    for where, name, value in fields:
+        problem = content_problem(value)
+        if problem:
+            raise SourceError(where, problem, field=name)
+
+
 def render_email(issue: Issue, settings: Settings, *, templates_dir: Path | None = None) -> RenderedEmail:
     """Jinja -> MJML -> HTML -> inlined CSS, and the text part; done once per issue."""
     if not issue.summaries:
         raise TemplateError(f"issue {issue.id} has no summaries to render")
+    _refuse_unsafe_content(issue)
     env = _environment(str(templates_dir or settings.path(settings.templates_dir)))
     ctx = _context(issue, settings)
     try:

@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from newsletter import subscribers
-from newsletter.db import log_event
+from newsletter.db import ledger_error, log_event
 from newsletter.errors import (
     ConnectionRefusedForAll,
     HeaderError,
-    LedgerError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
@@ -311,7 +310,7 @@ def send_issue(
     progress: Progress | None = None,
     sleep: Callable[[float], None] | None = None,
     claim_size: int = 50,
-    commit_every: int = 50,
+    commit_every: int = 1,
     commit_interval: float = 0.5,
     page_size: int = 500,
 ) -> SendReport:
@@ -330,7 +329,7 @@ def send_issue(
         log_event(conn, "send.start", issue_id=issue_id, detail=f"connections={connections} rate={rate}")
         conn.commit()
     except sqlite3.Error as exc:
-        raise LedgerError(f"issue {issue_id}: {exc}") from exc
+        raise ledger_error(conn, exc, what=f"sending issue {issue_id}") from exc
     transports: list[Transport] = []
     try:
         try:
@@ -352,7 +351,7 @@ def send_issue(
         log_event(conn, "send.finish", issue_id=issue_id, detail=_summary(report))
         conn.commit()
     except sqlite3.Error as exc:
-        raise LedgerError(f"issue {issue_id}: {exc}") from exc
+        raise ledger_error(conn, exc, what=f"sending issue {issue_id}") from exc
     return report
 
 
@@ -371,13 +370,18 @@ def _send_all(run: _Run, transports: list[Transport], make_message: Callable[[Su
         workers.abort.set()
     except sqlite3.Error as exc:
         workers.abort.set()
-        raise LedgerError(f"issue {run.ledger.issue_id}: {exc}") from exc
+        raise ledger_error(run.conn, exc, what=f"sending issue {run.ledger.issue_id}") from exc
     except BaseException:
         workers.abort.set()
         raise
     finally:
-        workers.finish(run.record)
-        run.ledger.flush()
+        try:
+            workers.finish(run.record)
+            run.ledger.flush()
+        except sqlite3.Error as exc:  # the database failed again while recording the messages in flight
+            workers.abort.set()
+            raise ledger_error(run.conn, exc, what=f"recording the messages in flight of {run.ledger.issue_id}") \
+                from exc
     if run.error is not None:
         raise run.error
 

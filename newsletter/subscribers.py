@@ -49,6 +49,9 @@ def normalise_address(raw: str) -> str:
         result = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise SubscriberError(f"{raw!r} is not a valid email address: {exc}", address=raw) from exc
+    if "=?" in result.local_part:
+        # Valid by RFC 5321, but a mail reader may decode it as an RFC 2047 word (newlines and all).
+        raise SubscriberError(f"{raw!r} looks like an encoded header word (=?...?=); refused", address=raw)
     return str(result.normalized)
 
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from markdown_it import MarkdownIt
 
 __all__ = [
+    "RESERVED_MARK",
+    "content_problem",
     "is_safe_link",
     "markdown_to_html",
     "markdown_to_text",
@@ -24,6 +26,21 @@ __all__ = [
 TEASER_LIMIT = 160
 _SAFE_SCHEMES = {"http", "https", "mailto"}
 _ELLIPSIS = "…"
+
+
+#: Reserved for the per-subscriber values newsletter splices in; content may never contain it.
+RESERVED_MARK = "__NL_"
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def content_problem(text: str) -> str | None:
+    """Why a piece of content cannot go into an email, or None: control characters, reserved marks."""
+    if RESERVED_MARK in text:
+        return f"contains {RESERVED_MARK!r}, which is reserved for per-subscriber values"
+    bad = _UNSAFE_CHARS.search(text)
+    if bad:
+        return f"contains the control character U+{ord(bad.group()):04X}"
+    return None
 
 
 def is_safe_link(url: str, *, allow_mailto: bool = True) -> bool:

@@ -56,8 +56,6 @@ def test_sigterm_finishes_the_message_in_flight_and_duplicates_nothing(tmp_path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BUG: 'sent' marks are committed in batches (50 results / 0.5 s), so one "
-                                       "kill -9 re-sends every uncommitted delivery, not just the message in flight")
 def test_sigkill_costs_at_most_the_message_in_flight(tmp_path: Path) -> None:
     # The server has accepted 10 messages of this run (about 0.1 s, far inside the 0.5 s commit
     # interval) when the run is killed. With one connection, at most one message is in flight and

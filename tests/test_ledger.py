@@ -45,7 +45,7 @@ def test_connect_applies_pragmas_and_schema(path: Path) -> None:
     assert path.exists()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: every commit survives a power loss
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL (commits per result; see db.py)
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -158,9 +158,6 @@ def test_secrets_never_appear_in_output_files_or_messages(cli: Cli, tmp_path: Pa
     assert len(cli.outputs) >= 15
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a password with URL-special characters (#, @, /) pasted into the "
-                                       "transport URL is printed in full: mask_url misses it and the 'bad port' "
-                                       "error quotes the URL and urllib's message")
 def test_a_password_pasted_into_the_url_is_never_printed(cli: Cli) -> None:
     prepare_issue(load_settings(cli.project / "newsletter.toml", env={"NEWSLETTER_SECRET": SIGNING}))
     result = cli("send", ISSUE, transport=f"smtp://{USER}:{PASSWORD}@127.0.0.1:{free_port()}")

@@ -170,8 +170,6 @@ def test_read_only_database_file_sends_nothing(read_only_send: tuple[Path, subpr
     assert ledger(project) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: LedgerError raised inside send_issue says 'issue X: <sqlite message>' "
-                                       "without the database path (db._describe is not used there)")
 @pytest.mark.parametrize("fault", ["locked_send", "read_only_send"])
 def test_a_database_error_during_send_names_the_database_file(request: pytest.FixtureRequest, fault: str) -> None:
     project, result = request.getfixturevalue(fault)
@@ -299,9 +297,6 @@ def test_lock_taken_mid_send_marks_only_what_was_delivered(locked_mid_send: MidS
     assert "locked" in str(locked_mid_send.error)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after a ledger write fails, send._send_all's finally block records the "
-                                       "messages still in flight and flushes; the second sqlite3 error escapes raw "
-                                       "(a traceback in the CLI) instead of the LedgerError")
 def test_lock_taken_mid_send_is_a_ledger_error(locked_mid_send: MidSendFault) -> None:
     assert isinstance(locked_mid_send.error, LedgerError), repr(locked_mid_send.error)
 
@@ -396,9 +391,6 @@ def test_outbox_under_a_file_stops_naming_the_folder(tmp_path: Path) -> None:
 
 # --- the send and other writers --------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: the send loop keeps its SQLite write transaction open between commits "
-                                       "while it waits on the SMTP server, so an unsubscribe meanwhile fails with "
-                                       "'database is locked' after the 5 s busy timeout")
 def test_an_unsubscribe_during_a_slow_send_is_not_locked_out(tmp_path: Path) -> None:
     root = cli_project(tmp_path / "site", subscribers=10)
     settings = _settings(root)
@@ -431,8 +423,6 @@ def test_an_unsubscribe_during_a_slow_send_is_not_locked_out(tmp_path: Path) -> 
     assert "error" not in outcome, outcome["error"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: subscribers.py lets sqlite3.OperationalError escape; "
-                                       "`newsletter subscribers remove` on a locked database prints a traceback")
 def test_subscribers_remove_on_a_locked_database_is_one_clear_line(tmp_path: Path) -> None:
     project = cli_project(tmp_path / "site")
     with exclusive_lock(project / "var" / "newsletter.sqlite3"):

@@ -66,7 +66,7 @@ def test_mask_url() -> None:
         ("smtp://127.0.0.1:25?starttls=maybe", "starttls"),
         ("smtp://127.0.0.1:25?tls=on", "unknown option"),
         ("smtps://127.0.0.1:465?starttls=off", "unknown option"),
-        ("smtp://127.0.0.1:notaport", "bad port"),
+        ("smtp://127.0.0.1:notaport", "port must be a number"),
         ("smtp://:25", "no host"),
         ("smtp://127.0.0.1:25?timeout=-1", "positive"),
         ("smtp://127.0.0.1:25?cafile=/does/not/exist.pem", "CA file"),

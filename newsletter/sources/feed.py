@@ -13,7 +13,7 @@ import feedparser
 
 from ..errors import SourceError
 from ..models import Summary
-from ..text import is_safe_link, markdown_to_text
+from ..text import content_problem, is_safe_link, markdown_to_text
 from . import register
 
 __all__ = ["read_feed", "slug_from_url"]
@@ -77,6 +77,10 @@ def read_feed(location: str, *, journal: str | None = None, **_: object) -> list
             raise SourceError(location, f"{where} ({title!r}) names no journal: add <source> to the entry "
                                         "or `journal` to the feed's entry in newsletter.toml", field="source")
         description = markdown_to_text(entry.get("summary") or "")
+        for field, value in (("title", title), ("link", link), ("description", description), ("source", name)):
+            problem = content_problem(value)
+            if problem:
+                raise SourceError(location, f"{where} ({title[:60]!r}): {problem}", field=field)
         out.append(Summary(
             id=slug_from_url(link), title=markdown_to_text(title), date=date, journal=name, url=link,
             source_url=None, teaser=description, findings=description,

@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import SourceError
 from ..models import Summary
-from ..text import is_safe_link, markdown_to_text
+from ..text import content_problem, is_safe_link, markdown_to_text
 from . import register
 
 __all__ = ["read_markdown", "SECTION_HEADINGS", "MAX_BYTES", "SUFFIXES"]
@@ -47,8 +47,6 @@ def _text(path: Path) -> str:
         raise SourceError(path, f"cannot read: {exc.strerror}") from None
     if len(raw) > MAX_BYTES:
         raise SourceError(path, f"file is {len(raw):,} bytes; summaries are limited to {MAX_BYTES:,}")
-    if b"\0" in raw:
-        raise SourceError(path, "binary file (contains NUL bytes), not a Markdown summary")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -68,6 +66,9 @@ def _string(path: Path, front: str, meta: dict[str, Any], key: str, *, required:
         raise SourceError(path, f"must be text, not {type(value).__name__}", line=line, field=key)
     if any(ord(c) < 0x20 and c != "\t" for c in value) or "\u2028" in value or "\u2029" in value:
         raise SourceError(path, "must be a single line without control characters", line=line, field=key)
+    problem = content_problem(value)
+    if problem:
+        raise SourceError(path, problem, line=line, field=key)
     return value.strip()
 
 
@@ -109,6 +110,11 @@ def _sections(path: Path, body: str, body_line: int) -> dict[str, str]:
             raise SourceError(path, "text before the first '## What the study found' heading",
                               line=body_line + offset, field="sections")
     out = {k: "\n".join(v).strip() for k, v in sections.items()}
+    for key, text in out.items():
+        problem = content_problem(text)
+        if problem:
+            offset = next((n for n, line in enumerate(body.split("\n")) if content_problem(line)), 0)
+            raise SourceError(path, problem, line=body_line + offset, field=key)
     for heading, key in _SECTIONS:
         if not out.get(key):
             raise SourceError(path, f"section '## {heading}' is missing or empty", field=key)

@@ -276,8 +276,8 @@ def parse_smtp_url(url: str) -> dict[str, object]:
         raise ConfigError(f"{shown}: no host (expected {scheme}://[user@]host:port)", key="transport")
     try:
         port = parts.port or (465 if scheme == "smtps" else 587)
-    except ValueError as exc:
-        raise ConfigError(f"{shown}: bad port ({exc})", key="transport") from exc
+    except ValueError:
+        raise ConfigError(f"{shown}: the port must be a number from 1 to 65535", key="transport") from None
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     allowed = {"cafile", "timeout"} | ({"starttls"} if scheme == "smtp" else set())
     unknown = sorted(set(query) - allowed)
