@@ -18,6 +18,7 @@ from .text import content_problem
 
 __all__ = [
     "ISSUE_FILE",
+    "is_issue_id",
     "write_issue",
     "read_issue",
     "list_issue_folders",
@@ -30,7 +31,12 @@ __all__ = [
 
 ISSUE_FILE = "issue.toml"
 SUBJECT_LIMIT = 78
-_ID = re.compile(r"^\d{4}-\d{2}-\d{2}(?:-[a-z0-9][a-z0-9-]{0,40})?$")
+_ID = re.compile(r"\d{4}-\d{2}-\d{2}(?:-[a-z0-9][a-z0-9-]{0,40})?\Z")
+
+
+def is_issue_id(value: str) -> bool:
+    """Issue ids are dates (YYYY-MM-DD), optionally with a lower-case -suffix; nothing else names a folder."""
+    return bool(_ID.match(value))
 _FIELDS = {"date", "subject", "preheader", "intro", "summaries", "status"}
 _STATUSES = ("draft", "discarded")
 
@@ -115,7 +121,7 @@ def write_issue(issues_dir: Path, issue_id: str, date: dt.date, summaries: list[
                 subject: str | None = None, preheader: str | None = None, intro: str | None = None,
                 force: bool = False) -> Path:
     """Write issues/<id>/issue.toml; refuses to overwrite unless force."""
-    if not _ID.match(issue_id):
+    if not is_issue_id(issue_id):
         raise IssueError(issues_dir / issue_id, "issue ids are dates (YYYY-MM-DD), optionally with a -suffix")
     if not summaries:
         raise IssueError(issues_dir / issue_id, "no summaries to put in this issue (all are sent, "

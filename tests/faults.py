@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
-from smtp_servers import RecordingHandler, Server, _EphemeralController
+from smtp_servers import RecordingHandler, Server, _EphemeralController, smtp_server
 
 __all__ = [
     "REPLIES",
@@ -241,15 +241,8 @@ class _FaultController(_EphemeralController):
 @contextmanager
 def fault_server(handler: FaultInjectingHandler | None = None, **smtp_kwargs: Any) -> Iterator[Server]:
     """A plain SMTP server on 127.0.0.1 (ephemeral port) driven by `handler`; kwargs go to aiosmtpd.SMTP."""
-    handler = handler or FaultInjectingHandler()
-    controller = _FaultController(
-        handler, hostname="127.0.0.1", port=0, server_hostname="localhost", ready_timeout=5.0, **smtp_kwargs
-    )
-    controller.start()
-    try:
-        yield Server("127.0.0.1", controller.port, handler)
-    finally:
-        controller.stop()
+    with smtp_server(handler or FaultInjectingHandler(), controller_class=_FaultController, **smtp_kwargs) as server:
+        yield server
 
 
 # --- a sample project ready to send ---------------------------------------------------------------

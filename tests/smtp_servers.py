@@ -162,10 +162,11 @@ class _Authenticator:
 
 
 @contextmanager
-def smtp_server(handler: RecordingHandler | None = None, **smtp_kwargs: Any) -> Iterator[Server]:
+def smtp_server(handler: RecordingHandler | None = None, *, controller_class: type[Controller] | None = None,
+                **smtp_kwargs: Any) -> Iterator[Server]:
     """A plain SMTP server (no STARTTLS) recording what it accepts; extra kwargs go to aiosmtpd.SMTP."""
     handler = handler or RecordingHandler()
-    controller = _EphemeralController(
+    controller = (controller_class or _EphemeralController)(
         handler, hostname="127.0.0.1", port=0, server_hostname="localhost", ready_timeout=5.0, **smtp_kwargs
     )
     controller.start()

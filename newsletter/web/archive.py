@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..compose import is_issue_id
 from ..render import META_FILE, fill_placeholders, neutral_values, read_build
 from ..settings import Settings
 from ..text import format_date
@@ -20,8 +20,6 @@ __all__ = ["ArchivedIssue", "valid_issue_id", "sent_issues", "sent_issue", "web_
 
 log = logging.getLogger("newsletter.serve")
 
-#: Issue ids as compose writes them: a date, optionally a lower-case suffix. Nothing else reaches the disk.
-_ISSUE_ID = re.compile(r"\d{4}-\d{2}-\d{2}(?:-[a-z0-9][a-z0-9-]{0,40})?\Z")
 _ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -41,7 +39,7 @@ class ArchivedIssue:
 
 
 def valid_issue_id(value: str) -> bool:
-    if not _ISSUE_ID.match(value):
+    if not is_issue_id(value):  # as compose writes them; nothing else reaches the disk
         return False
     try:
         dt.date.fromisoformat(value[:10])
