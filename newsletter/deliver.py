@@ -144,8 +144,8 @@ def status(settings: Settings, folder: Path) -> ledger.LedgerCounts:
 
 def seed_subscribers(settings: Settings) -> subscribers.ImportReport | None:
     """Import settings.seed_subscribers (the demo's sample list) when the database has no subscribers."""
-    if settings.seed_subscribers is None:
-        return None
+    if settings.seed_subscribers is None or not settings.transport.startswith(("maildir:", "memory:")):
+        return None  # sample addresses are for the local demo, never for a real mail server
     with database(settings) as conn:
         if subscribers.count(conn) > 0:
             return None

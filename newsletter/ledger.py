@@ -36,6 +36,7 @@ __all__ = [
     "claim",
     "claim_batch",
     "release",
+    "reopen",
     "pending",
     "pending_subscribers",
     "mark_sent",
@@ -144,6 +145,13 @@ def release(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[in
             f" AND subscriber_id IN ({marks})",
             (utc_now(), issue_id, *part),
         )
+
+
+def reopen(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]) -> None:
+    """Give 'failed' rows back (no row: pending again), for refusals that were not about the recipient."""
+    for part in _chunks(list(subscriber_ids)):
+        conn.execute(f"DELETE FROM ledger WHERE issue_id = ? AND status = 'failed' AND subscriber_id IN ({_marks(len(part))})",
+                     (issue_id, *part))
 
 
 _PENDING = (
@@ -269,6 +277,10 @@ class Ledger:
     def release(self, subscriber_ids: Sequence[int]) -> None:
         release(self.conn, self.issue_id, subscriber_ids)
         self._resumed.difference_update(subscriber_ids)
+        self._recorded()
+
+    def reopen(self, subscriber_ids: Sequence[int]) -> None:
+        reopen(self.conn, self.issue_id, subscriber_ids)
         self._recorded()
 
     def mark_sent(self, subscriber_id: int, message_id: str) -> None:

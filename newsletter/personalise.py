@@ -113,6 +113,7 @@ class Personaliser:
         self.issue_id = email_.issue_id
         self.sender_email = sender_email
         self._secret = secret
+        self._test = test
         self._smtputf8 = smtputf8
         self._base = public_base_url.rstrip("/")
         self._mailto = unsubscribe_mailto
@@ -162,7 +163,10 @@ class Personaliser:
     def message(self, subscriber: Subscriber) -> Message:
         values = self.values(subscriber)
         unsubscribe = values["unsubscribe_url"]
-        message_id = _message_id(self._message_id_key, self.issue_id, subscriber.id, self._domain)
+        if self._test:  # proofs: a fresh id each time, or mail clients hide the second proof as a duplicate
+            message_id = email.utils.make_msgid(idstring=f"proof.{self.issue_id}", domain=self._domain)[1:-1]
+        else:
+            message_id = _message_id(self._message_id_key, self.issue_id, subscriber.id, self._domain)
         list_unsub = f"<{unsubscribe}>"
         if self._mailto:
             token = unsubscribe.rsplit("/", 1)[1]

@@ -252,6 +252,11 @@ def read_build(build_dir: Path) -> tuple[RenderedEmail, dict[str, Any]]:
         raise IssueError(build_dir, f"{Path(exc.filename).name} is missing: run `newsletter build` first") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IssueError(build_dir, f"build output is damaged ({exc}); run `newsletter build` again") from None
-    email = RenderedEmail(issue_id=meta["issue"], subject=meta["subject"], preheader=meta["preheader"],
-                          html=html, text=text, journals=tuple(meta.get("journals", ())))
+    try:
+        email = RenderedEmail(issue_id=str(meta["issue"]), subject=str(meta["subject"]),
+                              preheader=str(meta["preheader"]), html=html, text=text,
+                              journals=tuple(str(j) for j in meta.get("journals", ())))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise IssueError(build_dir / META_FILE, f"build output is damaged (no {exc}); "
+                                                "run `newsletter build` again") from None
     return email, meta

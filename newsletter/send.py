@@ -28,7 +28,7 @@ from newsletter.ledger import Ledger
 from newsletter.models import Message, Subscriber
 from newsletter.transports import Transport
 
-__all__ = ["RetryPolicy", "SendReport", "send_issue", "is_bounce"]
+__all__ = ["RetryPolicy", "SendReport", "send_issue", "is_bounce", "REFUSAL_LIMIT"]
 
 Progress = Callable[[str, Subscriber], None]
 
@@ -65,6 +65,16 @@ class SendReport:
     stopped_early: str | None
     interrupted: bool
     bounced: int = 0  # of `failed`: subscribers marked bounced (no such user)
+
+
+#: This many identical permanent refusals in a row (not "no such user") stop the run.
+REFUSAL_LIMIT = 5
+_ADDRESSES = re.compile(r"<[^>]*>|\S+@\S+")
+
+
+def _refusal_key(reason: str) -> str:
+    """The reply without the addresses it names, so the same refusal for different people compares equal."""
+    return " ".join(_ADDRESSES.sub("", reason or "").split())[:120]
 
 
 def is_bounce(code: int | None, reason: str) -> bool:
@@ -218,6 +228,8 @@ class _Run:
         self.sent = self.deferred = self.failed = self.bounced = self.resent = 0
         self.stopped_early: str | None = None
         self.error: BaseException | None = None
+        self._refusal_key: tuple[int, str] | None = None
+        self._refused: list[int] = []
         self.workers: _Workers | None = None
 
     def should_stop(self) -> bool:
@@ -250,13 +262,34 @@ class _Run:
             self.progress(outcome.status, subscriber)
 
     def fail(self, subscriber: Subscriber, code: int | None, reason: str) -> None:
-        self.ledger.mark_failed(subscriber.id, code, reason)
-        self.failed += 1
-        if is_bounce(code, reason):
+        bounce = is_bounce(code, reason)
+        if bounce:  # before the ledger's commit, so both land together and no write lock is left open
             subscribers.mark_bounced(self.conn, subscriber.id, commit=False)
             self.bounced += 1
+        self.ledger.mark_failed(subscriber.id, code, reason)
+        self.failed += 1
         if self.progress:
             self.progress("failed", subscriber)
+        self._watch_refusals(subscriber.id, code, reason, bounce=bounce)
+
+    def _watch_refusals(self, subscriber_id: int, code: int | None, reason: str, *, bounce: bool) -> None:
+        """The same non-bounce refusal for REFUSAL_LIMIT messages in a row is about the sender, not them
+        (a quota, a policy block): stop, and give those rows back so a later run sends them."""
+        key = None if bounce or code is None else (code, _refusal_key(reason))
+        if key is None or key != self._refusal_key:
+            self._refusal_key, self._refused = key, []
+        if key is None:
+            return
+        self._refused.append(subscriber_id)
+        if len(self._refused) >= REFUSAL_LIMIT:
+            self.ledger.reopen(self._refused)
+            self.failed -= len(self._refused)
+            self.stopped_early = (f"the server refused {len(self._refused)} messages in a row with the same "
+                                  f"answer ({code} {reason[:200]}); that is about the sender, not the "
+                                  "recipients, so the run stopped and those rows stay pending")
+            assert self.workers is not None
+            self.workers.abort.set()
+            self._refusal_key, self._refused = None, []
 
     def dispatch(self, chunk: list[Subscriber], make_message: Callable[[Subscriber], Message]) -> None:
         assert self.workers is not None

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .text import is_safe_link
 
 __all__ = ["Settings", "Feed", "load_settings", "signing_secret", "CONFIG_NAME"]
 
@@ -50,7 +52,7 @@ class Settings:
     connections: int = 1
     rate: float | None = None  # messages per second, None = as fast as the server takes them
     public_base_url: str = "https://ms-research.example.org/newsletter"  # where `newsletter serve` is reachable
-    unsubscribe_mailto: str | None = "unsubscribe@ms-research.example.org"
+    unsubscribe_mailto: str | None = None  # a mailbox someone processes; None = the HTTPS link alone
     seed_subscribers: Path | None = None  # demo: a CSV imported by `publish` while the list is empty
     misfire_grace_seconds: int = 24 * 3600
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
@@ -121,7 +123,7 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
 def _validate(s: Settings, path: Path | str) -> Settings:
     from email_validator import EmailNotValidError, validate_email
 
-    for key in ("sender_email", "reply_to"):
+    for key in ("sender_email", "reply_to", "unsubscribe_mailto"):
         value = getattr(s, key)
         if value is None:
             continue
@@ -130,8 +132,13 @@ def _validate(s: Settings, path: Path | str) -> Settings:
         except EmailNotValidError as exc:
             raise ConfigError(f"{value!r} is not a valid address: {exc}", key=key, path=path) from None
     for key in ("site_url", "public_base_url"):
-        if not getattr(s, key).startswith(("https://", "http://")):
-            raise ConfigError("must be an absolute http(s) URL", key=key, path=path)
+        if not is_safe_link(getattr(s, key), allow_mailto=False):
+            raise ConfigError("must be an absolute http(s) URL without spaces or control characters",
+                              key=key, path=path)
+    host = urlsplit(s.public_base_url).hostname or ""
+    if not s.public_base_url.startswith("https://") and host not in ("localhost", "127.0.0.1", "::1"):
+        raise ConfigError("must be https:// (unsubscribe links and RFC 8058 one-click need HTTPS)",
+                          key="public_base_url", path=path)
     try:
         zoneinfo.ZoneInfo(s.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):

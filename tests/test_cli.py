@@ -75,3 +75,14 @@ def test_bad_setting_names_the_key(project: Path) -> None:
     cfg.write_text(cfg.read_text().replace('timezone_typo = "x"', 'smtp_password = "hunter2"'))
     r = run(project, "compose")
     assert r.returncode == 1 and "environment" in r.stderr and "hunter2" not in r.stderr
+
+
+def test_urls_and_addresses_in_settings_cannot_inject_headers(project: Path) -> None:
+    cfg = project / "newsletter.toml"
+    base = cfg.read_text()
+    for line, key in [('public_base_url = "https://x.example.org/n\\r\\nBcc: victim@evil.example"', "public_base_url"),
+                      ('public_base_url = "http://news.example.org"', "public_base_url"),
+                      ('unsubscribe_mailto = "u@x.example.org>\\r\\nX-Evil: 1"', "unsubscribe_mailto")]:
+        cfg.write_text(base.replace('public_base_url = "https://ms-research.example.org/newsletter"', line))
+        r = run(project, "compose", "--date", "2026-11-25")
+        assert r.returncode == 1 and key in r.stderr and "Traceback" not in r.stderr, r.stderr

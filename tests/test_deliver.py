@@ -170,3 +170,27 @@ def test_two_sends_of_one_issue_do_not_overlap(settings: Settings, built: Path) 
         with pytest.raises(IssueError, match="another `newsletter send`"):
             send_full(settings, built)
     assert send_full(settings, built).sent == 8
+
+
+def test_proof_copies_get_fresh_message_ids(settings: Settings, built: Path) -> None:
+    send_proof(settings, built, ["a@example.org"])
+    send_proof(settings, built, ["a@example.org"])
+    ids = {m["Message-ID"] for m in outbox(settings)}
+    assert len(ids) == 2
+
+
+def test_sample_subscribers_are_never_seeded_for_a_real_server(settings: Settings) -> None:
+    from newsletter.deliver import seed_subscribers
+
+    smtp = dataclasses.replace(settings, transport="smtp://127.0.0.1:2525", seed_subscribers=Path("content/subscribers.csv"))
+    assert seed_subscribers(smtp) is None
+    local = dataclasses.replace(smtp, transport="maildir:outbox")
+    assert seed_subscribers(local).added == 8  # type: ignore[union-attr]
+
+
+def test_damaged_build_metadata_is_one_clear_error(settings: Settings, built: Path) -> None:
+    from newsletter.errors import IssueError
+
+    (built / "build" / "build.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(IssueError, match="build output is damaged"):
+        send_proof(settings, built, ["a@example.org"])

@@ -317,3 +317,34 @@ def test_refusal_from_a_memory_transport(conn: sqlite3.Connection) -> None:
                         connections=3)
     assert report.stopped_early == "disk full" and report.sent == 0
     assert ledger.counts(conn, ISSUE).claimed == 0
+
+
+def test_the_same_refusal_in_a_row_stops_the_run_and_leaves_rows_pending(conn: sqlite3.Connection) -> None:
+    """A quota or policy block answers 5xx for everyone: not the recipients' fault, so nobody is failed
+    for good or marked bounced, and a later run sends the rest."""
+    from newsletter.errors import PermanentDeliveryError
+    from newsletter.send import REFUSAL_LIMIT
+
+    people = populate(conn, [f"reader{i}@example.org" for i in range(40)])
+    quota = {"open": False}
+
+    def fail(message: Message) -> None:
+        if message.recipient == "reader9@example.org":
+            raise PermanentDeliveryError("5.1.1 <reader9@example.org>: no such user", code=550,
+                                         recipient=message.recipient)
+        if quota["open"] is False and message.recipient[6:8].isdigit() and message.recipient.startswith("reader2"):
+            raise PermanentDeliveryError(f"5.4.5 Daily sending quota exceeded for <{message.recipient}>",
+                                         code=550, recipient=message.recipient)
+
+    transport = MemoryTransport(fail=fail)
+    report = send_issue(conn, ISSUE, make_message=make_message, transport_factory=lambda: transport)
+    assert report.stopped_early and "refused 5 messages in a row" in report.stopped_early
+    assert report.failed == 1 and report.bounced == 1  # only the real "no such user"
+    rows = ledger_rows(conn)
+    assert rows["reader9@example.org"] == "failed"
+    assert not any(rows.get(f"reader2{i}@example.org") == "failed" for i in range(REFUSAL_LIMIT))
+    assert subscribers.count(conn, "bounced") == 1
+    quota["open"] = True  # the next day
+    again = send_issue(conn, ISSUE, make_message=make_message, transport_factory=lambda: transport)
+    assert again.stopped_early is None
+    assert report.sent + again.sent == len(people) - 1

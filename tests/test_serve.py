@@ -7,6 +7,8 @@ copy, so state changes never leak between tests.
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import datetime as dt
 import email
@@ -283,7 +285,10 @@ def test_already_unsubscribed_and_the_generic_link(site: Settings, client: httpx
     assert r.status_code == 200 and "You are already unsubscribed" in r.text and "Resubscribe" in r.text
     # The web version's neutral link: explains, changes nothing.
     r = client.get("/unsubscribe")
-    assert r.status_code == 200 and "How to unsubscribe" in r.text and "unsubscribe@ms-research.example.org" in r.text
+    assert r.status_code == 200 and "How to unsubscribe" in r.text and "mailto:" not in r.text  # none configured
+    with_mailto = create_app(dataclasses.replace(site, unsubscribe_mailto="unsubscribe@ms-research.example.org"))
+    with running(with_mailto) as url, httpx.Client(base_url=url, timeout=10) as local:
+        assert "unsubscribe@ms-research.example.org" in local.get("/unsubscribe").text
 
 
 # --- the archive ------------------------------------------------------------------------------------

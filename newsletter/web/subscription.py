@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 
 from ..errors import SubscriberError, TokenError
-from ..headers import format_address, header_line
+from ..headers import envelope_address, format_address, header_line
 from ..models import Message, Subscriber
 from ..settings import Settings
 from ..subscribers import clean_name, get, normalise_address
@@ -143,5 +143,5 @@ def confirmation_message(settings: Settings, address: str, confirm_url: str, *,
     if settings.reply_to:
         head.append(f"Reply-To: {format_address('', settings.reply_to, header='Reply-To')}\r\n")
     data = "".join(head).encode("ascii") + body.as_bytes()
-    return Message(issue_id="subscribe-confirmation", recipient=address, sender=settings.sender_email,
+    return Message(issue_id="subscribe-confirmation", recipient=envelope_address(address), sender=settings.sender_email,
                    message_id=message_id, data=data)
