@@ -167,17 +167,20 @@ class Personaliser:
             message_id = email.utils.make_msgid(idstring=f"proof.{self.issue_id}", domain=self._domain)[1:-1]
         else:
             message_id = _message_id(self._message_id_key, self.issue_id, subscriber.id, self._domain)
+        # A non-ASCII local part (jörg@…) can only travel with SMTPUTF8 (RFC 6531): a UTF-8 To header
+        # here, the SMTPUTF8 option in the transport, and a clear per-recipient failure where it is missing.
+        utf8 = self._smtputf8 or not subscriber.email.rpartition("@")[0].isascii()
         list_unsub = f"<{unsubscribe}>"
         if self._mailto:
             token = unsubscribe.rsplit("/", 1)[1]
             subject = "unsubscribe%20" + token if _URL_SAFE.fullmatch(token) else quote("unsubscribe " + token)
             list_unsub += f",\r\n <mailto:{self._mailto}?subject={subject}>"
         head = (
-            f"To: {format_address(subscriber.name, subscriber.email, smtputf8=self._smtputf8)}\r\n"
+            f"To: {format_address(subscriber.name, subscriber.email, smtputf8=utf8)}\r\n"
             f"Message-ID: <{message_id}>\r\n"
             f"List-Unsubscribe: {list_unsub}\r\n"
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-        ).encode("utf-8" if self._smtputf8 else "ascii")
+        ).encode("utf-8" if utf8 else "ascii")
         text_values = {k: self._web_text if k == "web_url" else _encode_value(v, html=False) for k, v in values.items()}
         html_values = {k: self._web_html if k == "web_url" else _encode_value(v, html=True) for k, v in values.items()}
         data = b"".join([self._head_static, head, self._body_head, *self._text.render(text_values),
