@@ -163,7 +163,7 @@ def test_a_subject_that_cannot_be_made_safe_is_refused(subject: str) -> None:
 
 @pytest.mark.parametrize("address", ["reader@example.org\r\nBcc: victim@example.net", "reader@example.org\nX: y",
                                      "a@b@example.org", "<reader@example.org>", "reader@exa mple.org",
-                                     "reader@", "@example.org", "jörg@example.org", "reader@-bad-.example",
+                                     "reader@", "@example.org", "jö rg@example.org", "reader@-bad-.example",
                                      "reader@example.org>\r\nBcc: victim@example.net"])
 def test_an_address_that_cannot_be_made_safe_is_refused(address: str) -> None:
     TRIED["addresses"] += 1
