@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Summary", "Issue", "RenderedEmail", "Subscriber", "Message", "SECTION_KEYS"]
@@ -61,7 +61,6 @@ class RenderedEmail:
     html: str
     text: str
     journals: tuple[str, ...] = ()
-    links: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import html as html_lib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -25,7 +24,7 @@ from .models import Message, RenderedEmail, Subscriber
 from .render import PLACEHOLDERS
 from .tokens import make_token
 
-__all__ = ["Personaliser", "prepare", "greeting", "message_id_for", "values_for"]
+__all__ = ["Personaliser", "prepare", "greeting", "message_id_for"]
 
 _TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in PLACEHOLDERS.values()) + ")")
 _KEY_BY_TOKEN = {token: key for key, token in PLACEHOLDERS.items()}
@@ -198,6 +197,3 @@ def prepare(email_: RenderedEmail, settings: object, *, secret: str, test: bool 
                         unsubscribe_mailto=s.unsubscribe_mailto, reply_to=s.reply_to,  # type: ignore[attr-defined]
                         secret=secret, test=test, date=date)
 
-
-def values_for(personaliser: Personaliser) -> Callable[[Subscriber], dict[str, str]]:
-    return personaliser.values

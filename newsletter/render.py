@@ -191,9 +191,8 @@ def render_email(issue: Issue, settings: Settings, *, templates_dir: Path | None
         html = "<!doctype html>\n" + html  # premailer drops it; without it clients render in quirks mode
     text = "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
     text = re.sub(r"\n{3,}", "\n\n", text)
-    hrefs = tuple(dict.fromkeys(html_lib.unescape(h) for h in re.findall(r'href="([^"]*)"', html)))
     return RenderedEmail(issue_id=issue.id, subject=issue.subject, preheader=issue.preheader, html=html,
-                         text=text, journals=tuple(ctx["journals"]), links=hrefs)
+                         text=text, journals=tuple(ctx["journals"]))
 
 
 def fill_placeholders(template: str, values: Mapping[str, str], *, html: bool) -> str:
