@@ -155,12 +155,17 @@ def postfix_sink(tool: Tool, workdir: Path) -> Iterator[tuple[int, SinkCounter]]
         _wait_for_port(port)
         yield port, SinkCounter(counter_file)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a helper process, killing it if it does not exit within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextmanager
@@ -173,9 +178,4 @@ def aiosmtpd_sink(python: str) -> Iterator[int]:
         _wait_for_port(port, timeout=15.0)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from . import db
 from .approval import approve, read_approval, require_approval
 from .compose import used_summary_ids
-from .deliver import SendInProgress, send_full
+from .deliver import SendInProgress, database, send_full
 from .errors import CheckFailed, NewsletterError
 from .pipeline import build, compose, gather, issue_folder
 from .selection import select_latest
@@ -146,14 +146,11 @@ def local_and_utc(moment: dt.datetime, tz: dt.tzinfo) -> str:
 @contextmanager
 def _db(settings: Settings) -> Iterator[sqlite3.Connection]:
     """The project's database (WAL, schema applied by db.connect) plus our two tables; commits on success."""
-    conn = db.connect(settings.path(settings.database))
-    try:
+    with database(settings) as conn:  # SQLite failures become a LedgerError naming the file
         for statement in _SCHEMA:
             conn.execute(statement)
         yield conn
         conn.commit()
-    finally:
-        conn.close()
 
 
 def _save(conn: sqlite3.Connection, job_id: str, state: str, result: str = "", *, insert: bool = True,

@@ -67,21 +67,14 @@ class Settings:
         return zoneinfo.ZoneInfo(self.timezone)
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and logs
-        return f"Settings(root={self.root!s}, transport={_mask_url(self.transport)!r})"
+        from .transports import mask_url  # the one masking rule; imported late, it loads the transports
+
+        return f"Settings(root={self.root!s}, transport={mask_url(self.transport)!r})"
 
 
 _PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers"}
 _SECRET_KEYS = {"secret", "smtp_password"}
 _ALLOWED = {f.name for f in fields(Settings)} - {"root"} - _SECRET_KEYS
-
-
-def _mask_url(url: str) -> str:
-    if "@" in url and ":" in url.split("@", 1)[0].split("//")[-1]:
-        head, tail = url.split("@", 1)
-        user = head.split("//")[-1].split(":")[0]
-        scheme = head.split("//")[0] + "//" if "//" in head else ""
-        return f"{scheme}{user}:***@{tail}"
-    return url
 
 
 def _check_type(key: str, value: Any, path: Path) -> Any:
