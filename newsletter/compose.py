@@ -9,12 +9,13 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .errors import IssueError
 from .models import Issue, Summary
-from .text import content_problem
+from .text import TEASER_LIMIT, content_problem
 
 __all__ = [
     "ISSUE_FILE",
@@ -37,7 +38,8 @@ _ID = re.compile(r"\d{4}-\d{2}-\d{2}(?:-[a-z0-9][a-z0-9-]{0,40})?\Z")
 def is_issue_id(value: str) -> bool:
     """Issue ids are dates (YYYY-MM-DD), optionally with a lower-case -suffix; nothing else names a folder."""
     return bool(_ID.match(value))
-_FIELDS = {"date", "subject", "preheader", "intro", "summaries", "status"}
+_FIELDS = {"date", "subject", "preheader", "intro", "summaries", "status", "teasers"}
+TEASER_OVERRIDE_LIMIT = TEASER_LIMIT  # what the editor types is what readers see, never cut
 _STATUSES = ("draft", "discarded")
 
 
@@ -96,7 +98,8 @@ def _toml_multiline(value: str) -> str:
 
 
 def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str, intro: str,
-                      summaries: list[Summary], *, status: str = "draft") -> str:
+                      summaries: list[Summary], *, status: str = "draft",
+                      teasers: Mapping[str, str] | None = None) -> str:
     lines = [
         f"# Newsletter issue {issue_id}. Edit freely, then run: newsletter build issues/{issue_id}",
         "# Set status = \"discarded\" to give its summaries back to the next issue.",
@@ -114,6 +117,10 @@ def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str
     for s in summaries:
         lines.append(f"  {_toml_string(s.id)},  # {s.date.isoformat()} · {s.journal} · {_cut(s.title, 60)}")
     lines.append("]")
+    chosen = [(s.id, (teasers or {}).get(s.id, "").strip()) for s in summaries]
+    if any(text for _, text in chosen):
+        lines += ["", "# Optional: your own teaser for a summary, in place of the start of its findings.", "[teasers]"]
+        lines += [f"{_toml_string(sid)} = {_toml_string(text)}" for sid, text in chosen if text]
     return "\n".join(lines) + "\n"
 
 
@@ -189,10 +196,36 @@ def read_issue(folder: Path, summaries_by_id: Mapping[str, Summary] | None = Non
             raise IssueError(path, f"unknown summary id(s): {', '.join(missing)} "
                                    "(no file or feed entry has that id)", field="summaries")
         resolved = tuple(summaries_by_id[i] for i in ids)
+    teasers = _teasers(path, data.get("teasers", {}), ids)
+    if teasers and resolved:
+        overrides = dict(teasers)
+        resolved = tuple(replace(s, teaser=overrides[s.id]) if s.id in overrides else s for s in resolved)
     return Issue(id=issue_id, date=date, subject=" ".join(_str_field(path, data, "subject").split()),
                  preheader=" ".join(_str_field(path, data, "preheader").split()),
                  intro=_str_field(path, data, "intro", required=False), summary_ids=tuple(ids),
-                 folder=folder, status=status, summaries=resolved)
+                 folder=folder, status=status, summaries=resolved, teasers=teasers)
+
+
+def _teasers(path: Path, raw: Any, ids: list[str]) -> tuple[tuple[str, str], ...]:
+    """The [teasers] table: summary id -> an editor's own teaser, only for summaries in this issue."""
+    if not isinstance(raw, dict):
+        raise IssueError(path, "must be a table of summary id = \"teaser text\"", field="teasers")
+    out = []
+    for sid, text in raw.items():
+        where = f"teasers.{sid}"
+        if sid not in ids:
+            raise IssueError(path, "names a summary that is not in this issue's summaries list", field=where)
+        if not isinstance(text, str):
+            raise IssueError(path, f"must be a string, not {type(text).__name__}", field=where)
+        problem = content_problem(text)
+        if problem:
+            raise IssueError(path, problem, field=where)
+        text = " ".join(text.split())
+        if len(text) > TEASER_OVERRIDE_LIMIT:
+            raise IssueError(path, f"is {len(text)} characters; keep a teaser to {TEASER_OVERRIDE_LIMIT}", field=where)
+        if text:
+            out.append((sid, text))
+    return tuple(out)
 
 
 def list_issue_folders(issues_dir: Path) -> list[Path]:

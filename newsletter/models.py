@@ -45,6 +45,7 @@ class Issue:
     folder: Path
     status: str = "draft"  # draft | discarded
     summaries: tuple[Summary, ...] = ()
+    teasers: tuple[tuple[str, str], ...] = ()  # (summary id, the editor's own teaser), from [teasers]
 
     @property
     def build_dir(self) -> Path:

@@ -35,6 +35,7 @@ from .models import Message, Subscriber
 from .settings import Settings, signing_secret
 from .tokens import make_token
 from .web import archive
+from .web.desk import Desk, DeskHeaders
 from .web.pages import CACHE_PUBLIC, PageError, Pages
 from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, read_form
 from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
@@ -53,15 +54,18 @@ class NewsletterApp(Starlette):
     """Starlette with the security headers outside everything, the 500 handler included."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeadersMiddleware(super().build_middleware_stack())
+        return DeskHeaders(SecurityHeadersMiddleware(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
                clock: Callable[[], float] = time.monotonic) -> Starlette:
     """The app over `settings`' database and issues; ConfigError now (not per request) without a secret."""
     site = _Site(settings, signing_secret(settings), RateLimiter(*subscribe_limit, clock=clock))
-    app = NewsletterApp(debug=False, routes=site.routes(), exception_handlers=site.pages.exception_handlers())
+    desk = Desk(settings, site.secret)
+    app = NewsletterApp(debug=False, routes=site.routes() + desk.routes(),
+                        exception_handlers=site.pages.exception_handlers())
     site.pages.router = app.router
+    desk.attach(app.router)
     return app
 
 

@@ -55,6 +55,8 @@ class Settings:
     unsubscribe_mailto: str | None = None  # a mailbox someone processes; None = the HTTPS link alone
     seed_subscribers: Path | None = None  # demo: a CSV imported by `publish` while the list is empty
     misfire_grace_seconds: int = 24 * 3600
+    two_person_approval: bool = True  # the desk: an approver cannot approve an issue they edited last
+    desk_idle_minutes: int = 60  # a desk session ends after this long without a request
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
 
@@ -102,7 +104,11 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError("must be a positive number (messages per second)", key=key, path=path)
         return float(value)
-    if isinstance(default, bool) or isinstance(default, int):
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError("must be true or false", key=key, path=path)
+        return value
+    if isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError("must be a positive whole number", key=key, path=path)
         return value

@@ -1,0 +1,316 @@
+"""The desk's jobs: compose, save, preview, proof, approve, send and schedule for a signed-in person, audited.
+
+Each function calls the same stage functions as the CLI (build, check, approval, send, schedule) and
+adds what only the desk knows: who did it (the audit log) and the two-person approval rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import desk_store, ledger
+from .accounts import EditorRow, desk_db
+from .approval import Approval, approve as record_approval, read_approval
+from .check import CheckReport, check_email
+from .compose import is_issue_id, list_issue_folders, read_issue, write_issue
+from .deliver import dry_run, send_full, send_proof
+from .edit import Candidate, IssueEdit, candidates, issue_version, save_edit, used_by_issue
+from .errors import ApprovalError, IssueError, NewsletterError, SourceError
+from .models import Issue, Summary
+from .pipeline import BuildResult, build, gather
+from .render import build_hash, fill_placeholders, neutral_values, read_build, render_email
+from .settings import Settings
+
+__all__ = ["IssueRow", "Opened", "DeskRefusal", "overview", "new_issue_candidates", "compose_chosen", "open_issue",
+           "save", "preview_build", "draft_preview", "proof", "approve", "can_approve", "recipients", "start_send",
+           "schedule", "cancel", "progress", "sending_now"]
+
+
+class DeskRefusal(NewsletterError):
+    """The desk will not do this; the message is written for the editor."""
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    """One issue on the dashboard."""
+
+    id: str
+    subject: str
+    date: dt.date
+    state: str  # draft | approved | scheduled | sending | sent | discarded | broken
+    counts: ledger.LedgerCounts | None = None
+    bounced: int = 0
+    scheduled_at: dt.datetime | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An issue opened for editing: what is on disk, its version, and every summary it could hold."""
+
+    issue: Issue
+    version: str
+    known: Mapping[str, Summary]
+    frozen: bool  # sending started: the issue can no longer change
+
+
+def _folder(settings: Settings, issue_id: str) -> Path:
+    from .compose import is_issue_id
+    if not is_issue_id(issue_id):
+        raise DeskRefusal("There is no issue with that name.")
+    folder = settings.path(settings.issues_dir) / issue_id
+    if not (folder / "issue.toml").is_file():
+        raise DeskRefusal("There is no issue with that name.")
+    return folder
+
+
+def _audit(settings: Settings, editor: EditorRow | None, action: str, *, issue_id: str | None = None,
+           version: str | None = None, detail: str = "") -> None:
+    with desk_db(settings) as conn:
+        desk_store.audit(conn, editor, action, issue_id=issue_id, version=version, detail=detail)
+
+
+def _started(settings: Settings, issue_id: str) -> bool:
+    """Any ledger row means subscribers may have it: the issue is frozen."""
+    with desk_db(settings) as conn:
+        c = ledger.counts(conn, issue_id)
+    return bool(c.sent or c.claimed or c.failed or c.deferred)
+
+
+def _scheduled(settings: Settings) -> dict[str, dt.datetime | None]:
+    from .schedule import list_jobs
+
+    out: dict[str, dt.datetime | None] = {}
+    for job in list_jobs(settings):
+        if job.job_id.startswith("send:") and job.state in ("scheduled", "overdue", "running"):
+            out[job.job_id.partition(":")[2]] = job.next_run
+    return out
+
+
+def overview(settings: Settings) -> list[IssueRow]:
+    """Every issue, newest first, with where it stands (drafts, scheduled, sending, sent)."""
+    scheduled = _scheduled(settings)
+    rows = []
+    with desk_db(settings) as conn:
+        for folder in reversed(list_issue_folders(settings.path(settings.issues_dir))):
+            try:
+                issue = read_issue(folder)
+            except IssueError as exc:
+                rows.append(IssueRow(folder.name, "(cannot be read)", dt.date.min, "broken", problem=str(exc)))
+                continue
+            counts = ledger.counts(conn, issue.id)
+            bounced = desk_store.bounced(conn, issue.id)
+            started = counts.sent or counts.claimed or counts.failed or counts.deferred
+            if issue.status == "discarded":
+                state = "discarded"
+            elif counts.claimed or (started and sending_now(issue.id)):
+                state = "sending"
+            elif started:
+                state = "sent" if counts.remaining == 0 else "sending"
+            elif issue.id in scheduled:
+                state = "scheduled"
+            elif _approved_current(folder):
+                state = "approved"
+            else:
+                state = "draft"
+            rows.append(IssueRow(issue.id, issue.subject, issue.date, state, counts if started else None, bounced,
+                                 scheduled.get(issue.id)))
+    return rows
+
+
+def _approved_current(folder: Path) -> Approval | None:
+    """The approval, if it still matches what is in build/."""
+    try:
+        approval = read_approval(folder)
+        if approval is None:
+            return None
+        email, _ = read_build(folder / "build")
+    except (IssueError, ApprovalError):
+        return None
+    return approval if build_hash(email.html, email.text, email.subject, email.preheader) == approval.sha256 else None
+
+
+def new_issue_candidates(settings: Settings, date: dt.date) -> list[Candidate]:
+    broken: list[SourceError] = []
+    summaries = gather(settings, skip_invalid=True, warn=broken.append)
+    used = used_by_issue(settings.path(settings.issues_dir), exclude=date.isoformat())
+    return candidates(summaries, broken, date=date, used=used)
+
+
+def compose_chosen(settings: Settings, editor: EditorRow, date: dt.date, ids: list[str]) -> Issue:
+    """Write issues/<date>/issue.toml with the chosen summaries in the order shown (newest first)."""
+    issues_dir = settings.path(settings.issues_dir)
+    if (issues_dir / date.isoformat() / "issue.toml").exists():
+        raise DeskRefusal(f"There is already an issue for {date.isoformat()}. Open it from the dashboard.")
+    free = {c.summary.id: c.summary for c in new_issue_candidates(settings, date)
+            if c.summary is not None and c.held_back is None}
+    chosen = [free[i] for i in dict.fromkeys(ids) if i in free]
+    if not chosen:
+        raise DeskRefusal("Choose at least one summary for the issue.")
+    chosen.sort(key=lambda s: (-s.date.toordinal(), s.id))
+    folder = write_issue(issues_dir, date.isoformat(), date, chosen)
+    _audit(settings, editor, "compose", issue_id=folder.name, version=issue_version(folder),
+           detail=f"{len(chosen)} summaries")
+    return read_issue(folder, {s.id: s for s in chosen})
+
+
+def open_issue(settings: Settings, issue_id: str) -> Opened:
+    folder = _folder(settings, issue_id)
+    summaries = gather(settings, skip_invalid=True)
+    known: dict[str, Summary] = {}
+    for s in summaries:
+        known.setdefault(s.id, s)
+    issue = read_issue(folder, known)
+    return Opened(issue, issue_version(folder), known, _started(settings, issue_id))
+
+
+def save(settings: Settings, editor: EditorRow, issue_id: str, edit: IssueEdit, version: str) -> str:
+    opened = open_issue(settings, issue_id)
+    if opened.frozen:
+        raise DeskRefusal("Sending this issue has started, so it can no longer be changed.")
+    new_version = save_edit(opened.issue, edit, opened.known, expected_version=version)
+    _audit(settings, editor, "edit", issue_id=issue_id, version=new_version)
+    return new_version
+
+
+def preview_build(settings: Settings, issue_id: str) -> BuildResult | None:
+    """Build the saved issue (writing build/, as `newsletter build` does); a frozen issue keeps its build."""
+    folder = _folder(settings, issue_id)
+    if _started(settings, issue_id):
+        return None
+    return build(settings, folder)
+
+
+def draft_preview(settings: Settings, issue_id: str, edit: IssueEdit) -> tuple[str, CheckReport]:
+    """The email as it would be with an unsaved edit: preview HTML and check report; nothing is written."""
+    opened = open_issue(settings, issue_id)
+    known = opened.known
+    overrides = dict(edit.teasers)
+    summaries = tuple(replace(known[i], teaser=overrides[i]) if overrides.get(i) else known[i]
+                      for i in edit.summary_ids if i in known)
+    issue = replace(opened.issue, subject=" ".join(edit.subject.split()), preheader=" ".join(edit.preheader.split()),
+                    intro=edit.intro, summary_ids=tuple(s.id for s in summaries), summaries=summaries)
+    email = render_email(issue, settings)
+    return (fill_placeholders(email.html, neutral_values(settings, issue.id), html=True),
+            check_email(email))
+
+
+def proof(settings: Settings, editor: EditorRow, issue_id: str) -> str:
+    folder = _folder(settings, issue_id)
+    result = preview_build(settings, issue_id)
+    if result is not None and not result.report.ok:
+        raise DeskRefusal("Fix the problems listed beside the preview before sending a proof.")
+    sent = send_proof(settings, folder, [editor.email])
+    _audit(settings, editor, "proof", issue_id=issue_id, detail=f"to {sent[0]}")
+    return sent[0]
+
+
+def can_approve(settings: Settings, editor: EditorRow, issue_id: str) -> str | None:
+    """Why `editor` may not approve this issue now, or None."""
+    if editor.role != "approver":
+        return "Only an approver can approve an issue."
+    folder = _folder(settings, issue_id)
+    if settings.two_person_approval:
+        with desk_db(settings) as conn:
+            last = desk_store.last_edit(conn, issue_id)
+        # An edit made outside the desk (a text editor, the CLI) is not attributed to anyone here.
+        if last is not None and last.editor_id == editor.id and last.version == issue_version(folder):
+            return ("You made the last change to this issue, so someone else must approve it "
+                    "(two-person approval is switched on).")
+    return None
+
+
+def approve(settings: Settings, editor: EditorRow, issue_id: str) -> Approval:
+    """Build, check, apply the two-person rule, then freeze the build; the audit log records who and the hash."""
+    reason = can_approve(settings, editor, issue_id)
+    if reason:
+        raise DeskRefusal(reason)
+    result = preview_build(settings, issue_id)
+    if result is None:
+        raise DeskRefusal("Sending this issue has started; it was approved before.")
+    if not result.report.ok:
+        raise DeskRefusal("This issue has problems that block approval. They are listed beside the preview.")
+    approval = record_approval(result.issue.folder)
+    _audit(settings, editor, "approve", issue_id=issue_id, version=approval.sha256,
+           detail=f"build sha256 {approval.sha256}")
+    return approval
+
+
+def recipients(settings: Settings, issue_id: str) -> int:
+    return dry_run(settings, _folder(settings, issue_id), sample=0).recipients
+
+
+_SENDS: dict[str, threading.Thread] = {}
+_SENDS_LOCK = threading.Lock()
+
+
+def sending_now(issue_id: str) -> bool:
+    thread = _SENDS.get(issue_id)
+    return thread is not None and thread.is_alive()
+
+
+def start_send(settings: Settings, editor: EditorRow, issue_id: str) -> None:
+    """Send to everyone in a background thread (the page shows progress); refuses an unapproved build first."""
+    if editor.role != "approver":
+        raise DeskRefusal("Only an approver can send an issue.")
+    folder = _folder(settings, issue_id)
+    if _approved_current(folder) is None:
+        raise DeskRefusal("This issue is not approved, or it changed since it was approved. Approve it first.")
+    with _SENDS_LOCK:
+        if sending_now(issue_id):
+            return
+        _audit(settings, editor, "send", issue_id=issue_id, detail=f"to {recipients(settings, issue_id)} subscribers")
+
+        def run() -> None:
+            try:
+                report = send_full(settings, folder)
+                _audit(settings, None, "send.done", issue_id=issue_id,
+                       detail=f"{report.sent} sent, {report.deferred} deferred, {report.failed} failed"
+                              + (f"; stopped: {report.stopped_early}" if report.stopped_early else ""))
+            except NewsletterError as exc:
+                _audit(settings, None, "send.error", issue_id=issue_id, detail=str(exc))
+
+        thread = threading.Thread(target=run, name=f"desk-send-{issue_id}", daemon=True)
+        _SENDS[issue_id] = thread
+        thread.start()
+
+
+def schedule(settings: Settings, editor: EditorRow, issue_id: str, *, day: str, time: str, zone: str) -> dt.datetime:
+    """Through the same APScheduler job as `newsletter schedule ISSUE --at`; the scheduler process fires it."""
+    from .schedule import ScheduleError, config_reference, schedule_send
+
+    if editor.role != "approver":
+        raise DeskRefusal("Only an approver can schedule an issue.")
+    folder = _folder(settings, issue_id)
+    if _approved_current(folder) is None:
+        raise DeskRefusal("This issue is not approved, or it changed since it was approved. Approve it first.")
+    try:
+        result = schedule_send(settings, issue_id, config_path=config_reference(None, settings),
+                               at=f"{day} {time}", tz=zone or None)
+    except ScheduleError as exc:
+        raise DeskRefusal(str(exc).replace("--at", "The time").replace(", or add --now to send as soon as the "
+                                                                       "scheduler runs", "")) from None
+    _audit(settings, editor, "schedule", issue_id=issue_id, detail=f"for {result.run_at.isoformat()}")
+    return result.run_at
+
+
+def cancel(settings: Settings, editor: EditorRow, issue_id: str) -> None:
+    from .schedule import ScheduleError, cancel as cancel_job
+
+    if editor.role != "approver":
+        raise DeskRefusal("Only an approver can cancel a scheduled send.")
+    _folder(settings, issue_id)
+    try:
+        cancel_job(settings, f"send:{issue_id}")
+    except ScheduleError:
+        raise DeskRefusal("This issue is not scheduled.") from None
+    _audit(settings, editor, "cancel", issue_id=issue_id)
+
+
+def progress(settings: Settings, issue_id: str) -> ledger.LedgerCounts:
+    with desk_db(settings) as conn:
+        return ledger.counts(conn, _folder(settings, issue_id).name)
