@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .check import CheckReport, check_email
+from .check import CheckReport, check_issue
 from .compose import read_issue, used_summary_ids, write_issue
 from .errors import IssueError, SourceError
 from .models import Issue, RenderedEmail, Summary
@@ -76,6 +76,6 @@ def build(settings: Settings, folder: Path, *, write: bool = True) -> BuildResul
         raise IssueError(folder / "issue.toml", "this issue is discarded; set status = \"draft\" to build it",
                          field="status")
     email = render_email(issue, settings)
-    report = check_email(email)
+    report = check_issue(issue, email, settings)
     meta = write_build(email, issue.build_dir, settings) if write else {}
     return BuildResult(issue=issue, email=email, report=report, meta=meta)
