@@ -100,13 +100,22 @@ def test_a_dense_summary_fails_naming_the_file_and_sentence(settings: Settings) 
     assert not result.report.ok
 
 
+def _set(toml: str, *lines: str) -> str:
+    """newsletter.toml with `key = value` lines replacing the bundled ones."""
+    for line in lines:
+        key = line.split("=")[0].strip()
+        toml, count = re.subn(rf"(?m)^{key} = .*$", lambda _: line, toml)
+        assert count == 1, key
+    return toml
+
+
 def test_thresholds_are_settings(built, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     rows = built.report.readability
     strict = readability_findings(rows, warn_grade=2, error_grade=3)
     assert {f.level for f in strict} == {"error"} and len(strict) == len([r for r in rows if r.grade > 3])
     assert readability_findings(rows, warn_grade=8, error_grade=12) == []
     toml = settings.root / "newsletter.toml"
-    toml.write_text(toml.read_text(encoding="utf-8") + "readability_warn_grade = 3\nreadability_error_grade = 20\n",
+    toml.write_text(_set(toml.read_text(encoding="utf-8"), "readability_warn_grade = 3", "readability_error_grade = 20"),
                     encoding="utf-8")
     lenient = load_settings(toml, env={"NEWSLETTER_SECRET": "x"})
     report = check_issue(built.issue, built.email, lenient)
@@ -118,7 +127,7 @@ def test_thresholds_are_settings(built, settings: Settings) -> None:  # type: ig
                                        ("glossary = ''", "glossary")])
 def test_bad_threshold_settings_name_the_key(settings: Settings, line: str, key: str) -> None:
     toml = settings.root / "newsletter.toml"
-    toml.write_text(toml.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+    toml.write_text(_set(toml.read_text(encoding="utf-8"), line), encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_settings(toml, env={"NEWSLETTER_SECRET": "x"})
     assert key in str(caught.value)
