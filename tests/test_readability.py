@@ -90,6 +90,19 @@ def test_sample_issue_passes_at_the_defaults(built) -> None:  # type: ignore[no-
     assert all(r.grade <= 8 for r in report.readability), report.readability
 
 
+def test_every_bundled_summary_reads_at_grade_8_and_explains_its_terms(settings: Settings) -> None:
+    """Not only the sample issue: all sample content is written the way we ask editors to write."""
+    from newsletter.pipeline import gather
+    from newsletter.readability import summary_body
+
+    glossary = load_glossary(settings.path(settings.glossary))
+    for s in gather(settings):
+        for part, text in (("teaser", s.teaser), ("body", summary_body(s.findings, s.why_it_matters, s.limitations))):
+            if text.strip():
+                assert score(text).grade <= 8, (s.id, part, score(text).hardest_sentence)
+                assert unexplained_terms(glossary, text) == [], (s.id, part)
+
+
 def test_a_dense_summary_fails_naming_the_file_and_sentence(settings: Settings) -> None:
     shutil.copy(DENSE, settings.path(settings.content_dir) / DENSE.name)
     result = build(settings, compose(settings, date=DATE).folder, write=False)
