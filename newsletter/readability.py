@@ -8,7 +8,7 @@ downloader at run time, which fails offline. Nothing here touches the network.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .models import Issue
@@ -42,6 +42,7 @@ class Readability:
     long_share: float  # share of sentences over LONG_SENTENCE_WORDS words, 0..1
     hardest_sentence: str = ""  # the sentence with the highest grade of its own: the one to rewrite first
     hardest_grade: float = 0.0
+    ours: bool = True  # written by us (intro, disclaimer, summary files), not a partner's feed entry
 
 
 def sentences(markdown: str) -> list[str]:
@@ -103,11 +104,12 @@ def issue_readability(issue: Issue, disclaimer: str) -> tuple[Readability, ...]:
     rows = [score(issue.intro, part="intro", label="intro", where=issue_file)] if issue.intro.strip() else []
     for s in issue.summaries:
         where = s.origin or s.id
+        ours = where.endswith(".md")  # feeds are partners' words: we can point at them, not rewrite them
         if s.teaser.strip():
-            rows.append(score(s.teaser, part="teaser", label=s.id, where=where))
+            rows.append(replace(score(s.teaser, part="teaser", label=s.id, where=where), ours=ours))
         body = summary_body(s.findings, s.why_it_matters, s.limitations)
         if body.strip() and body.strip() != s.teaser.strip():  # a feed entry's one text is both
-            rows.append(score(body, part="body", label=s.id, where=where))
+            rows.append(replace(score(body, part="body", label=s.id, where=where), ours=ours))
     rows.append(score(disclaimer, part="disclaimer", label="disclaimer", where="newsletter/render.py"))
     return tuple(rows)
 
