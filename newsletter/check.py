@@ -163,8 +163,8 @@ def glossary_findings(issue: Issue, glossary: Glossary) -> list[Finding]:
         for part, text in texts:
             for term, sentence in unexplained_terms(glossary, text):
                 out.append(Finding("warning", "glossary",
-                                   f"{s.origin or s.id}: the {part} of {s.id} uses \"{term.term}\" without explaining it "
-                                   f"nearby, in: \"{sentence}\"; you could add: \"{term.plain}\""))
+                                   f"{s.origin or s.id}: the {part} of {s.id} uses \"{term.term}\" without "
+                                   f"explaining it nearby, in: \"{sentence}\"; you could add: \"{term.plain}\""))
     return out
 
 
