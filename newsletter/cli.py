@@ -115,10 +115,12 @@ def build(ctx: Context, issue: str) -> None:
     from .pipeline import build as build_issue, issue_folder
 
     s = ctx.settings
-    result = build_issue(s, issue_folder(s, issue))
+    result = build_issue(s, issue_folder(s, issue), content_checks=False)
     out = result.issue.build_dir
     console.print(f"Built {_rel(out / 'email.html', s)} and {_rel(out / 'email.txt', s)}")
     _print_report(result.report, as_json=False)
+    console.print(f"Readability and plain-language checks: newsletter check {_rel(result.issue.folder, s)}",
+                  markup=False)
 
 
 @cli.command()

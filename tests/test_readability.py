@@ -272,6 +272,12 @@ def test_check_prints_the_readability_table(project: Path) -> None:
     lines = result.stdout.splitlines()
     assert any(line.startswith("text ") and "grade" in line and "ease" in line for line in lines)
     assert any(line.startswith("disclaimer ") for line in lines)
+    # `build` stays quick for editors: no textstat import (about 200 ms), a pointer to `check` instead.
+    built = subprocess.run([sys.executable, "-c", "import sys; from newsletter.cli import cli; "
+                            f"cli.main(['build', 'issues/{DATE.isoformat()}'], standalone_mode=False); "
+                            "print('textstat loaded:', 'textstat' in sys.modules)"],
+                           cwd=project, capture_output=True, text=True, timeout=120)
+    assert "textstat loaded: False" in built.stdout and "newsletter check issues/" in built.stdout, built
     shutil.copy(DENSE, project / "content" / DENSE.name)
     assert run("compose", "--date", DATE.isoformat(), "--force").returncode == 0
     failed = run("check", f"issues/{DATE.isoformat()}")
