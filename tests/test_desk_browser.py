@@ -192,3 +192,176 @@ def test_two_people_take_an_issue_from_compose_to_delivered(browser: Any, tmp_pa
             arno.goto(f"{base}/desk/")
             assert "8 sent" in arno.locator("#h-sent").locator("..").inner_text()
             assert [a for a, _ in audit(settings)][-2:] == ["approve", "schedule"]
+
+
+# --- every page: axe-core, 375 px, hostile content ---------------------------------------------------------
+
+def _hostile_summary(settings: Settings) -> None:
+    (settings.root / "content" / "hostile-markup-test.md").write_text(f"""---
+title: '{HOSTILE} A study title with markup'
+date: 2026-11-20
+journal: '<b>Journal</b> of <i>Tests</i>'
+url: "https://ms-research.example.org/summaries/hostile-markup-test"
+source_url: "https://pubmed.ncbi.nlm.nih.gov/?term=hostile"
+teaser: '{HOSTILE} teaser'
+tags: ["<script>tag</script>"]
+---
+
+## What the study found
+
+{HOSTILE} Findings.
+
+## Why this matters
+
+It matters.
+
+## Limitations
+
+Some.
+""", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str]]:
+    """An issue holding a summary full of markup, an intro full of markup, one approval; served."""
+    settings = site_for(tmp_path_factory.mktemp("desk-pages") / "site")
+    _hostile_summary(settings)
+    issue = compose(settings, date=dt.date(2026, 11, 25))
+    assert "hostile-markup-test" in issue.summary_ids
+    toml = issue.folder / "issue.toml"
+    toml.write_text(re.sub(r"intro = '''.*?'''", lambda _: f"intro = '''{HOSTILE} **Welcome**'''",
+                           toml.read_text(), flags=re.S))
+    with running(create_app(settings)) as base:
+        yield settings, base
+
+
+def desk_pages(base: str) -> dict[str, str]:
+    return {
+        "dashboard": "/desk/", "new issue": "/desk/new?date=2026-11-25", "edit": f"/desk/issues/{ISSUE}",
+        "edit 375 dark": f"/desk/issues/{ISSUE}?view=375-dark", "send": f"/desk/issues/{ISSUE}/send",
+        "progress": f"/desk/issues/{ISSUE}/progress", "subscribers": "/desk/subscribers?q=example",
+        "activity": "/desk/audit",
+    }
+
+
+def _signed_in(browser: Any, base: str, who: tuple[str, str, str, str], *, width: int = 1280,
+               scheme: str = "light") -> Any:
+    page = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme).new_page()
+    sign_in(page, base, who)
+    return page
+
+
+def axe_serious(page: Any) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    violations = Axe().run(page, options={"resultTypes": ["violations"]}).response["violations"]
+    return [f"{v['id']} ({v['impact']}): {v['help']} -> {[n['target'] for n in v['nodes']][:3]}"
+            for v in violations if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_nothing_serious_on_any_desk_page(browser: Any, hostile_site: tuple[Settings, str],
+                                                    scheme: str) -> None:
+    settings, base = hostile_site
+    anonymous = browser.new_context(color_scheme=scheme).new_page()
+    anonymous.goto(f"{base}/desk/login")
+    problems = {"sign in": axe_serious(anonymous)}
+    anonymous.get_by_label("Email").fill("nobody@example.org")
+    anonymous.get_by_label("Password").fill("wrong password here")
+    anonymous.get_by_role("button", name="Sign in").click()
+    problems["sign in, refused"] = axe_serious(anonymous)
+    page = _signed_in(browser, base, APPROVER, scheme=scheme)
+    for name, path in desk_pages(base).items():
+        response = page.goto(base + path)
+        assert response is not None and response.status in (200, 409), (name, response and response.status)
+        problems[name] = axe_serious(page)
+    page.goto(f"{base}/desk/issues/{ISSUE}")
+    page.get_by_label("Subject").fill("")
+    page.get_by_role("button", name="Save").first.click()
+    problems["edit with an error"] = axe_serious(page)
+    assert page.locator("#subject-error").is_visible()
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_setup_page_passes_axe(browser: Any, tmp_path: Path) -> None:
+    settings = make_site(tmp_path / "site", accounts_=())
+    with running(create_app(settings)) as base:
+        page = browser.new_page()
+        page.goto(f"{base}/desk/")
+        assert "newsletter editors add" in page.content()
+        assert axe_serious(page) == []
+
+
+def test_every_desk_page_fits_375_px(browser: Any, hostile_site: tuple[Settings, str]) -> None:
+    _, base = hostile_site
+    page = _signed_in(browser, base, APPROVER, width=375)
+    wide = {}
+    for name, path in desk_pages(base).items():
+        page.goto(base + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        if overflow > 0:
+            wide[name] = overflow
+    assert wide == {}
+
+
+def test_hostile_content_stays_inert_on_every_page_and_in_the_preview(browser: Any,
+                                                                     hostile_site: tuple[Settings, str]) -> None:
+    _, base = hostile_site
+    page = _signed_in(browser, base, APPROVER)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    count_injected = """() => [...document.querySelectorAll('script')].filter(s => !s.src.endsWith('/desk/static/desk.js')).length
+                          + document.querySelectorAll('[onerror], img[src="x"]').length"""
+    for name, path in desk_pages(base).items():
+        page.goto(base + path)
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("window.pwned") is None, name
+        assert page.evaluate(count_injected) == 0, name
+    page.goto(f"{base}/desk/issues/{ISSUE}")
+    assert "hostile-markup-test" in page.content() or "A study title with markup" in page.inner_text("main")
+    assert "<script>window.pwned=1</script>" in page.inner_text("main")  # shown as text, not run
+    frame_element = page.locator("#preview-frame")
+    assert frame_element.get_attribute("sandbox") == ""  # no scripts, no same-origin, no forms, no popups
+    frame = page.frame_locator("#preview-frame")
+    assert "A study title with markup" in frame.locator("body").inner_text()
+    inner = page.frames[1]
+    assert inner.evaluate("window.pwned") is None
+    assert inner.evaluate(count_injected) == 0
+    response = page.request.get(f"{base}/desk/issues/{ISSUE}/preview")
+    assert "sandbox" in response.headers["content-security-policy"]
+    assert dialogs == []
+
+
+def test_the_edit_page_works_with_the_keyboard_alone(browser: Any, hostile_site: tuple[Settings, str]) -> None:
+    settings, base = hostile_site
+    page = _signed_in(browser, base, EDITOR)
+    page.goto(f"{base}/desk/issues/{ISSUE}")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    reached: list[str] = []
+    for _ in range(400):
+        page.keyboard.press("Tab")
+        label = page.evaluate("""() => { const e = document.activeElement;
+            if (!e || e === document.body) return '';
+            if (e.tagName === 'IFRAME' && e.dataset.tabbed) return 'INSIDE';  // the email's own links
+            if (e.dataset.tabbed) return 'AGAIN';
+            e.dataset.tabbed = '1';
+            // Focus inside the preview: its frame shows the ring (the email's own links are the email's business).
+            const outline = getComputedStyle(e.tagName === 'IFRAME' ? e.parentElement : e).outlineStyle;
+            return `${e.tagName.toLowerCase()}|${e.id || e.name || ''}|${(e.innerText || e.value || '').trim().slice(0, 40)}|${outline}`; }""")
+        if label == "AGAIN":
+            break
+        if label == "INSIDE":
+            continue
+        reached.append(label)
+    text = "\n".join(reached)
+    for wanted in ("input|subject", "input|preheader", "textarea|intro", "button|op|Save", "button|op|Move down",
+                   "button|op|Remove", "select|add_id", "button|op|Add", "button||Send a test copy"):
+        assert wanted in text, f"{wanted!r} not reached by Tab:\n{text}"
+    bare = [line for line in reached if line and not line.endswith("|solid")]
+    assert bare == [], "focused without a visible outline"
+    # Move the first summary down with the keyboard only.
+    before = toml_ids(settings)
+    page.get_by_role("button", name="Move down").first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*done=saved.*"))
+    assert toml_ids(settings) == [before[1], before[0], *before[2:]]
