@@ -62,7 +62,7 @@ def _print_scheduled(result: Any, tz_note: str) -> None:
 
 
 def _daemon_hint(obj: Any) -> None:
-    from .scheduler import running_pid
+    from .schedule.process import running_pid
 
     pid = running_pid(obj.settings)
     if pid is None:
@@ -138,7 +138,7 @@ def schedule_cancel_command(obj: Any, job_id: str) -> None:
 
 
 def _run_daemon(settings: Any, config_path: str, poll: float | None) -> None:
-    from .scheduler import run_scheduler
+    from .schedule.process import run_scheduler
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

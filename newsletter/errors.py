@@ -17,6 +17,8 @@ __all__ = [
     "TransientDeliveryError",
     "PermanentDeliveryError",
     "ConnectionRefusedForAll",
+    "ScheduleError",
+    "SchedulerRunning",
     "ApprovalError",
     "LedgerError",
     "TokenError",
@@ -139,3 +141,19 @@ class PermanentDeliveryError(DeliveryError):
 
 class ConnectionRefusedForAll(DeliveryError):
     """The server refuses every message (auth, TLS, relay denied): stop the run early."""
+
+
+class ScheduleError(NewsletterError):
+    """A schedule request is invalid or cannot be carried out; `value` is the input at fault."""
+
+    def __init__(self, message: str, *, value: str | None = None) -> None:
+        self.value = value
+        super().__init__(message)
+
+
+class SchedulerRunning(ScheduleError):
+    """Another `newsletter scheduler` holds the lock for this database."""
+
+    def __init__(self, message: str, *, pid: int | None) -> None:
+        self.pid = pid
+        super().__init__(message)

@@ -16,19 +16,19 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from newsletter import subscribers
-from newsletter.db import ledger_error, log_event
 from newsletter.errors import (
     ConnectionRefusedForAll,
     HeaderError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from newsletter.ledger import Ledger
 from newsletter.models import Message, Subscriber
+from newsletter.store import subscribers
+from newsletter.store.ledger import Ledger, already_final
+from newsletter.store.sqlite import ledger_error, log_event
 from newsletter.transports import Transport
 
-__all__ = ["RetryPolicy", "SendReport", "send_issue", "is_bounce", "REFUSAL_LIMIT"]
+__all__ = ["RetryPolicy", "SendPolicy", "SendReport", "send_issue", "is_bounce", "REFUSAL_LIMIT"]
 
 Progress = Callable[[str, Subscriber], None]
 
@@ -49,6 +49,22 @@ class RetryPolicy:
         """Seconds to wait before retry number `retry` (1 = the first retry)."""
         backoff = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
         return min(self.max_delay, backoff * (1 + self.jitter * rand()))
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """How a run is batched: parallel connections, a rate cap, and how the ledger is claimed and committed.
+
+    `claim_size` rows are claimed (and committed) at a time, results are committed every `commit_every`
+    results or `commit_interval` seconds, and pending subscribers are read `page_size` at a time.
+    """
+
+    connections: int = 1
+    rate: float | None = None
+    claim_size: int = 50
+    commit_every: int = 1
+    commit_interval: float = 0.5
+    page_size: int = 500
 
 
 @dataclass(frozen=True)
@@ -322,43 +338,31 @@ def _chunks(items: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]
         yield chunk
 
 
-def _already_final(conn: sqlite3.Connection, issue_id: str) -> int:
-    return int(conn.execute(
-        "SELECT COUNT(*) FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id"
-        " WHERE l.issue_id = ? AND l.status IN ('sent', 'failed') AND s.status = 'subscribed'",
-        (issue_id,),
-    ).fetchone()[0])
-
-
 def send_issue(
     conn: sqlite3.Connection,
     issue_id: str,
     *,
     make_message: Callable[[Subscriber], Message],
     transport_factory: Callable[[], Transport],
-    connections: int = 1,
-    rate: float | None = None,
+    policy: SendPolicy = SendPolicy(),
     retry: RetryPolicy = RetryPolicy(),
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     sleep: Callable[[float], None] | None = None,
-    claim_size: int = 50,
-    commit_every: int = 1,
-    commit_interval: float = 0.5,
-    page_size: int = 500,
 ) -> SendReport:
     """Send `issue_id` to every subscribed subscriber without a final ledger row, streaming from the database.
 
     `sleep` replaces the (interruptible) wait used for backoff and rate limiting, for tests.
     """
+    connections, rate = policy.connections, policy.rate
     if connections < 1:
         raise ValueError("connections must be at least 1")
     started = time.monotonic()
     stop = stop if stop is not None else threading.Event()
-    ledger = Ledger(conn, issue_id, commit_every=commit_every, commit_interval=commit_interval)
+    ledger = Ledger(conn, issue_id, commit_every=policy.commit_every, commit_interval=policy.commit_interval)
     run = _Run(conn, ledger, stop, progress)
     try:
-        skipped = _already_final(conn, issue_id)
+        skipped = already_final(conn, issue_id)
         log_event(conn, "send.start", issue_id=issue_id, detail=f"connections={connections} rate={rate}")
         conn.commit()
     except sqlite3.Error as exc:
@@ -371,7 +375,7 @@ def send_issue(
         except ConnectionRefusedForAll as exc:
             run.stopped_early = str(exc)
         if run.stopped_early is None:
-            _send_all(run, transports, make_message, retry, rate, sleep, claim_size, page_size)
+            _send_all(run, transports, make_message, retry, rate, sleep, policy.claim_size, policy.page_size)
     finally:
         for transport in transports:
             transport.close()

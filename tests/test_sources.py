@@ -20,7 +20,7 @@ EXPECTED: dict[str, str | None] = json.loads((BAD / "expected.json").read_text()
 
 
 def test_sample_corpus_loads_completely() -> None:
-    summaries = load_summaries(REPO / "content", [(str(REPO / "content/feeds/partner-news.xml"), None)])
+    summaries = load_summaries(REPO / "content", [("feed", str(REPO / "content/feeds/partner-news.xml"), None)])
     files = list((REPO / "content").glob("*.md"))
     assert len(files) >= 12
     assert len(summaries) == len(files) + 3

@@ -30,10 +30,10 @@ from pathlib import Path
 import pytest
 from faults import FaultInjectingHandler, copy_sample_project, fault_server, prepare_issue, write_subscribers_csv
 
-from newsletter import db, subscribers
-from newsletter.deliver import personaliser_for, send_full, transport_factory
+from newsletter.store import sqlite as db, subscribers
+from newsletter.jobs import personaliser_for, send_full, transport_factory
 from newsletter.errors import LedgerError
-from newsletter.send import send_issue
+from newsletter.send import SendPolicy, send_issue
 from newsletter.settings import Settings, load_settings
 
 SECRET = "storage-faults-secret"
@@ -257,7 +257,8 @@ def _unwritable_mid_send(root: Path, make_unwritable: Callable[[Settings], Abstr
 
             try:
                 send_issue(conn, ISSUE, make_message=personaliser_for(smtp, folder).message,
-                           transport_factory=transport_factory(smtp), connections=2, progress=progress)
+                           transport_factory=transport_factory(smtp), policy=SendPolicy(connections=2),
+                           progress=progress)
             except Exception as exc:  # what escapes is the point of the test
                 error = exc
             finally:

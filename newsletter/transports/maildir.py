@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from newsletter.errors import ConfigError, ConnectionRefusedForAll
 from newsletter.models import Message
-from newsletter.transports import register
+from newsletter.transports import TransportBase, register
 
 __all__ = ["MaildirTransport", "maildir_path"]
 
@@ -40,7 +40,7 @@ def _storage_error(path: Path, exc: OSError) -> ConnectionRefusedForAll:
     return ConnectionRefusedForAll(f"cannot write to Maildir {path}: {exc.strerror or exc}")
 
 
-class MaildirTransport:
+class MaildirTransport(TransportBase):
     """Delivers into a Maildir (tmp -> fsync -> rename into new); storage errors stop the run."""
 
     def __init__(self, path: Path, *, fsync: bool = True) -> None:
@@ -103,7 +103,7 @@ class MaildirTransport:
         return None
 
 
-@register("maildir")
+@register("maildir", demo_subscribers=True)
 def _open(url: str, *, fsync: bool = True, **_ignored: Any) -> MaildirTransport:
     # Options meant for network transports (password, timeout, ...) do not apply here.
     return MaildirTransport(maildir_path(url), fsync=fsync)

@@ -17,7 +17,8 @@ from newsletter.errors import (
     TransientDeliveryError,
 )
 from newsletter.models import Message
-from newsletter.transports import mask_url, register
+from newsletter.masking import mask_url
+from newsletter.transports import TransportBase, register
 
 __all__ = ["SMTPTransport", "PASSWORD_ENV", "parse_smtp_url"]
 
@@ -87,7 +88,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class SMTPTransport:
+class SMTPTransport(TransportBase):
     """Sends each message with its own envelope (one recipient) over one connection, opened lazily."""
 
     def __init__(
