@@ -8,17 +8,14 @@ the machine.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import struct
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .colours import contrast_ratio, hex_colour, over, parse_colour, placeholder_png
 from .errors import NewsletterError
 
 __all__ = [
@@ -143,7 +140,7 @@ class Measurement:
                 out.append(f"text {where} is {t.font_px:g} px (limit {MIN_FONT_PX:g}): <{t.tag}> {t.text!r}")
             if t.contrast < MIN_CONTRAST:
                 out.append(f"contrast {where} is {t.contrast:.2f}:1 (limit {MIN_CONTRAST}): <{t.tag}> {t.text!r} "
-                           f"colour {_hex(t.color)} on {_hex(t.background)}")
+                           f"colour {hex_colour(t.color)} on {hex_colour(t.background)}")
         if self.heading_px and self.paragraph_px and min(self.heading_px) <= max(self.paragraph_px):
             out.append(f"headings {where} ({min(self.heading_px):g} px) are not larger than body text "
                        f"({max(self.paragraph_px):g} px)")
@@ -180,65 +177,6 @@ class Measurement:
                 "min_heading_px": min(self.heading_px, default=0.0),
                 "max_chars_per_line": round(self.max_chars_per_line, 1),
                 "min_tap_px": round(self.min_tap_px, 1), "min_contrast": round(self.min_contrast, 2)}
-
-
-def _hex(rgb: tuple[float, ...]) -> str:
-    return "#" + "".join(f"{round(c):02x}" for c in rgb[:3])
-
-
-def _luminance(rgb: tuple[float, ...]) -> float:
-    def channel(c: float) -> float:
-        c /= 255
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-    r, g, b = (channel(c) for c in rgb[:3])
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast_ratio(foreground: tuple[float, ...], background: tuple[float, ...]) -> float:
-    """WCAG 2 contrast ratio of two sRGB colours (0-255 channels); a translucent foreground is blended first."""
-    fg = foreground[:3]
-    if len(foreground) > 3 and foreground[3] < 1:
-        a = foreground[3]
-        fg = tuple(a * f + (1 - a) * b for f, b in zip(foreground[:3], background[:3]))
-    hi, lo = sorted((_luminance(fg), _luminance(background)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
-_COLOR = re.compile(r"rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)(?:\s*[,/]\s*([\d.]+%?))?\s*\)")
-
-
-def _parse_color(css: str) -> tuple[float, float, float, float]:
-    m = _COLOR.fullmatch(css.strip())
-    if not m:
-        raise ValueError(f"unexpected computed colour {css!r}")
-    alpha = m.group(4)
-    a = 1.0 if alpha is None else (float(alpha[:-1]) / 100 if alpha.endswith("%") else float(alpha))
-    return float(m.group(1)), float(m.group(2)), float(m.group(3)), a
-
-
-def _over(top: tuple[float, ...], bottom: tuple[float, ...]) -> tuple[float, float, float]:
-    a = top[3] if len(top) > 3 else 1.0
-    return tuple(a * t + (1 - a) * b for t, b in zip(top[:3], bottom[:3]))  # type: ignore[return-value]
-
-
-def _png(width: int, height: int) -> bytes:
-    """A muted placeholder picture (sky band over a hill) as PNG bytes, without an imaging library."""
-    rows = bytearray()
-    for y in range(height):
-        rows.append(0)  # filter: none
-        for x in range(width):
-            hill = y > height * 0.62 + (height * 0.12) * ((x / width - 0.5) ** 2 * 4 - 1)
-            rows += bytes((94, 140, 120) if hill else (182, 208, 214))
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows), 9))
-            + chunk(b"IEND", b""))
-
-
-@lru_cache(maxsize=1)
-def _placeholder_png() -> bytes:
-    return _png(1104, 552)
 
 
 def chromium_path() -> Path | None:
@@ -286,7 +224,7 @@ def _page(browser: Any, html_path: Path, width: int, scheme: str) -> Iterator[tu
         if request.url.startswith(("file:", "data:", "about:")):
             route.continue_()
         elif request.resource_type == "image":
-            route.fulfill(status=200, content_type="image/png", body=_placeholder_png())
+            route.fulfill(status=200, content_type="image/png", body=placeholder_png())
         else:
             blocked.append(request.url)
             route.abort()
@@ -385,7 +323,7 @@ _COLLECT = r"""
 def _canvas(raw: dict[str, Any], scheme: str) -> tuple[float, float, float]:
     # The root's own background, else the UA canvas for the scheme (dark canvas when color-scheme allows it).
     for css in (raw["canvas"], raw["bodyBg"]):
-        color = _parse_color(css)
+        color = parse_colour(css)
         if color[3] >= 1:
             return color[:3]
     return (18.0, 18.0, 18.0) if scheme == "dark" else (255.0, 255.0, 255.0)
@@ -394,8 +332,8 @@ def _canvas(raw: dict[str, Any], scheme: str) -> tuple[float, float, float]:
 def _text_sample(item: dict[str, Any], canvas: tuple[float, float, float]) -> TextSample:
     background = canvas
     for css in reversed(item["layers"]):
-        background = _over(_parse_color(css), background)
-    color = _parse_color(item["color"])
+        background = over(parse_colour(css), background)
+    color = parse_colour(item["color"])
     return TextSample(tag=item["tag"], block=item["block"], css_class=item["cls"], text=item["text"],
                       font_px=item["font"], color=color, background=background, contrast=contrast_ratio(color, background))
 

@@ -24,7 +24,8 @@ from .models import Issue, RenderedEmail, Subscriber, Summary
 from .personalise import Personaliser, prepare
 from .render import read_build, render_email, write_build
 from .selection import select_latest
-from .send import SendPolicy, SendReport, send_issue
+from .policies import SendPolicy, SendReport
+from .send import send_issue
 from .settings import Settings, signing_secret
 from .sources import load_summaries
 from .store import ImportReport, LedgerCounts, open_store

@@ -17,7 +17,8 @@ from smtp_servers import Fault, FaultHandler, simple_message, smtp_server
 from newsletter.store import ledger, sqlite as db, subscribers
 from newsletter.errors import ConnectionRefusedForAll, HeaderError
 from newsletter.models import Message, Subscriber
-from newsletter.send import RetryPolicy, SendPolicy, SendReport, is_bounce, send_issue
+from newsletter.send import RetryPolicy, SendPolicy, SendReport, send_issue
+from newsletter.transports.smtp import is_bounce
 from newsletter.transports import open_transport
 from newsletter.transports.memory import MemoryTransport
 
@@ -325,7 +326,7 @@ def test_refusal_from_a_memory_transport(conn: sqlite3.Connection) -> None:
 def test_the_same_refusal_in_a_row_stops_the_run_and_leaves_rows_pending(conn: sqlite3.Connection) -> None:
     """A quota or policy block answers 5xx for everyone: not the recipients' fault, so nobody is failed
     for good or marked bounced, and a later run sends the rest."""
-    from newsletter.errors import PermanentDeliveryError
+    from newsletter.errors import PermanentDeliveryError, RecipientBounced
     from newsletter.send import REFUSAL_LIMIT
 
     people = populate(conn, [f"reader{i}@example.org" for i in range(40)])
@@ -333,7 +334,7 @@ def test_the_same_refusal_in_a_row_stops_the_run_and_leaves_rows_pending(conn: s
 
     def fail(message: Message) -> None:
         if message.recipient == "reader9@example.org":
-            raise PermanentDeliveryError("5.1.1 <reader9@example.org>: no such user", code=550,
+            raise RecipientBounced("5.1.1 <reader9@example.org>: no such user", code=550,
                                          recipient=message.recipient)
         if quota["open"] is False and message.recipient[6:8].isdigit() and message.recipient.startswith("reader2"):
             raise PermanentDeliveryError(f"5.4.5 Daily sending quota exceeded for <{message.recipient}>",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from newsletter import jobs
 from newsletter.errors import NewsletterError
-from newsletter.send import SendReport
+from newsletter.policies import SendReport
 from newsletter.settings import Settings
 from newsletter.store import open_store
 

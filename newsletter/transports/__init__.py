@@ -20,7 +20,11 @@ __all__ = ["Transport", "TransportBase", "TransportFactory", "register", "open_t
 
 @runtime_checkable
 class Transport(Protocol):
-    """Delivers one message at a time; raises Transient/PermanentDeliveryError or ConnectionRefusedForAll."""
+    """Delivers one message at a time; a context manager that closes itself.
+
+    Failures are typed by what the send loop must do: TransientDeliveryError (retry later),
+    PermanentDeliveryError (this recipient failed), RecipientBounced (no such address), StopRun (stop).
+    """
 
     def send(self, message: Message) -> None: ...
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from newsletter.errors import ConfigError, ConnectionRefusedForAll
+from newsletter.errors import ConfigError, StopRun
 from newsletter.models import Message
 from newsletter.transports import TransportBase, register
 
@@ -35,9 +35,9 @@ def maildir_path(url: str) -> Path:
     return Path(raw).expanduser()
 
 
-def _storage_error(path: Path, exc: OSError) -> ConnectionRefusedForAll:
+def _storage_error(path: Path, exc: OSError) -> StopRun:
     # Disk full, read-only or permission problems hit every message alike: stop the run.
-    return ConnectionRefusedForAll(f"cannot write to Maildir {path}: {exc.strerror or exc}")
+    return StopRun(f"cannot write to Maildir {path}: {exc.strerror or exc}")
 
 
 class MaildirTransport(TransportBase):
