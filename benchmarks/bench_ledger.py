@@ -122,7 +122,7 @@ def _wal_frames_per_message(db_path: Path, folder: Path, p) -> float:
 def _crash_child(root: Path, folder: Path, log: Path, kill_after: int, connections: int) -> None:
     """Send with a transport that records each accepted message, then dies like kill -9 after `kill_after`."""
     from newsletter.store import sqlite as db
-    from newsletter.jobs import personaliser_for
+    from newsletter.jobs.delivery import personaliser_for
     from newsletter.send import SendPolicy, send_issue
 
     settings = settings_for(root)
@@ -171,7 +171,7 @@ def _crash_once(root: Path, folder: Path, work: Path, kill_after: int, connectio
 
 def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
     from newsletter.store import sqlite as db
-    from newsletter.jobs import personaliser_for
+    from newsletter.jobs.delivery import personaliser_for
 
     messages = messages or (1000 if quick else 5000)
     rounds = 2 if quick else 3

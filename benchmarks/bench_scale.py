@@ -41,7 +41,7 @@ def _rss_mb() -> tuple[float, float]:
 
 def _child(step: str, root: Path, arg: Path) -> None:
     from newsletter.store import sqlite as db, subscribers
-    from newsletter.jobs import send_full
+    from newsletter.jobs.delivery import send_full
 
     from .bench_ledger import register_null
 

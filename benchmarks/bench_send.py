@@ -42,7 +42,7 @@ def reset_ledger(settings) -> None:
 
 def send_once(settings, folder: Path, *, connections: int) -> tuple[float, int]:
     """(seconds, messages sent) for one full send of the issue."""
-    from newsletter.jobs import send_full
+    from newsletter.jobs.delivery import send_full
 
     reset_ledger(settings)
     start = time.perf_counter()
@@ -153,7 +153,7 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
         out(f"  send: importing {messages} subscribers ...")
         import_subscribers(root, messages)
         settings = settings_for(root)
-        from newsletter.jobs import personaliser_for
+        from newsletter.jobs.delivery import personaliser_for
         from newsletter.models import Subscriber
 
         sample = personaliser_for(settings, folder).message(Subscriber(id=1, email="reader000001@example.org",

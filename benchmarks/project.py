@@ -89,7 +89,7 @@ def settings_for(root: Path, **replace: object):  # -> Settings (imported lazily
 def compose_and_build(root: Path, *, limit: int, approve: bool = True) -> Path:
     """Compose the sample date with `limit` summaries, build it (and approve it); the issue folder."""
     from newsletter.approval import approve as approve_issue
-    from newsletter.jobs import build, compose
+    from newsletter.jobs.issues import build, compose
 
     s = settings_for(root)
     issue = compose(s, date=DATE, limit=limit, force=True)

@@ -61,7 +61,7 @@ def cli(click_ctx: click.Context, config: Path | None) -> None:
 @pass_ctx
 def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, skip_invalid: bool) -> None:
     """Pick the latest unsent summaries and write issues/<date>/issue.toml."""
-    from .jobs import compose as compose_issue
+    from .jobs.issues import compose as compose_issue
 
     s = ctx.settings
     issue = compose_issue(s, date=_parse_date(date_, s), limit=limit, force=force, skip_invalid=skip_invalid,
@@ -97,7 +97,7 @@ def _print_report(report: Any, *, as_json: bool) -> None:
 @pass_ctx
 def build(ctx: Context, issue: str) -> None:
     """Render ISSUE to build/email.html and build/email.txt (+ preview.html, build.json)."""
-    from .jobs import build as build_issue, issue_folder
+    from .jobs.issues import build as build_issue, issue_folder
 
     s = ctx.settings
     result = build_issue(s, issue_folder(s, issue))
@@ -112,7 +112,7 @@ def build(ctx: Context, issue: str) -> None:
 @pass_ctx
 def check(ctx: Context, issue: str, as_json: bool) -> None:
     """Preflight ISSUE: size, links, alt text, subject, disclaimer, unsubscribe. Exit 1 on errors."""
-    from .jobs import check as check_issue, issue_folder
+    from .jobs.issues import check as check_issue, issue_folder
 
     s = ctx.settings
     result = check_issue(s, issue_folder(s, issue))
@@ -129,7 +129,7 @@ def check(ctx: Context, issue: str, as_json: bool) -> None:
 @pass_ctx
 def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
     """Show where ISSUE's preview is (building it first if needed)."""
-    from .jobs import build as build_issue, issue_folder
+    from .jobs.issues import build as build_issue, issue_folder
 
     s = ctx.settings
     folder = issue_folder(s, issue)
@@ -226,7 +226,7 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
 @pass_ctx
 def approve(ctx: Context, issue: str) -> None:
     """Freeze ISSUE's build for sending (records its content hash)."""
-    from .jobs import approve as approve_issue, issue_folder
+    from .jobs.issues import approve as approve_issue, issue_folder
 
     folder = issue_folder(ctx.settings, issue)
     approval = approve_issue(ctx.settings, folder)
@@ -300,17 +300,17 @@ def _print_send_report(report: Any, folder: Path) -> None:
 def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
          rate: float | None) -> None:
     """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
-    from . import jobs
-    from .jobs import issue_folder
+    from .jobs import delivery
+    from .jobs.issues import issue_folder
 
     s = ctx.settings
     folder = issue_folder(s, issue)
     if to:
-        sent = jobs.send_proof(s, folder, list(to))
+        sent = delivery.send_proof(s, folder, list(to))
         console.print(f"Proof copy of {folder.name} sent to {', '.join(sent)} via {_masked(s)}", markup=False)
         return
     if dry_run:
-        plan = jobs.dry_run(s, folder)
+        plan = delivery.dry_run(s, folder)
         console.print(f"{plan.recipients} subscriber(s) would receive {plan.issue_id}"
                       f"{'' if plan.approved else ' (not approved yet: newsletter approve ' + str(folder) + ')'}")
         for address in plan.sample:
@@ -319,9 +319,9 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
             console.print(f"  … and {plan.recipients - len(plan.sample)} more")
         return
     stop = _stop_on_signals()
-    plan = jobs.dry_run(s, folder, sample=0)
+    plan = delivery.dry_run(s, folder, sample=0)
     with _progress(plan.recipients) as tick:
-        report = jobs.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
+        report = delivery.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
     _print_send_report(report, folder)
     if report.stopped_early:
         sys.exit(3)
@@ -341,11 +341,11 @@ def _masked(settings: Settings) -> str:
 @pass_ctx
 def status(ctx: Context, issue: str, as_json: bool) -> None:
     """Sent / deferred / failed / remaining for ISSUE, from the ledger."""
-    from . import jobs
-    from .jobs import issue_folder
+    from .jobs import delivery
+    from .jobs.issues import issue_folder
 
     folder = issue_folder(ctx.settings, issue)
-    counts = jobs.status(ctx.settings, folder)
+    counts = delivery.status(ctx.settings, folder)
     if as_json:
         click.echo(json.dumps(counts.__dict__))
         return
@@ -360,11 +360,11 @@ def status(ctx: Context, issue: str, as_json: bool) -> None:
 @pass_ctx
 def publish(ctx: Context, date_: str | None) -> None:
     """The main job: compose (if needed) + build + check + approve + send to every subscriber."""
-    from . import jobs
+    from .jobs import delivery
 
     s = ctx.settings
     stop = _stop_on_signals()
-    result = jobs.publish(s, date=_parse_date(date_, s), stop=stop)
+    result = delivery.publish(s, date=_parse_date(date_, s), stop=stop)
     folder = _rel(result.folder, s)
     console.print(f"{'Composed' if result.composed else 'Using'} {folder}/issue.toml; built {folder}/build/email.html"
                   f"{'; approved' if result.approved else ''}")

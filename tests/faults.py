@@ -282,7 +282,7 @@ def prepare_issue(settings: Any, *, date: dt.date = dt.date(2026, 11, 25), subsc
     """Compose + build (+ approve) the issue for `date` and import subscribers (the sample list by default)."""
     from newsletter.store import sqlite as db, subscribers
     from newsletter.approval import approve
-    from newsletter.jobs import build, compose
+    from newsletter.jobs.issues import build, compose
 
     issue = compose(settings, date=date, limit=limit)
     build(settings, issue.folder)

@@ -15,9 +15,9 @@ import pytest
 
 from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.jobs import publish, send_full, send_proof, status
+from newsletter.jobs.delivery import publish, send_full, send_proof, status
 from newsletter.errors import ApprovalError
-from newsletter.jobs import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
 from newsletter.tokens import email_digest, read_token
 
@@ -160,7 +160,7 @@ def test_two_sends_of_one_issue_do_not_overlap(settings: Settings, built: Path) 
     from newsletter.errors import IssueError
 
     approve(built)
-    from newsletter.jobs import send_lock_path
+    from newsletter.jobs.delivery import send_lock_path
 
     lock = send_lock_path(settings, built.name)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def test_proof_copies_get_fresh_message_ids(settings: Settings, built: Path) -> 
 
 
 def test_sample_subscribers_are_never_seeded_for_a_real_server(settings: Settings) -> None:
-    from newsletter.jobs import seed_subscribers
+    from newsletter.jobs.delivery import seed_subscribers
 
     smtp = dataclasses.replace(settings, transport="smtp://127.0.0.1:2525", seed_subscribers=Path("content/subscribers.csv"))
     assert seed_subscribers(smtp) is None

@@ -18,7 +18,8 @@ import pytest
 from faults import REPLIES, FaultInjectingHandler, Rule, fault_server, prepare_issue, write_subscribers_csv
 
 from newsletter.store import sqlite as db
-from newsletter.jobs import personaliser_for, send_full, transport_factory
+from newsletter.jobs.delivery import personaliser_for, send_full
+from newsletter.transports import transport_factory
 from newsletter.send import RetryPolicy, SendPolicy, SendReport, send_issue
 from newsletter.settings import Settings
 

@@ -26,9 +26,9 @@ from newsletter.cli import cli
 from newsletter import cli_schedule
 from newsletter.cli_schedule import COMMANDS
 from newsletter.compose import read_issue
-from newsletter.jobs import status
+from newsletter.jobs.delivery import status
 from newsletter.errors import ApprovalError, IssueError, NewsletterError
-from newsletter.jobs import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.schedule import (
     ScheduleError,
     digest_trigger,
@@ -254,7 +254,7 @@ def test_sigterm_mid_send_finishes_the_message_in_flight_and_resumes(project: Pa
 
 
 def test_two_runs_of_one_issue_never_overlap(settings: Settings, approved: Path) -> None:
-    from newsletter.jobs import send_lock_path
+    from newsletter.jobs.delivery import send_lock_path
 
     lock = send_lock_path(settings, "2026-11-25")
     with open(lock, "w") as held:  # another run is sending this issue

@@ -33,9 +33,10 @@ from smtp_servers import _tls, smtp_server, smtps_server, starttls_server
 
 from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.jobs import personaliser_for, send_full, transport_factory
+from newsletter.jobs.delivery import personaliser_for, send_full
+from newsletter.transports import transport_factory
 from newsletter.errors import TokenError
-from newsletter.jobs import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.send import RetryPolicy, send_issue
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import email_digest, make_token, read_token

@@ -36,9 +36,9 @@ from starlette.applications import Starlette
 
 from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.jobs import send_full
+from newsletter.jobs.delivery import send_full
 from newsletter.errors import ConfigError
-from newsletter.jobs import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import email_digest, make_token

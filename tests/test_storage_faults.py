@@ -31,7 +31,8 @@ import pytest
 from faults import FaultInjectingHandler, copy_sample_project, fault_server, prepare_issue, write_subscribers_csv
 
 from newsletter.store import sqlite as db, subscribers
-from newsletter.jobs import personaliser_for, send_full, transport_factory
+from newsletter.jobs.delivery import personaliser_for, send_full
+from newsletter.transports import transport_factory
 from newsletter.errors import LedgerError
 from newsletter.send import SendPolicy, send_issue
 from newsletter.settings import Settings, load_settings

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from newsletter import jobs
+from newsletter.jobs.delivery import SendInProgress, send_full
+from newsletter.jobs.digest import DigestResult, digest
+from newsletter.jobs.issues import issue_folder
 from newsletter.errors import NewsletterError
 from newsletter.policies import SendReport
 from newsletter.settings import Settings
@@ -77,10 +79,10 @@ def run_send(config_path: str, issue_id: str) -> JobOutcome:
     job_id = f"send:{issue_id}"
     log.info("%s: firing", job_id)
     with _run(settings, job_id, issue_id) as box:
-        folder = jobs.issue_folder(settings, issue_id)
+        folder = issue_folder(settings, issue_id)
         try:
-            box.append(_send_outcome(jobs.send_full(settings, folder, stop=stop_event)))
-        except jobs.SendInProgress as exc:  # one run per issue at a time: a busy issue is a skip, not an error
+            box.append(_send_outcome(send_full(settings, folder, stop=stop_event)))
+        except SendInProgress as exc:  # one run per issue at a time: a busy issue is a skip, not an error
             box.append(JobOutcome("skipped", str(exc), folder.name))
     return box[0]
 
@@ -96,13 +98,13 @@ def run_digest(config_path: str, job_id: str, *, timezone: str = "UTC", min_new:
     name = job_id.partition(":")[2] or job_id
     log.info("%s: firing for %s", job_id, today)
     with _run(settings, job_id) as box:
-        result = jobs.digest(settings, name, today, min_new=min_new, auto_send=auto_send, limit=limit,
+        result = digest(settings, name, today, min_new=min_new, auto_send=auto_send, limit=limit,
                              stop=stop_event)
         box.append(_digest_outcome(result))
     return box[0]
 
 
-def _digest_outcome(result: jobs.DigestResult) -> JobOutcome:
+def _digest_outcome(result: DigestResult) -> JobOutcome:
     if result.skipped is not None:
         return JobOutcome("skipped", result.skipped, result.issue_id)
     if result.report is None:

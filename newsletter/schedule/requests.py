@@ -11,7 +11,7 @@ from pathlib import Path
 
 from newsletter.approval import require_approval
 from newsletter.errors import ScheduleError
-from newsletter.jobs import issue_folder
+from newsletter.jobs.issues import issue_folder
 from newsletter.settings import Settings
 from newsletter.store import open_store
 
