@@ -97,7 +97,7 @@ def _variants(conn: sqlite3.Connection, folder: Path, p) -> list[tuple[str, tupl
     out.append(("bare", (time.perf_counter() - start, len(prebuilt))))
     conn.execute("PRAGMA synchronous = FULL")
     out.append(("full", _send_issue(conn, folder, p)))
-    conn.execute("PRAGMA synchronous = NORMAL")  # the ledger's own setting (newsletter/db.py)
+    conn.execute("PRAGMA synchronous = NORMAL")  # the ledger's own setting (newsletter/store/sqlite.py)
     return out
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "WIDTHS",
     "SCHEMES",
     "MIN_FONT_PX",
+    "MIN_LINE_HEIGHT",
     "MIN_TAP_PX",
     "MIN_CONTRAST",
     "MAX_CHARS_PER_LINE",
@@ -41,10 +42,13 @@ __all__ = [
 
 WIDTHS = (375, 600)
 SCHEMES = ("light", "dark")
-MIN_FONT_PX = 14.0
+# For readers with MS (fatigue, optic neuritis, magnifiers): 16 px text at every width, paragraphs
+# with 1.5 line height (WCAG 1.4.12) and at most 70 characters a line (WCAG 1.4.8 asks for 80).
+MIN_FONT_PX = 16.0
+MIN_LINE_HEIGHT = 1.5
 MIN_TAP_PX = 44.0
 MIN_CONTRAST = 4.5  # WCAG AA for normal-size text
-MAX_CHARS_PER_LINE = 75
+MAX_CHARS_PER_LINE = 70
 MAX_CONTENT_PX = 600
 _VIEWPORT_HEIGHT = {375: 812, 600: 900}
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -110,6 +114,9 @@ class Measurement:
     required: dict[str, bool]
     preheader_shown: bool
     blocked_requests: tuple[str, ...] = field(default=())
+    line_heights: tuple[tuple[str, float], ...] = field(default=())  # (paragraph's start, line height / font size)
+    justified: tuple[str, ...] = field(default=())  # text of elements set in justified type
+    animations: int = 0  # running CSS animations and transitions, <marquee> and <blink>
 
     @property
     def min_font_px(self) -> float:
@@ -165,6 +172,13 @@ class Measurement:
                 out.append(f"the {name} is not visible {where}")
         if self.preheader_shown:
             out.append(f"the preheader shows in the body {where}")
+        for text, ratio in self.line_heights:
+            if ratio < MIN_LINE_HEIGHT - 0.01:
+                out.append(f"line height {where} is {ratio:.2f} (limit {MIN_LINE_HEIGHT}): {text!r}")
+        for text in self.justified:
+            out.append(f"justified text {where} (uneven gaps are hard to read): {text!r}")
+        if self.animations:
+            out.append(f"{self.animations} animation(s) {where}")
         for url in self.blocked_requests:
             out.append(f"the page tried to fetch {url}")
         return out
@@ -176,7 +190,8 @@ class Measurement:
                 "content_width": round(self.content_width, 1), "min_font_px": self.min_font_px,
                 "min_heading_px": min(self.heading_px, default=0.0),
                 "max_chars_per_line": round(self.max_chars_per_line, 1),
-                "min_tap_px": round(self.min_tap_px, 1), "min_contrast": round(self.min_contrast, 2)}
+                "min_tap_px": round(self.min_tap_px, 1), "min_contrast": round(self.min_contrast, 2),
+                "min_line_height": round(min((r for _, r in self.line_heights), default=0.0), 2)}
 
 
 def chromium_path() -> Path | None:
@@ -243,81 +258,9 @@ def _page(browser: Any, html_path: Path, width: int, scheme: str) -> Iterator[tu
         context.close()
 
 
-# Runs in the page: collects raw computed values; the Python side turns them into figures.
-_COLLECT = r"""
-({preheader, postal, stripStyles}) => {
-  if (stripStyles) document.querySelectorAll('style').forEach(s => s.remove());
-  const shown = el => el.checkVisibility({opacityProperty: true, visibilityProperty: true})
-    && el.getBoundingClientRect().width > 0 && el.getBoundingClientRect().height > 0;
-  const layers = el => {
-    const out = [];
-    for (let e = el; e; e = e.parentElement) {
-      const bg = getComputedStyle(e).backgroundColor;
-      out.push(bg);
-      if (/^rgb\(/.test(bg)) break;  // opaque: nothing below shows through
-    }
-    return out;
-  };
-  const seen = new Set(), texts = [];
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-    const el = n.parentElement;
-    if (!n.textContent.trim() || seen.has(el) || !shown(el)) continue;
-    seen.add(el);
-    const cs = getComputedStyle(el);
-    const block = el.closest('h1, h2, h3, h4, p, li, div, td');
-    texts.push({tag: el.tagName.toLowerCase(), block: block ? block.tagName.toLowerCase() : '',
-                cls: el.className || '', text: el.textContent.trim().slice(0, 60),
-                font: parseFloat(cs.fontSize), color: cs.color, layers: layers(el)});
-  }
-  const canvas = document.createElement('canvas').getContext('2d');
-  let maxChars = 0;
-  const paragraphs = [];
-  for (const el of document.querySelectorAll('p, li')) {
-    const text = el.textContent.trim();
-    if (!shown(el) || text.length < 60) continue;
-    const cs = getComputedStyle(el);
-    canvas.font = `${cs.fontStyle} ${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
-    const average = canvas.measureText(text).width / text.length;
-    const column = el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
-    paragraphs.push(parseFloat(cs.fontSize));
-    // Reading measure is about running text; centred footer lines are short by design.
-    if (cs.textAlign !== 'center') maxChars = Math.max(maxChars, column / average);
-  }
-  const headings = [...document.querySelectorAll('h1, h2, h3')].filter(shown)
-    .map(h => parseFloat(getComputedStyle(h).fontSize));
-  const taps = [...document.querySelectorAll('a')].filter(a => /^read more/i.test(a.textContent.trim()) && shown(a))
-    .map(a => a.getBoundingClientRect().height);
-  const images = [...document.images].map(img => {
-    const r = img.getBoundingClientRect();
-    return {src: img.getAttribute('src') || '', alt: img.getAttribute('alt') || '', left: r.left, right: r.right,
-            width: r.width, loaded: img.complete && img.naturalWidth > 0};
-  });
-  const smallest = needle => [...document.body.querySelectorAll('*')]
-    .filter(e => e.textContent.includes(needle)).pop();
-  const unsubscribe = [...document.querySelectorAll('a')].find(a => a.textContent.trim() === 'Unsubscribe');
-  const disclaimer = smallest('read the original studies');
-  const address = postal ? smallest(postal) : null;
-  const required = {
-    'research disclaimer': !!disclaimer && shown(disclaimer),
-    'postal address': !!address && shown(address),
-    'unsubscribe link': !!unsubscribe && shown(unsubscribe),
-  };
-  const body = document.body.innerText.replace(/\s+/g, ' ');
-  const root = document.documentElement;
-  return {
-    viewport: root.clientWidth,
-    scroll: Math.max(root.scrollWidth, document.body.scrollWidth),
-    content: Math.max(0, ...[...document.querySelectorAll('table')].filter(shown)
-      .map(t => t.getBoundingClientRect().width)),
-    right: Math.max(0, ...[...document.body.querySelectorAll('*')].map(e => e.getBoundingClientRect())
-      .filter(r => r.width > 0 && r.height > 0).map(r => r.right + window.scrollX)),
-    texts, headings, paragraphs, maxChars, taps, images, required,
-    preheaderShown: !!preheader && body.includes(preheader.replace(/\s+/g, ' ')),
-    canvas: getComputedStyle(root).backgroundColor, bodyBg: getComputedStyle(document.body).backgroundColor,
-  };
-}
-"""
+#: Runs in the page (a JavaScript function of one argument, kept beside this module): collects raw
+#: computed values; the Python side turns them into figures.
+_COLLECT = (Path(__file__).parent / "browser_collect.js").read_text(encoding="utf-8")
 
 
 def _canvas(raw: dict[str, Any], scheme: str) -> tuple[float, float, float]:
@@ -361,6 +304,8 @@ def measure(html_path: Path, width: int, scheme: str, *, browser: Any | None = N
         max_chars_per_line=float(raw["maxChars"]), tap_targets=tuple(raw["taps"]),
         images=tuple(ImageBox(**i) for i in raw["images"]), required=dict(raw["required"]),
         preheader_shown=bool(raw["preheaderShown"]), blocked_requests=tuple(blocked),
+        line_heights=tuple((text, float(ratio)) for text, ratio in raw["lineHeights"]),
+        justified=tuple(raw["justified"]), animations=int(raw["animations"]),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -100,10 +101,12 @@ def build(ctx: Context, issue: str) -> None:
     from .jobs.issues import build as build_issue, issue_folder
 
     s = ctx.settings
-    result = build_issue(s, issue_folder(s, issue))
+    result = build_issue(s, issue_folder(s, issue), content_checks=False)
     out = result.issue.build_dir
     console.print(f"Built {_rel(out / 'email.html', s)} and {_rel(out / 'email.txt', s)}")
     _print_report(result.report, as_json=False)
+    console.print(f"Readability and plain-language checks: newsletter check {_rel(result.issue.folder, s)}",
+                  markup=False)
 
 
 @cli.command()
@@ -111,11 +114,17 @@ def build(ctx: Context, issue: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @pass_ctx
 def check(ctx: Context, issue: str, as_json: bool) -> None:
-    """Preflight ISSUE: size, links, alt text, subject, disclaimer, unsubscribe. Exit 1 on errors."""
+    """Preflight ISSUE: size, links, alt text, subject, disclaimer, unsubscribe, readability. Exit 1 on errors."""
     from .jobs.issues import check as check_issue, issue_folder
 
     s = ctx.settings
     result = check_issue(s, issue_folder(s, issue))
+    if not as_json and result.report.readability:
+        from .readability import format_table
+
+        console.print(f"Readability (Flesch-Kincaid grade: warn over {s.readability_warn_grade:g}, "
+                      f"error over {s.readability_error_grade:g}; ease: higher is easier)")
+        console.print(escape(format_table(result.report.readability)), soft_wrap=True, highlight=False)
     _print_report(result.report, as_json=as_json)
     if not result.report.ok:
         raise CheckFailed(f"{len(result.report.errors)} error(s) in {result.issue.id}")

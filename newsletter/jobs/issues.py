@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.approval import Approval, approve as record_approval
-from newsletter.check import CheckReport, check_email
+from newsletter.check import CheckReport, check_email, check_issue
 from newsletter.compose import read_issue, used_summary_ids, write_issue
 from newsletter.errors import IssueError, SourceError
 from newsletter.models import Issue, RenderedEmail, Summary
@@ -76,14 +76,18 @@ class BuildResult:
     meta: dict[str, Any]
 
 
-def build(settings: Settings, folder: Path, *, write: bool = True) -> BuildResult:
-    """Render the issue once, check it, and write build/ (only when rendering succeeded)."""
+def build(settings: Settings, folder: Path, *, write: bool = True, content_checks: bool = True) -> BuildResult:
+    """Render the issue once, check it, and write build/ (only when rendering succeeded).
+
+    `content_checks=False` leaves out readability and the glossary (textstat's import alone is ~200 ms),
+    for `newsletter build`, which an editor runs over and over while editing.
+    """
     issue = load_issue(settings, folder)
     if issue.status == "discarded":
         raise IssueError(folder / "issue.toml", "this issue is discarded; set status = \"draft\" to build it",
                          field="status")
     email = render_email(issue, settings)
-    report = check_email(email)
+    report = check_issue(issue, email, settings) if content_checks else check_email(email)
     meta = write_build(email, issue.build_dir, settings) if write else {}
     return BuildResult(issue=issue, email=email, report=report, meta=meta)
 
