@@ -194,3 +194,26 @@ def test_damaged_build_metadata_is_one_clear_error(settings: Settings, built: Pa
     (built / "build" / "build.json").write_text("[]", encoding="utf-8")
     with pytest.raises(IssueError, match="build output is damaged"):
         send_proof(settings, built, ["a@example.org"])
+
+
+def test_a_send_reads_the_build_once_and_the_approval_hash_is_the_emails_own(
+        settings: Settings, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from newsletter import approval as approval_module
+    from newsletter.render import read_build
+
+    recorded = approve(built)
+    on_disk, meta = read_build(built / "build")
+    assert recorded.sha256 == on_disk.sha256 == meta["sha256"]
+    reads: list[Path] = []
+
+    def counting(build_dir: Path) -> object:
+        reads.append(build_dir)
+        return read_build(build_dir)
+
+    monkeypatch.setattr(approval_module, "read_build", counting)
+    monkeypatch.setattr("newsletter.jobs.delivery.read_build", counting)
+    report = send_full(settings, built)
+    assert report.sent == 8 and reads == [built / "build"]
+    assert json.loads((built / "approval.json").read_text())["sha256"] == recorded.sha256

@@ -273,3 +273,13 @@ def test_relay_denied_is_refused_for_all() -> None:
 def test_transport_repr_hides_password() -> None:
     transport = SMTPTransport("mail.example.com", 587, user="editor", password=PASSWORD)
     assert PASSWORD not in repr(transport) and PASSWORD not in str(transport)
+
+
+def test_transports_are_context_managers_and_declare_demo_use(tmp_path: Path) -> None:
+    from newsletter.transports import allows_demo_subscribers
+
+    with open_transport("memory://ctx") as transport:
+        transport.send(simple_message(ISSUE, person(1)))
+    assert transport.closed  # type: ignore[attr-defined]
+    assert allows_demo_subscribers(f"maildir:{tmp_path}") and allows_demo_subscribers("memory://")
+    assert not allows_demo_subscribers("smtp://127.0.0.1:25") and not allows_demo_subscribers("smtps://h:465")
