@@ -25,9 +25,9 @@ def run(*, quick: bool, out: Any = print) -> list[Row]:
 
     import httpx
 
-    from newsletter import accounts, desk_jobs
+    from newsletter.jobs import accounts, desk as desk_jobs
     from newsletter.edit import IssueEdit
-    from newsletter.pipeline import build
+    from newsletter.jobs.issues import build
     from newsletter.serve import create_app
     from tests.desk_support import csrf_for, field_value, running, sign_in
 

@@ -16,8 +16,8 @@ sys.path[:0] = [str(DOCS.parent), str(DOCS.parent / "tests")]
 from desk_support import APPROVER, EDITOR, make_site, running  # noqa: E402
 from newsletter.approval import approve  # noqa: E402
 from newsletter.browser import open_browser  # noqa: E402
-from newsletter.deliver import send_full  # noqa: E402
-from newsletter.pipeline import build, compose  # noqa: E402
+from newsletter.jobs.delivery import send_full  # noqa: E402
+from newsletter.jobs.issues import build, compose  # noqa: E402
 from newsletter.serve import create_app  # noqa: E402
 import datetime as dt  # noqa: E402
 

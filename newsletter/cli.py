@@ -1,4 +1,4 @@
-"""The edge: parse arguments, load Settings once, call the pipeline, print results."""
+"""The edge: parse arguments, load Settings once, call the jobs, print results."""
 
 from __future__ import annotations
 
@@ -19,27 +19,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import CheckFailed, NewsletterError, SourceError
-from .settings import Settings, load_settings
+from .cli_base import Context, err_console, run
+from .errors import CheckFailed, SourceError
+from .settings import Settings
 
 __all__ = ["main", "cli", "run"]
 
 console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class Context:
-    """Lazily loaded settings, so `--help` never touches the disk."""
-
-    def __init__(self, config: Path | None) -> None:
-        self.config = config
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config)
-        return self._settings
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -76,7 +62,7 @@ def cli(click_ctx: click.Context, config: Path | None) -> None:
 @pass_ctx
 def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, skip_invalid: bool) -> None:
     """Pick the latest unsent summaries and write issues/<date>/issue.toml."""
-    from .pipeline import compose as compose_issue
+    from .jobs.issues import compose as compose_issue
 
     s = ctx.settings
     issue = compose_issue(s, date=_parse_date(date_, s), limit=limit, force=force, skip_invalid=skip_invalid,
@@ -112,7 +98,7 @@ def _print_report(report: Any, *, as_json: bool) -> None:
 @pass_ctx
 def build(ctx: Context, issue: str) -> None:
     """Render ISSUE to build/email.html and build/email.txt (+ preview.html, build.json)."""
-    from .pipeline import build as build_issue, issue_folder
+    from .jobs.issues import build as build_issue, issue_folder
 
     s = ctx.settings
     result = build_issue(s, issue_folder(s, issue), content_checks=False)
@@ -129,10 +115,10 @@ def build(ctx: Context, issue: str) -> None:
 @pass_ctx
 def check(ctx: Context, issue: str, as_json: bool) -> None:
     """Preflight ISSUE: size, links, alt text, subject, disclaimer, unsubscribe, readability. Exit 1 on errors."""
-    from .pipeline import build as build_issue, issue_folder
+    from .jobs.issues import check as check_issue, issue_folder
 
     s = ctx.settings
-    result = build_issue(s, issue_folder(s, issue), write=False)
+    result = check_issue(s, issue_folder(s, issue))
     if not as_json and result.report.readability:
         from .readability import format_table
 
@@ -152,7 +138,7 @@ def check(ctx: Context, issue: str, as_json: bool) -> None:
 @pass_ctx
 def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
     """Show where ISSUE's preview is (building it first if needed)."""
-    from .pipeline import build as build_issue, issue_folder
+    from .jobs.issues import build as build_issue, issue_folder
 
     s = ctx.settings
     folder = issue_folder(s, issue)
@@ -176,27 +162,6 @@ def main(argv: list[str] | None = None) -> None:
     run(cli, argv, prog_name="newsletter")
 
 
-def run(command: click.Command, argv: list[str] | None, *, prog_name: str) -> None:
-    """Run a click command; errors become one clear line and a non-zero exit code, never a traceback."""
-    try:
-        command.main(args=argv, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except CheckFailed as exc:
-        err_console.print(f"[red]check failed:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(1)
-    except NewsletterError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-
-
 # --- delivery -------------------------------------------------------------------------------------
 
 @cli.group(name="subscribers")
@@ -209,10 +174,9 @@ def subscribers_group() -> None:
 @pass_ctx
 def subscribers_import(ctx: Context, csv_file: Path) -> None:
     """Import CSV_FILE (email,name[,...]); bad rows are listed by line, unsubscribed people stay unsubscribed."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         report = subscribers.import_csv(conn, csv_file)
     console.print(f"{csv_file}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
                   f"{report.skipped} skipped, {len(report.errors)} rejected")
@@ -231,10 +195,9 @@ def subscribers_import(ctx: Context, csv_file: Path) -> None:
 @pass_ctx
 def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool) -> None:
     """Add EMAIL."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         sub = subscribers.add(conn, email, name, resubscribe=resubscribe)
     console.print(f"{sub.email}: {sub.status}", markup=False)
 
@@ -244,10 +207,9 @@ def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool) -> N
 @pass_ctx
 def subscribers_remove(ctx: Context, email: str) -> None:
     """Unsubscribe EMAIL (kept on record so no import resubscribes it)."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         sub = subscribers.remove(conn, email)
     console.print(f"{sub.email}: {sub.status}", markup=False)
 
@@ -257,10 +219,9 @@ def subscribers_remove(ctx: Context, email: str) -> None:
 @pass_ctx
 def subscribers_list(ctx: Context, status: str | None) -> None:
     """List subscribers."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         rows = subscribers.list_subscribers(conn, status=status)
     table = Table("email", "name", "status")
     for sub in rows:
@@ -274,11 +235,10 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
 @pass_ctx
 def approve(ctx: Context, issue: str) -> None:
     """Freeze ISSUE's build for sending (records its content hash)."""
-    from .approval import approve as approve_issue
-    from .pipeline import issue_folder
+    from .jobs.issues import approve as approve_issue, issue_folder
 
     folder = issue_folder(ctx.settings, issue)
-    approval = approve_issue(folder)
+    approval = approve_issue(ctx.settings, folder)
     console.print(f"Approved {folder.name} ({approval.subject!r}), build sha256 {approval.sha256[:12]}…",
                   markup=False)
 
@@ -349,17 +309,17 @@ def _print_send_report(report: Any, folder: Path) -> None:
 def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
          rate: float | None) -> None:
     """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
-    from . import deliver
-    from .pipeline import issue_folder
+    from .jobs import delivery
+    from .jobs.issues import issue_folder
 
     s = ctx.settings
     folder = issue_folder(s, issue)
     if to:
-        sent = deliver.send_proof(s, folder, list(to))
+        sent = delivery.send_proof(s, folder, list(to))
         console.print(f"Proof copy of {folder.name} sent to {', '.join(sent)} via {_masked(s)}", markup=False)
         return
     if dry_run:
-        plan = deliver.dry_run(s, folder)
+        plan = delivery.dry_run(s, folder)
         console.print(f"{plan.recipients} subscriber(s) would receive {plan.issue_id}"
                       f"{'' if plan.approved else ' (not approved yet: newsletter approve ' + str(folder) + ')'}")
         for address in plan.sample:
@@ -368,9 +328,9 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
             console.print(f"  … and {plan.recipients - len(plan.sample)} more")
         return
     stop = _stop_on_signals()
-    plan = deliver.dry_run(s, folder, sample=0)
+    plan = delivery.dry_run(s, folder, sample=0)
     with _progress(plan.recipients) as tick:
-        report = deliver.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
+        report = delivery.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
     _print_send_report(report, folder)
     if report.stopped_early:
         sys.exit(3)
@@ -379,7 +339,7 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
 
 
 def _masked(settings: Settings) -> str:
-    from .transports import mask_url
+    from .masking import mask_url
 
     return mask_url(settings.transport)
 
@@ -390,11 +350,11 @@ def _masked(settings: Settings) -> str:
 @pass_ctx
 def status(ctx: Context, issue: str, as_json: bool) -> None:
     """Sent / deferred / failed / remaining for ISSUE, from the ledger."""
-    from . import deliver
-    from .pipeline import issue_folder
+    from .jobs import delivery
+    from .jobs.issues import issue_folder
 
     folder = issue_folder(ctx.settings, issue)
-    counts = deliver.status(ctx.settings, folder)
+    counts = delivery.status(ctx.settings, folder)
     if as_json:
         click.echo(json.dumps(counts.__dict__))
         return
@@ -409,11 +369,11 @@ def status(ctx: Context, issue: str, as_json: bool) -> None:
 @pass_ctx
 def publish(ctx: Context, date_: str | None) -> None:
     """The main job: compose (if needed) + build + check + approve + send to every subscriber."""
-    from . import deliver
+    from .jobs import delivery
 
     s = ctx.settings
     stop = _stop_on_signals()
-    result = deliver.publish(s, date=_parse_date(date_, s), stop=stop)
+    result = delivery.publish(s, date=_parse_date(date_, s), stop=stop)
     folder = _rel(result.folder, s)
     console.print(f"{'Composed' if result.composed else 'Using'} {folder}/issue.toml; built {folder}/build/email.html"
                   f"{'; approved' if result.approved else ''}")
@@ -425,7 +385,7 @@ def publish(ctx: Context, date_: str | None) -> None:
         sys.exit(3)
 
 
-# --- scheduling and serving (cli_schedule.py, cli_serve.py) ------------------------------------------------------
+# --- scheduling, serving and desk accounts (cli_schedule.py, cli_serve.py, cli_editors.py) ------------------------------------------------------
 
 def _register(commands: list[click.Command]) -> None:
     for command in commands:
@@ -436,6 +396,4 @@ from .cli_editors import COMMANDS as _EDITOR_COMMANDS  # noqa: E402
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 
-_register(_SCHEDULE_COMMANDS)
-_register(_SERVE_COMMANDS)
-_register(_EDITOR_COMMANDS)
+_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS)

@@ -40,7 +40,7 @@ def editors_group() -> None:
 @click.pass_obj
 def editors_add(obj: Any, email: str, name: str, role: str, password_stdin: bool) -> None:
     """Create a desk account for EMAIL."""
-    from .accounts import add
+    from .jobs.accounts import add
 
     row = add(obj.settings, email, name=name, role=role, password=_password(password_stdin))
     console.print(f"Added {row.name} <{row.email}> as {row.role}. They sign in at /desk/login.", markup=False)
@@ -50,7 +50,7 @@ def editors_add(obj: Any, email: str, name: str, role: str, password_stdin: bool
 @click.pass_obj
 def editors_list(obj: Any) -> None:
     """Every desk account (never a password)."""
-    from .accounts import list_editors
+    from .jobs.accounts import list_editors
 
     rows = list_editors(obj.settings)
     table = Table("email", "name", "role")
@@ -65,7 +65,7 @@ def editors_list(obj: Any) -> None:
 @click.pass_obj
 def editors_remove(obj: Any, email: str) -> None:
     """Delete EMAIL's account and sign it out everywhere (its audit entries stay)."""
-    from .accounts import remove
+    from .jobs.accounts import remove
 
     remove(obj.settings, email)
     console.print(f"Removed the account of {email}.", markup=False)
@@ -77,7 +77,7 @@ def editors_remove(obj: Any, email: str) -> None:
 @click.pass_obj
 def editors_passwd(obj: Any, email: str, password_stdin: bool) -> None:
     """Set a new password for EMAIL; every open session of that account ends."""
-    from .accounts import change_password
+    from .jobs.accounts import change_password
 
     change_password(obj.settings, email, _password(password_stdin))
     console.print(f"Changed the password of {email}; they must sign in again.", markup=False)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IssueError
+from .files import atomic_write
 from .models import Issue, Summary
 from .text import TEASER_LIMIT, content_problem
 
@@ -27,7 +26,6 @@ __all__ = [
     "default_subject",
     "default_preheader",
     "default_intro",
-    "atomic_write",
 ]
 
 ISSUE_FILE = "issue.toml"
@@ -41,22 +39,6 @@ def is_issue_id(value: str) -> bool:
 _FIELDS = {"date", "subject", "preheader", "intro", "summaries", "status", "teasers"}
 TEASER_OVERRIDE_LIMIT = TEASER_LIMIT  # what the editor types is what readers see, never cut
 _STATUSES = ("draft", "discarded")
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write a file so that readers see the old content or the new, never half of it."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cut(text: str, limit: int) -> str:

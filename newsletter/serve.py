@@ -28,12 +28,12 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from . import db, subscribers
-from .deliver import database, transport_factory
 from .errors import DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, signing_secret
+from .store import open_store, sqlite as db, subscribers
 from .tokens import make_token
+from .transports import transport_factory
 from .web import archive
 from .web.desk import Desk, DeskHeaders
 from .web.pages import CACHE_PUBLIC, PageError, Pages
@@ -100,7 +100,7 @@ class _Site:
 
     async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         def run() -> T:
-            with database(self.settings) as conn:
+            with open_store(self.settings).connection() as conn:
                 return work(conn, *args, **kwargs)
 
         try:

@@ -17,7 +17,8 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from newsletter import accounts, db, subscribers
+from newsletter.jobs import accounts
+from newsletter.store import sqlite as db, subscribers
 from newsletter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent

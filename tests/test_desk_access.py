@@ -20,9 +20,10 @@ from starlette.routing import Route
 
 from desk_support import (APPROVER, APPROVER2, DATE, EDITOR, SECRET, copy_site, csrf_for, field_value, make_site, running,
                           sign_in)
-from newsletter import accounts, desk_store
+from newsletter.jobs import accounts
+from newsletter.store import desk as desk_store
 from newsletter.cli import cli
-from newsletter.pipeline import compose
+from newsletter.jobs.issues import compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings
 from newsletter.web.desk import PUBLIC_ROUTES

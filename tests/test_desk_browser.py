@@ -29,7 +29,7 @@ import pytest
 
 from desk_support import APPROVER, EDITOR, SECRET, load_site, make_site, running
 from newsletter.browser import BrowserUnavailable, open_browser
-from newsletter.pipeline import compose
+from newsletter.jobs.issues import compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings
 from smtp_servers import Server, smtp_server

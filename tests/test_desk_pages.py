@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from desk_support import APPROVER, APPROVER2, DATE, EDITOR, copy_site, csrf_for, field_value, make_site, running, sign_in
-from newsletter.pipeline import compose
+from newsletter.jobs.issues import compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import subscribers
-from newsletter.db import connect
+from newsletter.store import subscribers
+from newsletter.store.sqlite import connect
 from newsletter.errors import SubscriberError
 
 

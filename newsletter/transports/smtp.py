@@ -14,12 +14,14 @@ from newsletter.errors import (
     ConnectionRefusedForAll,
     DeliveryError,
     PermanentDeliveryError,
+    RecipientBounced,
     TransientDeliveryError,
 )
 from newsletter.models import Message
-from newsletter.transports import mask_url, register
+from newsletter.masking import mask_url
+from newsletter.transports import TransportBase, register
 
-__all__ = ["SMTPTransport", "PASSWORD_ENV", "parse_smtp_url"]
+__all__ = ["SMTPTransport", "PASSWORD_ENV", "parse_smtp_url", "is_bounce"]
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"
 TLSMode = Literal["starttls", "implicit", "off"]
@@ -27,6 +29,19 @@ TLSMode = Literal["starttls", "implicit", "off"]
 # Replies that mean "nothing you send will get through": stop the run instead of failing every subscriber.
 _REFUSE_ALL_CODES = frozenset({530, 534, 535, 538})
 _RELAY_DENIED = re.compile(r"relay(?:ing)?\b.{0,20}\b(?:denied|not permitted|prohibited|not allowed)", re.IGNORECASE)
+
+
+_BOUNCE_CODES = frozenset({550, 551, 553})
+_ENHANCED_STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def is_bounce(code: int | None, reason: str) -> bool:
+    """Does this permanent failure mean the address does not exist (5.1.x, or 550/551/553 without one)?"""
+    enhanced = _ENHANCED_STATUS.match(reason or "")
+    if enhanced:
+        # "550 5.7.1 spam" is a policy refusal, not a bad address: the enhanced code decides.
+        return enhanced.group(1) == "5" and enhanced.group(2) == "1"
+    return code in _BOUNCE_CODES
 
 
 class _Reconnect(Exception):
@@ -87,7 +102,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class SMTPTransport:
+class SMTPTransport(TransportBase):
     """Sends each message with its own envelope (one recipient) over one connection, opened lazily."""
 
     def __init__(
@@ -261,7 +276,8 @@ class SMTPTransport:
         if 400 <= code < 500:
             return TransientDeliveryError(text, code=code, recipient=recipient)
         if 500 <= code < 600:
-            return PermanentDeliveryError(text, code=code, recipient=recipient)
+            kind = RecipientBounced if is_bounce(code, text) else PermanentDeliveryError
+            return kind(text, code=code, recipient=recipient)
         return TransientDeliveryError(f"unexpected reply: {text}", code=code, recipient=recipient)
 
 

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ... import desk_store
-from ...accounts import DUMMY_HASH, EditorRow, verify
+from ...jobs.accounts import DUMMY_HASH, EditorRow, verify
+from ...store import desk as desk_store
 from .core import DeskCore
 
 __all__ = ["SignIn", "SIGNIN_WINDOW", "SIGNIN_LIMIT_ACCOUNT", "SIGNIN_LIMIT_ADDRESS"]

@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Router
 
-from ... import desk_store
-from ...accounts import EditorRow, desk_db
+from ...jobs.accounts import EditorRow, desk_db
+from ...store import desk as desk_store
 from ...settings import Settings
 from ..pages import PageError
 from ..security import Csrf

@@ -11,15 +11,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ... import desk_jobs, desk_store
-from ...accounts import EditorRow
 from ...check import CheckReport
 from ...compose import SUBJECT_LIMIT, TEASER_OVERRIDE_LIMIT
-from ...desk_jobs import DeskRefusal
 from ...edit import EditConflict, IssueEdit, edit_problems
 from ...errors import NewsletterError
+from ...jobs import desk as desk_jobs
+from ...jobs.accounts import EditorRow
+from ...jobs.desk import DeskRefusal
+from ...store import desk as desk_store
 from ..pages import PageError
 from .core import DeskCore, Form
+from .sending import scheduled_sends
 
 __all__ = ["IssuePages", "PREVIEW_FRAME_HEADER", "VIEWS"]
 
@@ -62,11 +64,14 @@ class IssuePages:
         return await self.core.signed_in(self.dashboard)(request)
 
     async def dashboard(self, request: Request, editor: EditorRow) -> Response:
-        rows = await run_in_threadpool(desk_jobs.overview, self.core.settings)
+        rows = await run_in_threadpool(self._overview)
         groups = {state: [r for r in rows if r.state == state]
                   for state in ("draft", "approved", "scheduled", "sending", "sent", "discarded", "broken")}
         tz = self.core.settings.tz
         return self.core.render(request, "dashboard.html", {"groups": groups, "tz": tz}, editor=editor)
+
+    def _overview(self) -> list[desk_jobs.IssueRow]:
+        return desk_jobs.overview(self.core.settings, scheduled_sends(self.core.settings))
 
     # --- new issue ------------------------------------------------------------------------------------
 
@@ -181,7 +186,7 @@ class IssuePages:
         addable = [s for s in opened.known.values() if s.id not in edit.summary_ids and s.date <= opened.issue.date]
         addable.sort(key=lambda s: (-s.date.toordinal(), s.id))
         who_cannot = await run_in_threadpool(desk_jobs.can_approve, settings, editor, issue_id)
-        state = next((r for r in await run_in_threadpool(desk_jobs.overview, settings) if r.id == issue_id), None)
+        state = next((r for r in await run_in_threadpool(self._overview) if r.id == issue_id), None)
         return self.core.render(request, "edit.html", {
             "issue": opened.issue, "edit": edit, "rows": rows, "addable": addable[:200], "version": version,
             "errors": errors, "notice": notice, "report": report, "build_error": build_error, "view": view,

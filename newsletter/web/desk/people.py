@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from ... import desk_store, subscribers
-from ...accounts import EditorRow
+from ...jobs.accounts import EditorRow
+from ...store import desk as desk_store, subscribers
 from ...errors import SubscriberError
 from ..pages import PageError
 from .core import DESK_TEMPLATES, UPLOAD_LIMIT, DeskCore

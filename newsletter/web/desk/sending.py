@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ... import desk_jobs
-from ...accounts import EditorRow
-from ...desk_jobs import DeskRefusal
-from ...errors import NewsletterError
+from ...jobs import desk as desk_jobs
+from ...jobs.accounts import EditorRow
+from ...jobs.desk import DeskRefusal
+from ...errors import NewsletterError, ScheduleError
+from ...schedule import cancel as cancel_job, config_reference, list_jobs, schedule_send
+from ...settings import Settings
 from ..pages import PageError
 from .core import DeskCore
 
-__all__ = ["SendingPages"]
+__all__ = ["SendingPages", "scheduled_sends"]
+
+
+def scheduled_sends(settings: Settings) -> dict[str, dt.datetime | None]:
+    """Issue id -> when its send job fires, for the jobs the scheduler has not run yet."""
+    return {job.job_id.partition(":")[2]: job.next_run for job in list_jobs(settings)
+            if job.job_id.startswith("send:") and job.state in ("scheduled", "overdue", "running")}
 
 
 def _refused(exc: NewsletterError, retry: str) -> PageError:
@@ -81,21 +91,39 @@ class SendingPages:
     async def schedule(self, request: Request, editor: EditorRow) -> Response:
         issue_id = request.path_params["issue_id"]
         form = await self.core.form(request, f"schedule:{issue_id}")
+        back = self.core.url(request, "desk_issue", issue_id=issue_id)
         try:
-            await run_in_threadpool(desk_jobs.schedule, self.core.settings, editor, issue_id,
-                                    day=form.get("day").strip(), time=form.get("time").strip(),
-                                    zone=form.get("zone").strip())
+            run_at = await run_in_threadpool(self._schedule, editor, issue_id, form.get("day").strip(),
+                                             form.get("time").strip(), form.get("zone").strip())
         except DeskRefusal as exc:
-            raise _refused(exc, self.core.url(request, "desk_issue", issue_id=issue_id)) from None
+            raise _refused(exc, back) from None
+        except ScheduleError as exc:
+            # The CLI's words, minus its option names: the desk's fields are Date, Time and Time zone.
+            message = str(exc).replace("--at ", "The date and time ").replace("--tz ", "The time zone ")
+            message = message.replace("; give a later time, or add --now to send as soon as the scheduler runs",
+                                      ". Please choose a later time.")
+            raise PageError(409, "This cannot be scheduled", message, retry=back) from None
+        await self.core.audit(editor, "schedule", issue_id=issue_id, detail=f"for {run_at.isoformat()}")
         return self._back(request, "scheduled")
+
+    def _schedule(self, editor: EditorRow, issue_id: str, day: str, time: str, zone: str) -> dt.datetime:
+        """The same APScheduler job as `newsletter schedule ISSUE --at`; `newsletter scheduler` fires it."""
+        settings = self.core.settings
+        desk_jobs.require_approved(settings, editor, issue_id, doing="schedule an issue")
+        return schedule_send(settings, issue_id, config_path=config_reference(None, settings),
+                             at=f"{day} {time}", tz=zone or None).run_at
 
     async def cancel(self, request: Request, editor: EditorRow) -> Response:
         issue_id = request.path_params["issue_id"]
         await self.core.form(request, f"cancel:{issue_id}")
         try:
-            await run_in_threadpool(desk_jobs.cancel, self.core.settings, editor, issue_id)
+            await run_in_threadpool(cancel_job, self.core.settings, f"send:{desk_jobs.issue_name(issue_id)}")
+        except ScheduleError:
+            raise PageError(409, "This cannot be done right now", "This issue is not scheduled.",
+                            retry=self.core.url(request, "desk_issue", issue_id=issue_id)) from None
         except NewsletterError as exc:
             raise _refused(exc, self.core.url(request, "desk_issue", issue_id=issue_id)) from None
+        await self.core.audit(editor, "cancel", issue_id=issue_id)
         return self._back(request, "cancelled")
 
     async def progress(self, request: Request, editor: EditorRow) -> Response:

@@ -1,7 +1,8 @@
-"""The desk's jobs: compose, save, preview, proof, approve, send and schedule for a signed-in person, audited.
+"""The desk's jobs: compose, save, preview, proof, approve and send for a signed-in person, audited.
 
-Each function calls the same stage functions as the CLI (build, check, approval, send, schedule) and
-adds what only the desk knows: who did it (the audit log) and the two-person approval rule.
+Each function calls the same jobs as the CLI (issues.build with its checks, approval, delivery.send_full
+and its ledger) and adds what only the desk knows: who did it (the audit log) and the two-person
+approval rule. Scheduling goes through newsletter.schedule, a layer above this one, from the web desk.
 """
 
 from __future__ import annotations
@@ -12,22 +13,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import desk_store, ledger
+from newsletter.approval import Approval, approve as record_approval, read_approval
+from newsletter.check import CheckReport, check_issue
+from newsletter.compose import is_issue_id, list_issue_folders, read_issue
+from newsletter.edit import Candidate, IssueEdit, candidates, issue_version, save_edit, used_by_issue
+from newsletter.errors import ApprovalError, IssueError, NewsletterError, SourceError
+from newsletter.models import Issue, Summary
+from newsletter.render import fill_placeholders, neutral_values, read_build, render_email
+from newsletter.settings import Settings
+from newsletter.store import LedgerCounts, desk as desk_store, ledger
+
 from .accounts import EditorRow, desk_db
-from .approval import Approval, approve as record_approval, read_approval
-from .check import CheckReport, check_email
-from .compose import is_issue_id, list_issue_folders, read_issue, write_issue
-from .deliver import dry_run, send_full, send_proof
-from .edit import Candidate, IssueEdit, candidates, issue_version, save_edit, used_by_issue
-from .errors import ApprovalError, IssueError, NewsletterError, SourceError
-from .models import Issue, Summary
-from .pipeline import BuildResult, build, gather
-from .render import build_hash, fill_placeholders, neutral_values, read_build, render_email
-from .settings import Settings
+from .delivery import dry_run, send_full, send_proof
+from .issues import BuildResult, build, gather, write_chosen
 
 __all__ = ["IssueRow", "Opened", "DeskRefusal", "overview", "new_issue_candidates", "compose_chosen", "open_issue",
-           "save", "preview_build", "draft_preview", "proof", "approve", "can_approve", "recipients", "start_send",
-           "schedule", "cancel", "progress", "sending_now"]
+           "issue_name", "save", "preview_build", "draft_preview", "proof", "approve", "can_approve", "recipients", "start_send",
+           "require_approved", "record", "progress", "sending_now"]
 
 
 class DeskRefusal(NewsletterError):
@@ -42,7 +44,7 @@ class IssueRow:
     subject: str
     date: dt.date
     state: str  # draft | approved | scheduled | sending | sent | discarded | broken
-    counts: ledger.LedgerCounts | None = None
+    counts: LedgerCounts | None = None
     bounced: int = 0
     scheduled_at: dt.datetime | None = None
     problem: str = ""
@@ -59,13 +61,17 @@ class Opened:
 
 
 def _folder(settings: Settings, issue_id: str) -> Path:
-    from .compose import is_issue_id
-    if not is_issue_id(issue_id):
-        raise DeskRefusal("There is no issue with that name.")
-    folder = settings.path(settings.issues_dir) / issue_id
+    folder = settings.path(settings.issues_dir) / issue_name(issue_id)
     if not (folder / "issue.toml").is_file():
         raise DeskRefusal("There is no issue with that name.")
     return folder
+
+
+def issue_name(issue_id: str) -> str:
+    """`issue_id` if it can name an issue folder; DeskRefusal otherwise (nothing reaches a path unchecked)."""
+    if not is_issue_id(issue_id):
+        raise DeskRefusal("There is no issue with that name.")
+    return issue_id
 
 
 def _audit(settings: Settings, editor: EditorRow | None, action: str, *, issue_id: str | None = None,
@@ -81,19 +87,9 @@ def _started(settings: Settings, issue_id: str) -> bool:
     return bool(c.sent or c.claimed or c.failed or c.deferred)
 
 
-def _scheduled(settings: Settings) -> dict[str, dt.datetime | None]:
-    from .schedule import list_jobs
 
-    out: dict[str, dt.datetime | None] = {}
-    for job in list_jobs(settings):
-        if job.job_id.startswith("send:") and job.state in ("scheduled", "overdue", "running"):
-            out[job.job_id.partition(":")[2]] = job.next_run
-    return out
-
-
-def overview(settings: Settings) -> list[IssueRow]:
-    """Every issue, newest first, with where it stands (drafts, scheduled, sending, sent)."""
-    scheduled = _scheduled(settings)
+def overview(settings: Settings, scheduled: Mapping[str, dt.datetime | None]) -> list[IssueRow]:
+    """Every issue, newest first, with where it stands; `scheduled`: issue id -> when its send job fires."""
     rows = []
     with desk_db(settings) as conn:
         for folder in reversed(list_issue_folders(settings.path(settings.issues_dir))):
@@ -131,7 +127,7 @@ def _approved_current(folder: Path) -> Approval | None:
         email, _ = read_build(folder / "build")
     except (IssueError, ApprovalError):
         return None
-    return approval if build_hash(email.html, email.text, email.subject, email.preheader) == approval.sha256 else None
+    return approval if email.sha256 == approval.sha256 else None
 
 
 def new_issue_candidates(settings: Settings, date: dt.date) -> list[Candidate]:
@@ -152,10 +148,10 @@ def compose_chosen(settings: Settings, editor: EditorRow, date: dt.date, ids: li
     if not chosen:
         raise DeskRefusal("Choose at least one summary for the issue.")
     chosen.sort(key=lambda s: (-s.date.toordinal(), s.id))
-    folder = write_issue(issues_dir, date.isoformat(), date, chosen)
-    _audit(settings, editor, "compose", issue_id=folder.name, version=issue_version(folder),
+    issue = write_chosen(issues_dir, date.isoformat(), date, chosen)
+    _audit(settings, editor, "compose", issue_id=issue.id, version=issue_version(issue.folder),
            detail=f"{len(chosen)} summaries")
-    return read_issue(folder, {s.id: s for s in chosen})
+    return issue
 
 
 def open_issue(settings: Settings, issue_id: str) -> Opened:
@@ -196,7 +192,7 @@ def draft_preview(settings: Settings, issue_id: str, edit: IssueEdit) -> tuple[s
                     intro=edit.intro, summary_ids=tuple(s.id for s in summaries), summaries=summaries)
     email = render_email(issue, settings)
     return (fill_placeholders(email.html, neutral_values(settings, issue.id), html=True),
-            check_email(email))
+            check_issue(issue, email, settings))
 
 
 def proof(settings: Settings, editor: EditorRow, issue_id: str) -> str:
@@ -234,7 +230,7 @@ def approve(settings: Settings, editor: EditorRow, issue_id: str) -> Approval:
         raise DeskRefusal("Sending this issue has started; it was approved before.")
     if not result.report.ok:
         raise DeskRefusal("This issue has problems that block approval. They are listed beside the preview.")
-    approval = record_approval(result.issue.folder)
+    approval = record_approval(result.issue.folder, email=result.email, by=f"{editor.name} <{editor.email}>")
     _audit(settings, editor, "approve", issue_id=issue_id, version=approval.sha256,
            detail=f"build sha256 {approval.sha256}")
     return approval
@@ -255,11 +251,7 @@ def sending_now(issue_id: str) -> bool:
 
 def start_send(settings: Settings, editor: EditorRow, issue_id: str) -> None:
     """Send to everyone in a background thread (the page shows progress); refuses an unapproved build first."""
-    if editor.role != "approver":
-        raise DeskRefusal("Only an approver can send an issue.")
-    folder = _folder(settings, issue_id)
-    if _approved_current(folder) is None:
-        raise DeskRefusal("This issue is not approved, or it changed since it was approved. Approve it first.")
+    folder = require_approved(settings, editor, issue_id, doing="send an issue")
     with _SENDS_LOCK:
         if sending_now(issue_id):
             return
@@ -279,38 +271,21 @@ def start_send(settings: Settings, editor: EditorRow, issue_id: str) -> None:
         thread.start()
 
 
-def schedule(settings: Settings, editor: EditorRow, issue_id: str, *, day: str, time: str, zone: str) -> dt.datetime:
-    """Through the same APScheduler job as `newsletter schedule ISSUE --at`; the scheduler process fires it."""
-    from .schedule import ScheduleError, config_reference, schedule_send
-
+def require_approved(settings: Settings, editor: EditorRow, issue_id: str, *, doing: str) -> Path:
+    """The issue's folder, if `editor` may send or schedule it now (an approver, an approved current build)."""
     if editor.role != "approver":
-        raise DeskRefusal("Only an approver can schedule an issue.")
+        raise DeskRefusal(f"Only an approver can {doing}.")
     folder = _folder(settings, issue_id)
     if _approved_current(folder) is None:
         raise DeskRefusal("This issue is not approved, or it changed since it was approved. Approve it first.")
-    try:
-        result = schedule_send(settings, issue_id, config_path=config_reference(None, settings),
-                               at=f"{day} {time}", tz=zone or None)
-    except ScheduleError as exc:
-        raise DeskRefusal(str(exc).replace("--at", "The time").replace(", or add --now to send as soon as the "
-                                                                       "scheduler runs", "")) from None
-    _audit(settings, editor, "schedule", issue_id=issue_id, detail=f"for {result.run_at.isoformat()}")
-    return result.run_at
+    return folder
 
 
-def cancel(settings: Settings, editor: EditorRow, issue_id: str) -> None:
-    from .schedule import ScheduleError, cancel as cancel_job
-
-    if editor.role != "approver":
-        raise DeskRefusal("Only an approver can cancel a scheduled send.")
-    _folder(settings, issue_id)
-    try:
-        cancel_job(settings, f"send:{issue_id}")
-    except ScheduleError:
-        raise DeskRefusal("This issue is not scheduled.") from None
-    _audit(settings, editor, "cancel", issue_id=issue_id)
+def record(settings: Settings, editor: EditorRow | None, action: str, issue_id: str, detail: str = "") -> None:
+    """One line in the audit log (for what the web layer does through the scheduler)."""
+    _audit(settings, editor, action, issue_id=issue_id, detail=detail)
 
 
-def progress(settings: Settings, issue_id: str) -> ledger.LedgerCounts:
+def progress(settings: Settings, issue_id: str) -> LedgerCounts:
     with desk_db(settings) as conn:
         return ledger.counts(conn, _folder(settings, issue_id).name)

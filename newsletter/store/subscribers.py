@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.db import transaction, utc_now
+from newsletter.store.sqlite import transaction, utc_now
 from newsletter.errors import SubscriberError
 from newsletter.headers import strip_controls
 from newsletter.models import Subscriber

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from . import desk_store
-from .deliver import database
-from .desk_store import ROLES, EditorRow
-from .errors import NewsletterError, SubscriberError
-from .settings import Settings
-from .subscribers import clean_name, email_key, normalise_address
+from newsletter.errors import NewsletterError, SubscriberError
+from newsletter.settings import Settings
+from newsletter.store import desk as desk_store
+from newsletter.store import open_store
+from newsletter.store.desk import ROLES, EditorRow
+from newsletter.store.subscribers import clean_name, email_key, normalise_address
 
 __all__ = ["AccountError", "ROLES", "EditorRow", "MIN_PASSWORD", "desk_db", "add", "remove", "change_password",
            "list_editors", "verify", "hash_password", "DUMMY_HASH"]
@@ -32,7 +32,7 @@ class AccountError(NewsletterError):
 @contextmanager
 def desk_db(settings: Settings) -> Iterator[sqlite3.Connection]:
     """A connection to the project's database with the desk's tables in place."""
-    with database(settings) as conn:
+    with open_store(settings).connection() as conn:
         desk_store.ensure_schema(conn)
         yield conn
 
