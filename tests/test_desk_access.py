@@ -294,6 +294,7 @@ def test_two_person_approval(site: Settings, server: str) -> None:
     with contextlib.closing(db(site)) as conn:
         row = conn.execute("SELECT * FROM desk_audit WHERE action = 'approve'").fetchone()
     assert row["editor_name"] == "Bea Approver <bea@example.org>" and row["version"] == approval["sha256"]
+    assert approval["approved_by"] == "Bea Approver <bea@example.org>"
 
 
 def test_two_person_rule_can_be_switched_off(site: Settings) -> None:

@@ -223,3 +223,16 @@ def test_subscribers_search_page_add_import_export(site: Settings, server: str) 
         table = list(csv.reader(io.StringIO(exported.text)))
         assert table[0] == ["email", "name", "status"] and len(table) == 1 + 8 + 120 + 1
         assert ["'=cmd@example.org", "'=SUM(A1)", "subscribed"] in table  # no formula runs in a spreadsheet
+
+
+def test_a_changed_summary_file_shows_on_the_next_page(site: Settings, server: str) -> None:
+    """The desk keeps summaries between saves; a changed file must never be served stale."""
+    issue = compose(site, date=DATE, limit=2)
+    source = Path(issue.summaries[0].origin)
+    with person(server, EDITOR) as client:
+        assert issue.summaries[0].title in client.get(f"/desk/issues/{ISSUE}").text
+        source.write_text(source.read_text(encoding="utf-8").replace(issue.summaries[0].title, "A retitled summary"),
+                          encoding="utf-8")
+        page = client.get(f"/desk/issues/{ISSUE}").text
+        assert "A retitled summary" in page
+        assert "A retitled summary" in client.get(f"/desk/issues/{ISSUE}/preview").text

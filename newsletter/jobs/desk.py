@@ -18,6 +18,7 @@ from newsletter.check import CheckReport, check_issue
 from newsletter.compose import is_issue_id, list_issue_folders, read_issue
 from newsletter.edit import Candidate, IssueEdit, candidates, issue_version, save_edit, used_by_issue
 from newsletter.errors import ApprovalError, IssueError, NewsletterError, SourceError
+from newsletter.glossary import Glossary, load_glossary
 from newsletter.models import Issue, Summary
 from newsletter.render import fill_placeholders, neutral_values, read_build, render_email
 from newsletter.settings import Settings
@@ -154,12 +155,67 @@ def compose_chosen(settings: Settings, editor: EditorRow, date: dt.date, ids: li
     return issue
 
 
-def open_issue(settings: Settings, issue_id: str) -> Opened:
-    folder = _folder(settings, issue_id)
-    summaries = gather(settings, skip_invalid=True)
+_CACHE_LOCK = threading.Lock()
+_SUMMARIES: dict[Path, tuple[tuple[object, ...], dict[str, Summary]]] = {}
+_GLOSSARIES: dict[Path, tuple[tuple[object, ...], Glossary]] = {}
+
+
+def _signature(paths: list[Path]) -> tuple[object, ...]:
+    """What the files look like now (name, size, mtime): unchanged files need not be read again."""
+    out: list[object] = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append((str(p), None))
+    return tuple(out)
+
+
+def known_summaries(settings: Settings) -> dict[str, Summary]:
+    """Every summary by id (broken files left out), re-read only when a content or feed file changed.
+
+    An editor saves every few seconds; reading 14 files and a feed each time was most of a save. With a
+    remote feed configured nothing is cached: a URL has no mtime to compare.
+    """
+    content = settings.path(settings.content_dir)
+    if any(s.remote for s in settings.sources) or not content.is_dir():
+        return _by_id(gather(settings, skip_invalid=True))
+    files = sorted(p for p in content.iterdir() if p.is_file())
+    key = _signature([content, *files, *(settings.path(Path(s.location)) for s in settings.sources)])
+    with _CACHE_LOCK:
+        cached = _SUMMARIES.get(content)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    found = _by_id(gather(settings, skip_invalid=True))
+    with _CACHE_LOCK:
+        _SUMMARIES[content] = (key, found)
+    return found
+
+
+def _by_id(summaries: list[Summary]) -> dict[str, Summary]:
     known: dict[str, Summary] = {}
     for s in summaries:
         known.setdefault(s.id, s)
+    return known
+
+
+def _glossary(settings: Settings) -> Glossary:
+    path = settings.path(settings.glossary)
+    key = _signature([path])
+    with _CACHE_LOCK:
+        cached = _GLOSSARIES.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    glossary = load_glossary(path)
+    with _CACHE_LOCK:
+        _GLOSSARIES[path] = (key, glossary)
+    return glossary
+
+
+def open_issue(settings: Settings, issue_id: str) -> Opened:
+    folder = _folder(settings, issue_id)
+    known = known_summaries(settings)
     issue = read_issue(folder, known)
     return Opened(issue, issue_version(folder), known, _started(settings, issue_id))
 
@@ -178,7 +234,7 @@ def preview_build(settings: Settings, issue_id: str) -> BuildResult | None:
     folder = _folder(settings, issue_id)
     if _started(settings, issue_id):
         return None
-    return build(settings, folder)
+    return build(settings, folder, summaries=known_summaries(settings), glossary=_glossary(settings))
 
 
 def draft_preview(settings: Settings, issue_id: str, edit: IssueEdit) -> tuple[str, CheckReport]:
@@ -192,7 +248,7 @@ def draft_preview(settings: Settings, issue_id: str, edit: IssueEdit) -> tuple[s
                     intro=edit.intro, summary_ids=tuple(s.id for s in summaries), summaries=summaries)
     email = render_email(issue, settings)
     return (fill_placeholders(email.html, neutral_values(settings, issue.id), html=True),
-            check_issue(issue, email, settings))
+            check_issue(issue, email, settings, glossary=_glossary(settings)))
 
 
 def proof(settings: Settings, editor: EditorRow, issue_id: str) -> str:

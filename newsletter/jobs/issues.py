@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from newsletter.approval import Approval, approve as record_approval
 from newsletter.check import CheckReport, check_email, check_issue
 from newsletter.compose import read_issue, used_summary_ids, write_issue
 from newsletter.errors import IssueError, SourceError
+from newsletter.glossary import Glossary
 from newsletter.models import Issue, RenderedEmail, Summary
 from newsletter.render import render_email, write_build
 from newsletter.selection import select_latest
@@ -76,18 +77,20 @@ class BuildResult:
     meta: dict[str, Any]
 
 
-def build(settings: Settings, folder: Path, *, write: bool = True, content_checks: bool = True) -> BuildResult:
+def build(settings: Settings, folder: Path, *, write: bool = True, content_checks: bool = True,
+          summaries: Mapping[str, Summary] | None = None, glossary: Glossary | None = None) -> BuildResult:
     """Render the issue once, check it, and write build/ (only when rendering succeeded).
 
     `content_checks=False` leaves out readability and the glossary (textstat's import alone is ~200 ms),
-    for `newsletter build`, which an editor runs over and over while editing.
+    for `newsletter build`, which an editor runs over and over while editing. The desk passes the
+    `summaries` and `glossary` it already holds, so a save re-reads neither.
     """
-    issue = load_issue(settings, folder)
+    issue = load_issue(settings, folder) if summaries is None else read_issue(folder, summaries)
     if issue.status == "discarded":
         raise IssueError(folder / "issue.toml", "this issue is discarded; set status = \"draft\" to build it",
                          field="status")
     email = render_email(issue, settings)
-    report = check_issue(issue, email, settings) if content_checks else check_email(email)
+    report = check_issue(issue, email, settings, glossary=glossary) if content_checks else check_email(email)
     meta = write_build(email, issue.build_dir, settings) if write else {}
     return BuildResult(issue=issue, email=email, report=report, meta=meta)
 
