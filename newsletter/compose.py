@@ -95,6 +95,18 @@ def _toml_multiline(value: str) -> str:
     return _toml_string(value)
 
 
+def _preheader_lines(preheader: str, summaries: list[Summary]) -> list[str]:
+    if preheader:
+        return [f"preheader = {_toml_string(preheader)}"]
+    # Left empty, the preheader is derived at build time from the list below, so it never names a
+    # summary the editor dropped or moved; the comment shows what it says today.
+    return [
+        "# The line inboxes show after the subject. Empty = written for you from the summaries below",
+        f"# when you build (today: {_toml_string(default_preheader(summaries))}).",
+        'preheader = ""',
+    ]
+
+
 def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str, intro: str,
                       summaries: list[Summary], *, status: str = "draft") -> str:
     lines = [
@@ -103,7 +115,7 @@ def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str
         f"date = {_toml_string(date.isoformat())}",
         f"status = {_toml_string(status)}",
         f"subject = {_toml_string(subject)}",
-        f"preheader = {_toml_string(preheader)}",
+        *_preheader_lines(preheader, summaries),
         "",
         "# Markdown. Links must be https://, http:// or mailto:.",
         f"intro = {_toml_multiline(intro)}",
@@ -131,7 +143,7 @@ def write_issue(issues_dir: Path, issue_id: str, date: dt.date, summaries: list[
     if target.exists() and not force:
         raise IssueError(target, "already exists; edit it, or compose again with --force to replace it")
     text = render_issue_toml(issue_id, date, subject or default_subject(summaries),
-                             preheader or default_preheader(summaries), intro or default_intro(summaries),
+                             preheader or "", intro or default_intro(summaries),
                              summaries)
     atomic_write(target, text)
     return folder
@@ -189,8 +201,12 @@ def read_issue(folder: Path, summaries_by_id: Mapping[str, Summary] | None = Non
             raise IssueError(path, f"unknown summary id(s): {', '.join(missing)} "
                                    "(no file or feed entry has that id)", field="summaries")
         resolved = tuple(summaries_by_id[i] for i in ids)
+    preheader = " ".join(_str_field(path, data, "preheader", required=False).split())
+    custom_preheader = bool(preheader)
+    if not preheader and resolved:
+        preheader = default_preheader(list(resolved))
     return Issue(id=issue_id, date=date, subject=" ".join(_str_field(path, data, "subject").split()),
-                 preheader=" ".join(_str_field(path, data, "preheader").split()),
+                 preheader=preheader, custom_preheader=custom_preheader,
                  intro=_str_field(path, data, "intro", required=False), summary_ids=tuple(ids),
                  folder=folder, status=status, summaries=resolved)
 

@@ -45,6 +45,7 @@ class Issue:
     folder: Path
     status: str = "draft"  # draft | discarded
     summaries: tuple[Summary, ...] = ()
+    custom_preheader: bool = True  # False: issue.toml left it empty and it was derived from the summaries
 
     @property
     def build_dir(self) -> Path:

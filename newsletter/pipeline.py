@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 from .check import CheckReport, check_email
 from .compose import read_issue, used_summary_ids, write_issue
+from .editorial import issue_findings
 from .errors import IssueError, SourceError
 from .models import Issue, RenderedEmail, Summary
 from .render import render_email, write_build
@@ -53,8 +55,10 @@ def compose(settings: Settings, *, date: dt.date, limit: int | None = None, forc
 
 
 def load_issue(settings: Settings, folder: Path, *, skip_invalid: bool = False,
-               warn: Callable[[SourceError], None] | None = None) -> Issue:
-    summaries = gather(settings, skip_invalid=skip_invalid, warn=warn)
+               warn: Callable[[SourceError], None] | None = None,
+               summaries: list[Summary] | None = None) -> Issue:
+    if summaries is None:
+        summaries = gather(settings, skip_invalid=skip_invalid, warn=warn)
     by_id: dict[str, Summary] = {}
     for s in summaries:
         by_id.setdefault(s.id, s)
@@ -71,11 +75,14 @@ class BuildResult:
 
 def build(settings: Settings, folder: Path, *, write: bool = True) -> BuildResult:
     """Render the issue once, check it, and write build/ (only when rendering succeeded)."""
-    issue = load_issue(settings, folder)
+    known = gather(settings)
+    issue = load_issue(settings, folder, summaries=known)
     if issue.status == "discarded":
         raise IssueError(folder / "issue.toml", "this issue is discarded; set status = \"draft\" to build it",
                          field="status")
     email = render_email(issue, settings)
     report = check_email(email)
+    editorial = issue_findings(issue, known, today=dt.datetime.now(settings.tz).date())
+    report = dataclasses.replace(report, findings=report.findings + tuple(editorial))
     meta = write_build(email, issue.build_dir, settings) if write else {}
     return BuildResult(issue=issue, email=email, report=report, meta=meta)

@@ -23,7 +23,8 @@ def test_compose_writes_reviewable_toml(settings: Settings, project: Path) -> No
     assert data["summaries"] == list(issue.summary_ids)
     assert len(issue.summary_ids) == 6
     assert data["subject"] == issue.summaries[0].title
-    assert data["preheader"] and data["intro"]
+    assert data["preheader"] == "" and data["intro"]  # empty: derived from the summaries at build time
+    assert issue.preheader.startswith("Also inside: ") and not issue.custom_preheader
     assert all(s.date <= DATE for s in issue.summaries)
     dates = [s.date for s in issue.summaries]
     assert dates == sorted(dates, reverse=True)

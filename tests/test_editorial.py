@@ -1,0 +1,59 @@
+"""What the editor sees is what subscribers get: edits to issue.toml flow into the build, traps are reported."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from newsletter.errors import IssueError, SourceError
+from newsletter.pipeline import build, compose
+from newsletter.settings import Settings
+
+DATE = dt.date(2026, 11, 25)
+
+
+def _set_summaries(toml: Path, ids: list[str]) -> None:
+    text = toml.read_text()
+    head, _, _ = text.partition("summaries = [")
+    toml.write_text(head + "summaries = [\n" + "".join(f'  "{i}",\n' for i in ids) + "]\n")
+
+
+def _set(toml: Path, field: str, value: str) -> None:
+    text = toml.read_text()
+    text, n = re.subn(rf"(?m)^{field} = .*$", lambda _m: f"{field} = {value}", text)
+    assert n == 1
+    toml.write_text(text)
+
+
+def test_preheader_follows_the_issue_after_reorder_and_drop(settings: Settings) -> None:
+    issue = compose(settings, date=DATE)
+    ids = list(issue.summary_ids)
+    assert len(ids) >= 4
+    dropped = issue.summaries[1]
+    new_order = [ids[2], ids[0], *ids[3:]]  # the old third leads, the old second is dropped
+    _set_summaries(issue.folder / "issue.toml", new_order)
+    result = build(settings, issue.folder)
+    by_id = {s.id: s for s in issue.summaries}
+    second = by_id[new_order[1]]
+    rest = len(new_order) - 2
+    assert result.email.preheader.startswith(f"Also inside: {second.title[:30]}")
+    assert f"and {rest} more" in result.email.preheader
+    assert dropped.title[:30] not in result.email.preheader
+    built = (issue.build_dir / "build.json").read_text()
+    assert dropped.title[:30] not in built and second.title[:30] in built
+    assert not [f for f in result.report.findings if f.code == "preheader"]
+
+
+def test_own_preheader_naming_a_dropped_summary_is_warned(settings: Settings) -> None:
+    issue = compose(settings, date=DATE)
+    dropped = issue.summaries[1]
+    toml = issue.folder / "issue.toml"
+    _set(toml, "preheader", f'"Also inside: {dropped.title}"')
+    _set_summaries(toml, [i for i in issue.summary_ids if i != dropped.id])
+    result = build(settings, issue.folder, write=False)
+    warnings = [f for f in result.report.warnings if f.code == "preheader"]
+    assert len(warnings) == 1 and dropped.id in warnings[0].message
+    assert result.report.ok  # a warning: the editor may mean it
