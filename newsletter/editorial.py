@@ -6,12 +6,28 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from .check import Finding
+from .compose import ISSUE_FILE
+from .errors import IssueError
 from .models import Issue, Summary
+from .text import unsafe_links
 
-__all__ = ["issue_findings", "RULES", "stale_preheader"]
+__all__ = ["issue_findings", "RULES", "stale_preheader", "refuse_unsafe_links"]
 
 #: How many characters of a title must appear in a preheader for it to count as naming that summary.
 _TITLE_PREFIX = 40
+
+def refuse_unsafe_links(issue: Issue) -> None:
+    """The intro's links must be absolute http(s) or mailto: links; otherwise one error naming the link.
+
+    Markdown would otherwise show `[our site](/about)` literally in the HTML and garble the text part.
+    """
+    bad = unsafe_links(issue.intro)
+    if bad:
+        listed = ", ".join(repr(b) for b in bad)
+        raise IssueError(issue.folder / ISSUE_FILE, f"link {listed} is not an absolute https://, http:// or "
+                                                    "mailto: link (write the whole address, e.g. "
+                                                    "https://example.org/about)", field="intro")
+
 
 Rule = Callable[[Issue, Sequence[Summary]], list[Finding]]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .check import CheckReport, check_email
 from .compose import read_issue, used_summary_ids, write_issue
-from .editorial import issue_findings
+from .editorial import issue_findings, refuse_unsafe_links
 from .errors import IssueError, SourceError
 from .models import Issue, RenderedEmail, Summary
 from .render import render_email, write_build
@@ -80,6 +80,7 @@ def build(settings: Settings, folder: Path, *, write: bool = True) -> BuildResul
     if issue.status == "discarded":
         raise IssueError(folder / "issue.toml", "this issue is discarded; set status = \"draft\" to build it",
                          field="status")
+    refuse_unsafe_links(issue)
     email = render_email(issue, settings)
     report = check_email(email)
     editorial = issue_findings(issue, known, today=dt.datetime.now(settings.tz).date())

@@ -17,6 +17,7 @@ __all__ = [
     "is_safe_link",
     "markdown_to_html",
     "markdown_to_text",
+    "unsafe_links",
     "teaser",
     "format_date",
     "wrap",
@@ -66,6 +67,25 @@ def _markdown() -> MarkdownIt:
 
 
 _MD = _markdown()
+
+# Parses every link, safe or not, so that unsafe ones can be named instead of silently dropped.
+_MD_ALL_LINKS = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+_MD_ALL_LINKS.validateLink = lambda url: True  # type: ignore[method-assign]
+
+
+def unsafe_links(source: str, *, allow_mailto: bool = True) -> list[str]:
+    """Link and image targets in Markdown that are not absolute http(s) (or mailto:) links, in order."""
+    found: list[str] = []
+    stack = list(_MD_ALL_LINKS.parse(source or ""))
+    while stack:
+        token = stack.pop(0)
+        if token.children:
+            stack[:0] = token.children
+        if token.type in ("link_open", "image"):
+            target = str(token.attrGet("href" if token.type == "link_open" else "src") or "")
+            if not is_safe_link(target, allow_mailto=allow_mailto and token.type == "link_open"):
+                found.append(target)
+    return list(dict.fromkeys(found))
 
 
 def markdown_to_html(source: str) -> str:

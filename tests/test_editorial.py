@@ -23,7 +23,7 @@ def _set_summaries(toml: Path, ids: list[str]) -> None:
 
 def _set(toml: Path, field: str, value: str) -> None:
     text = toml.read_text()
-    text, n = re.subn(rf"(?m)^{field} = .*$", lambda _m: f"{field} = {value}", text)
+    text, n = re.subn(rf"(?ms)^{field} = (?:'''.*?'''|[^\n]*)$", lambda _m: f"{field} = {value}", text)
     assert n == 1
     toml.write_text(text)
 
@@ -57,3 +57,27 @@ def test_own_preheader_naming_a_dropped_summary_is_warned(settings: Settings) ->
     warnings = [f for f in result.report.warnings if f.code == "preheader"]
     assert len(warnings) == 1 and dropped.id in warnings[0].message
     assert result.report.ok  # a warning: the editor may mean it
+
+
+@pytest.mark.parametrize("link", ["/about", "javascript:alert(1)", "about.html"])
+def test_intro_link_that_is_not_absolute_is_refused(settings: Settings, link: str) -> None:
+    issue = compose(settings, date=DATE)
+    _set(issue.folder / "issue.toml", "intro", f'"Read more on [our site]({link}) today."')
+    for write in (True, False):  # build and check
+        with pytest.raises(IssueError) as info:
+            build(settings, issue.folder, write=write)
+        assert info.value.field == "intro" and link in str(info.value) and "issue.toml" in str(info.value)
+    assert not (issue.build_dir / "email.html").exists()
+
+
+def test_relative_link_in_a_summary_is_refused(settings: Settings, project: Path) -> None:
+    path = project / "content" / "sleep-problems-in-ms.md"
+    text = path.read_text()
+    lines = text.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("## Why this matters")) + 1
+    lines.insert(at, "See [our sleep guide](/guides/sleep) for tips.")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceError) as info:
+        compose(settings, date=DATE)
+    assert info.value.field == "why_it_matters" and "/guides/sleep" in str(info.value)
+    assert info.value.path == str(path) and info.value.line == at + 1

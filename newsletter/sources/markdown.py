@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import SourceError
 from ..models import Summary
-from ..text import content_problem, is_safe_link, markdown_to_text
+from ..text import content_problem, is_safe_link, markdown_to_text, unsafe_links
 from . import register
 
 __all__ = ["read_markdown", "SECTION_HEADINGS", "MAX_BYTES", "SUFFIXES"]
@@ -115,6 +115,11 @@ def _sections(path: Path, body: str, body_line: int) -> dict[str, str]:
         if problem:
             offset = next((n for n, line in enumerate(body.split("\n")) if content_problem(line)), 0)
             raise SourceError(path, problem, line=body_line + offset, field=key)
+        bad = unsafe_links(text, allow_mailto=False)
+        if bad:
+            offset = next((n for n, line in enumerate(body.split("\n")) if bad[0] in line), 0)
+            raise SourceError(path, f"link {bad[0]!r} is not an absolute http(s) link (write the whole "
+                                    "address, e.g. https://example.org/page)", line=body_line + offset, field=key)
     for heading, key in _SECTIONS:
         if not out.get(key):
             raise SourceError(path, f"section '## {heading}' is missing or empty", field=key)
