@@ -76,14 +76,21 @@ def cli(click_ctx: click.Context, config: Path | None) -> None:
 @pass_ctx
 def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, skip_invalid: bool) -> None:
     """Pick the latest unsent summaries and write issues/<date>/issue.toml."""
-    from .pipeline import compose as compose_issue
+    from .pipeline import compose_with_notes
 
     s = ctx.settings
-    issue = compose_issue(s, date=_parse_date(date_, s), limit=limit, force=force, skip_invalid=skip_invalid,
-                          warn=_warn_source)
+    composed = compose_with_notes(s, date=_parse_date(date_, s), limit=limit, force=force,
+                                  skip_invalid=skip_invalid, warn=_warn_source)
+    issue = composed.issue
     console.print(f"Composed [bold]{_rel(issue.folder / 'issue.toml', s)}[/] with {len(issue.summaries)} summaries:")
     for n, summary in enumerate(issue.summaries, start=1):
-        console.print(f"  {n}. {summary.date.isoformat()}  {summary.title}  [dim]({summary.id})[/]")
+        console.print(f"  {n}. {summary.date.isoformat()}  {escape(summary.title)}  [dim]({summary.id})[/]")
+    if composed.held_back:
+        console.print(f"Held back {len(composed.held_back)}:")
+        for note in composed.held_back:
+            origin = note.summary.origin
+            shown = _rel(Path(origin), s) if origin and not origin.startswith(("http://", "https://")) else origin
+            console.print(f"  {note.describe(shown)}", markup=False)
     console.print(f"Review it, then: newsletter build {_rel(issue.folder, s)}")
 
 
@@ -102,7 +109,7 @@ def _print_report(report: Any, *, as_json: bool) -> None:
                   f"{report.links} links")
     for f in report.findings:
         colour = "red" if f.level == "error" else "yellow"
-        console.print(f"  [{colour}]{f.level}[/] [{f.code}] {f.message}", soft_wrap=True)
+        console.print(f"  [{colour}]{f.level}[/] {escape(f'[{f.code}]')} {escape(f.message)}", soft_wrap=True)
     if report.ok:
         console.print(f"[green]ok[/]: no errors, {len(report.warnings)} warning(s)")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from .check import Finding
 from .compose import ISSUE_FILE
@@ -11,7 +14,7 @@ from .errors import IssueError
 from .models import Issue, Summary
 from .text import unsafe_links
 
-__all__ = ["issue_findings", "RULES", "stale_preheader", "refuse_unsafe_links"]
+__all__ = ["issue_findings", "RULES", "stale_preheader", "far_future_summaries", "FUTURE_WARN_DAYS", "Known", "refuse_unsafe_links"]
 
 #: How many characters of a title must appear in a preheader for it to count as naming that summary.
 _TITLE_PREFIX = 40
@@ -29,17 +32,36 @@ def refuse_unsafe_links(issue: Issue) -> None:
                                                     "https://example.org/about)", field="intro")
 
 
-Rule = Callable[[Issue, Sequence[Summary]], list[Finding]]
+#: A summary dated further ahead than this is probably a typo (2027 for 2026).
+FUTURE_WARN_DAYS = 56
+
+@dataclass(frozen=True)
+class Known:
+    """What the rules compare an issue with: every summary the project has, today, the project root."""
+
+    summaries: Sequence[Summary]
+    today: dt.date
+    root: Path | None = None
+
+    def where(self, s: Summary) -> str:
+        origin = s.origin or s.id
+        if self.root is not None and origin.startswith("/"):
+            with contextlib.suppress(ValueError):
+                return str(Path(origin).relative_to(self.root))
+        return origin
 
 
-def stale_preheader(issue: Issue, known: Sequence[Summary]) -> list[Finding]:
+Rule = Callable[[Issue, Known], list[Finding]]
+
+
+def stale_preheader(issue: Issue, known: Known) -> list[Finding]:
     """A preheader the editor wrote that names a summary no longer in the issue (dropped or never in it)."""
     if not issue.custom_preheader:
         return []  # derived from the issue's own summaries at build time
     inside = set(issue.summary_ids)
     text = issue.preheader.lower()
     out = []
-    for s in known:
+    for s in known.summaries:
         if s.id not in inside and s.title[:_TITLE_PREFIX].lower() in text:
             out.append(Finding("warning", "preheader",
                                f"the preheader names {s.title!r} ({s.id}), which is not in this issue; "
@@ -47,11 +69,22 @@ def stale_preheader(issue: Issue, known: Sequence[Summary]) -> list[Finding]:
     return out
 
 
-RULES: tuple[Rule, ...] = (stale_preheader,)
+def far_future_summaries(issue: Issue, known: Known) -> list[Finding]:
+    """Summaries dated weeks ahead wait silently for an issue that far ahead: likely a mistyped year."""
+    limit = known.today + dt.timedelta(days=FUTURE_WARN_DAYS)
+    return [Finding("warning", "future-date",
+                    f"{known.where(s)} is dated {s.date.isoformat()}, more than {FUTURE_WARN_DAYS // 7} weeks "
+                    "ahead: no issue takes it before then. Is the year right?")
+            for s in known.summaries if s.date > limit]
 
 
-def issue_findings(issue: Issue, known: Sequence[Summary], *, today: dt.date | None = None) -> list[Finding]:
-    """Every editorial finding for `issue`; `known` is every summary the project has."""
+RULES: tuple[Rule, ...] = (stale_preheader, far_future_summaries)
+
+
+def issue_findings(issue: Issue, summaries: Sequence[Summary], *, today: dt.date | None = None,
+                   root: Path | None = None) -> list[Finding]:
+    """Every editorial finding for `issue`; `summaries` is every summary the project has."""
+    known = Known(summaries=summaries, today=today or dt.date.today(), root=root)
     out: list[Finding] = []
     for rule in RULES:
         out.extend(rule(issue, known))

@@ -15,11 +15,11 @@ from .editorial import issue_findings, refuse_unsafe_links
 from .errors import IssueError, SourceError
 from .models import Issue, RenderedEmail, Summary
 from .render import render_email, write_build
-from .selection import select_latest
+from .selection import HeldBack, held_back, select_latest
 from .settings import Settings
 from .sources import load_summaries
 
-__all__ = ["gather", "compose", "load_issue", "build", "BuildResult", "issue_folder"]
+__all__ = ["gather", "compose", "compose_with_notes", "Composed", "load_issue", "build", "BuildResult", "issue_folder"]
 
 
 def gather(settings: Settings, *, skip_invalid: bool = False,
@@ -41,17 +41,35 @@ def issue_folder(settings: Settings, ref: str | Path) -> Path:
     raise IssueError(ref, "no such issue folder (compose one with `newsletter compose`)")
 
 
+@dataclass(frozen=True)
+class Composed:
+    """A composed issue and what it left out (future-dated or too old), for the editor to see."""
+
+    issue: Issue
+    held_back: tuple[HeldBack, ...]
+
+
 def compose(settings: Settings, *, date: dt.date, limit: int | None = None, force: bool = False,
             skip_invalid: bool = False, since: dt.date | None = None, issue_id: str | None = None,
             warn: Callable[[SourceError], None] | None = None) -> Issue:
     """Select the latest unsent summaries for `date` and write issues/<id>/issue.toml."""
+    return compose_with_notes(settings, date=date, limit=limit, force=force, skip_invalid=skip_invalid,
+                              since=since, issue_id=issue_id, warn=warn).issue
+
+
+def compose_with_notes(settings: Settings, *, date: dt.date, limit: int | None = None, force: bool = False,
+                       skip_invalid: bool = False, since: dt.date | None = None, issue_id: str | None = None,
+                       warn: Callable[[SourceError], None] | None = None) -> Composed:
+    """compose(), also returning the summaries it held back and why."""
     issues_dir = settings.path(settings.issues_dir)
     issue_id = issue_id or date.isoformat()
     summaries = gather(settings, skip_invalid=skip_invalid, warn=warn)
+    used = used_summary_ids(issues_dir, exclude=[issue_id])
     chosen = select_latest(summaries, issue_date=date, limit=limit or settings.default_limit,
-                           used_ids=used_summary_ids(issues_dir, exclude=[issue_id]), since=since)
+                           used_ids=used, since=since)
     folder = write_issue(issues_dir, issue_id, date, chosen, force=force)
-    return read_issue(folder, {s.id: s for s in chosen})
+    left_out = held_back(summaries, issue_date=date, used_ids=used)
+    return Composed(issue=read_issue(folder, {s.id: s for s in chosen}), held_back=tuple(left_out))
 
 
 def load_issue(settings: Settings, folder: Path, *, skip_invalid: bool = False,
@@ -83,7 +101,7 @@ def build(settings: Settings, folder: Path, *, write: bool = True) -> BuildResul
     refuse_unsafe_links(issue)
     email = render_email(issue, settings)
     report = check_email(email)
-    editorial = issue_findings(issue, known, today=dt.datetime.now(settings.tz).date())
+    editorial = issue_findings(issue, known, today=dt.datetime.now(settings.tz).date(), root=settings.root)
     report = dataclasses.replace(report, findings=report.findings + tuple(editorial))
     meta = write_build(email, issue.build_dir, settings) if write else {}
     return BuildResult(issue=issue, email=email, report=report, meta=meta)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +84,25 @@ def test_relative_link_in_a_summary_is_refused(settings: Settings, project: Path
         compose(settings, date=DATE)
     assert info.value.field == "why_it_matters" and "/guides/sleep" in str(info.value)
     assert info.value.path == str(path) and info.value.line == at + 1
+
+
+def _redate(path: Path, date: str) -> None:
+    path.write_text(re.sub(r"(?m)^date: .*$", f"date: {date}", path.read_text()))
+
+
+def test_compose_lists_what_it_held_back_and_check_warns_on_a_typo_year(project: Path, settings: Settings) -> None:
+    typo = project / "content" / "sleep-problems-in-ms.md"
+    _redate(typo, "2027-10-06")  # meant 2026
+    r = run_cli(project, "compose", "--date", "2026-11-25")
+    assert r.returncode == 0, r.stderr
+    assert "Held back" in r.stdout
+    assert "waits until 2027-10-06: content/sleep-problems-in-ms.md" in r.stdout
+    r = run_cli(project, "check", "issues/2026-11-25")
+    assert r.returncode == 0, r.stderr
+    assert "future-date" in r.stdout and "sleep-problems-in-ms.md is dated 2027-10-06" in r.stdout
+    assert "2026-12-01" not in r.stdout  # next week's summary is normal, not a typo
+
+
+def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
