@@ -86,12 +86,20 @@ def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, ski
     for n, summary in enumerate(issue.summaries, start=1):
         console.print(f"  {n}. {summary.date.isoformat()}  {escape(summary.title)}  [dim]({summary.id})[/]")
     if composed.held_back:
-        console.print(f"Held back {len(composed.held_back)}:")
-        for note in composed.held_back:
+        console.print(f"Held back {len(composed.held_back)} (max_age_days = {s.max_age_days} in newsletter.toml "
+                      "sets how old a summary may be):", markup=False)
+        old = [n for n in composed.held_back if n.reason == "too-old"]
+        shown_notes = [n for n in composed.held_back if n.reason != "too-old"] + old[:_OLD_SHOWN]
+        for note in shown_notes:
             origin = note.summary.origin
             shown = _rel(Path(origin), s) if origin and not origin.startswith(("http://", "https://")) else origin
             console.print(f"  {note.describe(shown)}", markup=False)
+        if len(old) > _OLD_SHOWN:
+            console.print(f"  … and {len(old) - _OLD_SHOWN} more too old")
     console.print(f"Review it, then: newsletter build {_rel(issue.folder, s)}")
+
+
+_OLD_SHOWN = 5  # the newest too-old summaries named by compose; an old archive would fill the screen
 
 
 def _rel(path: Path, settings: Settings) -> str:

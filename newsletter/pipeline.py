@@ -65,10 +65,11 @@ def compose_with_notes(settings: Settings, *, date: dt.date, limit: int | None =
     issue_id = issue_id or date.isoformat()
     summaries = gather(settings, skip_invalid=skip_invalid, warn=warn)
     used = used_summary_ids(issues_dir, exclude=[issue_id])
+    oldest = date - dt.timedelta(days=settings.max_age_days)
     chosen = select_latest(summaries, issue_date=date, limit=limit or settings.default_limit,
-                           used_ids=used, since=since)
+                           used_ids=used, since=since, oldest=oldest)
     folder = write_issue(issues_dir, issue_id, date, chosen, force=force)
-    left_out = held_back(summaries, issue_date=date, used_ids=used)
+    left_out = held_back(summaries, issue_date=date, used_ids=used, oldest=oldest)
     return Composed(issue=read_issue(folder, {s.id: s for s in chosen}), held_back=tuple(left_out))
 
 

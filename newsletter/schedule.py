@@ -514,7 +514,8 @@ def _digest(settings: Settings, name: str, today: dt.date, *, min_new: int, auto
     # Summaries dated on the last digest's day that it did not include still count; used ids rule out repeats.
     since = dt.date.fromisoformat(last["last_date"]) - dt.timedelta(days=1) if last else None
     new = select_latest(gather(settings), issue_date=today, limit=limit or settings.default_limit,
-                        used_ids=used_summary_ids(issues_dir), since=since)
+                        used_ids=used_summary_ids(issues_dir), since=since,
+                        oldest=today - dt.timedelta(days=settings.max_age_days))
     if len(new) < min_new:
         after = f"since the last digest ({last['last_issue_id']})" if last else "that no issue holds yet"
         reason = f"{len(new)} new {'summary' if len(new) == 1 else 'summaries'} {after}; need at least {min_new}"

@@ -42,6 +42,7 @@ class Settings:
     list_id: str = "research-news.ms-research.example.org"
     language: str = "en"
     default_limit: int = 6
+    max_age_days: int = 90  # the oldest summary an issue may take, in days before the issue date
     timezone: str = "UTC"
     content_dir: Path = Path("content")
     issues_dir: Path = Path("issues")

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,30 @@ def test_compose_lists_what_it_held_back_and_check_warns_on_a_typo_year(project:
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_old_summaries_stay_out_and_the_intro_tells_the_truth(project: Path) -> None:
+    r = run_cli(project, "compose", "--date", "2026-11-25")
+    assert r.returncode == 0, r.stderr
+    assert "too old (2026-08-20, 97 days before the issue): content/clemastine-remyelination-trial.md" in r.stdout
+    assert "max_age_days = 90" in r.stdout
+    toml = project / "issues/2026-11-25/issue.toml"
+    data = tomllib.loads(toml.read_text())
+    assert len(data["summaries"]) == 4  # only what the last 90 days hold, not padded to 6 with old items
+    _set_summaries(toml, data["summaries"][:3])  # the editor drops one
+    assert run_cli(project, "build", "issues/2026-11-25").returncode == 0
+    text = " ".join((project / "issues/2026-11-25/build/email.txt").read_text().split())
+    assert "Here are 3 plain-language summaries of research published between 15 September 2026 and " \
+           "20 November 2026." in text
+    assert " new " not in text.lower()
+
+
+def test_max_age_days_setting(project: Path) -> None:
+    cfg = project / "newsletter.toml"
+    cfg.write_text(cfg.read_text().replace("default_limit = 6", "default_limit = 6\nmax_age_days = 400"))
+    r = run_cli(project, "compose", "--date", "2026-11-25")
+    assert r.returncode == 0, r.stderr
+    assert "too old" not in r.stdout and "clemastine-remyelination-trial" in r.stdout
+    cfg.write_text(cfg.read_text().replace("max_age_days = 400", "max_age_days = 0"))
+    r = run_cli(project, "compose", "--date", "2026-11-25", "--force")
+    assert r.returncode == 1 and "max_age_days" in r.stderr

@@ -304,7 +304,9 @@ def test_digest_skips_when_nothing_is_new_and_composes_when_something_is(setting
 
 
 def test_digest_auto_send_takes_a_suffix_when_the_date_is_taken(settings: Settings) -> None:
-    compose(settings, date=DATE)  # an editor's issue already has today's date
+    compose(settings, date=DATE)  # an editor's issue already has today's date (the last 90 days' summaries)
+    cfg = settings.root / "newsletter.toml"
+    cfg.write_text(cfg.read_text() + "max_age_days = 3650\n")  # so the digest has older ones left to take
     conn = db.connect(settings.path(settings.database))
     subscribers.import_csv(conn, settings.root / "content" / "subscribers.csv")
     conn.close()
