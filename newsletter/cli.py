@@ -71,14 +71,25 @@ def cli(click_ctx: click.Context, config: Path | None) -> None:
 @cli.command()
 @click.option("--date", "date_", metavar="YYYY-MM-DD", help="Issue date (default: today in the configured timezone).")
 @click.option("--limit", type=click.IntRange(1, 50), help="How many summaries (default from settings).")
-@click.option("--force", is_flag=True, help="Replace an existing issue.toml for that date.")
+@click.option("--force", is_flag=True, help="Replace an existing issue.toml for that date (never a sent one).")
+@click.option("--correction-of", "correction_of", metavar="ISSUE",
+              help="Start a correction of a sent ISSUE: a copy of its issue.toml in ISSUE-correction.")
 @click.option("--skip-invalid", is_flag=True, help="Skip broken summary files with a warning instead of stopping.")
 @pass_ctx
-def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, skip_invalid: bool) -> None:
+def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, correction_of: str | None,
+            skip_invalid: bool) -> None:
     """Pick the latest unsent summaries and write issues/<date>/issue.toml."""
     from .pipeline import compose_with_notes
 
     s = ctx.settings
+    if correction_of:
+        from .freeze import start_correction
+        from .pipeline import issue_folder
+
+        target = start_correction(s, issue_folder(s, correction_of))
+        console.print(f"Started {_rel(target / 'issue.toml', s)} from {correction_of}. Edit it, then: "
+                      f"newsletter build {_rel(target, s)}", markup=False)
+        return
     composed = compose_with_notes(s, date=_parse_date(date_, s), limit=limit, force=force,
                                   skip_invalid=skip_invalid, warn=_warn_source)
     issue = composed.issue
@@ -284,7 +295,10 @@ def approve(ctx: Context, issue: str) -> None:
     from .approval import approve as approve_issue
     from .pipeline import issue_folder
 
+    from .freeze import refuse_if_sent
+
     folder = issue_folder(ctx.settings, issue)
+    refuse_if_sent(ctx.settings, folder, "approve it again")
     approval = approve_issue(folder)
     console.print(f"Approved {folder.name} ({approval.subject!r}), build sha256 {approval.sha256[:12]}…",
                   markup=False)

@@ -13,6 +13,7 @@ from .check import CheckReport, check_email
 from .compose import read_issue, used_summary_ids, write_issue
 from .editorial import issue_findings, refuse_unsafe_links
 from .errors import IssueError, SourceError
+from .freeze import refuse_if_sent
 from .models import Issue, RenderedEmail, Summary
 from .render import render_email, write_build
 from .selection import HeldBack, held_back, select_latest
@@ -64,6 +65,8 @@ def compose_with_notes(settings: Settings, *, date: dt.date, limit: int | None =
     issues_dir = settings.path(settings.issues_dir)
     issue_id = issue_id or date.isoformat()
     summaries = gather(settings, skip_invalid=skip_invalid, warn=warn)
+    if (issues_dir / issue_id / "issue.toml").exists():
+        refuse_if_sent(settings, issues_dir / issue_id, "compose it again")
     used = used_summary_ids(issues_dir, exclude=[issue_id])
     oldest = date - dt.timedelta(days=settings.max_age_days)
     chosen = select_latest(summaries, issue_date=date, limit=limit or settings.default_limit,
@@ -99,6 +102,8 @@ def build(settings: Settings, folder: Path, *, write: bool = True) -> BuildResul
     if issue.status == "discarded":
         raise IssueError(folder / "issue.toml", "this issue is discarded; set status = \"draft\" to build it",
                          field="status")
+    if write:
+        refuse_if_sent(settings, folder, "build it again")
     refuse_unsafe_links(issue)
     email = render_email(issue, settings)
     report = check_email(email)

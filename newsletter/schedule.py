@@ -26,6 +26,7 @@ from .approval import approve, read_approval, require_approval
 from .compose import used_summary_ids
 from .deliver import SendInProgress, database, send_full
 from .errors import CheckFailed, NewsletterError
+from .freeze import sent_count
 from .pipeline import build, compose, gather, issue_folder
 from .selection import select_latest
 from .send import SendReport
@@ -540,6 +541,9 @@ def _digest(settings: Settings, name: str, today: dt.date, *, min_new: int, auto
 
 
 def _deliver(settings: Settings, folder: Path) -> JobOutcome:
+    if sent_count(settings, folder.name):  # a resumed digest: its build is frozen, finish the send
+        outcome = _send(settings, folder)
+        return JobOutcome(outcome.state, f"{folder.name}: {outcome.message}", folder.name)
     result = build(settings, folder)
     if not result.report.ok:
         problems = "; ".join(f.message for f in result.report.errors)
