@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,6 +18,7 @@ from newsletter.pipeline import build, compose
 from newsletter.settings import Settings
 
 DATE = dt.date(2026, 11, 25)
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _set_summaries(toml: Path, ids: list[str]) -> None:
@@ -134,3 +136,23 @@ def test_max_age_days_setting(project: Path) -> None:
     cfg.write_text(cfg.read_text().replace("max_age_days = 400", "max_age_days = 0"))
     r = run_cli(project, "compose", "--date", "2026-11-25", "--force")
     assert r.returncode == 1 and "max_age_days" in r.stderr
+
+
+def test_text_part_keeps_the_sample_issue_paragraphs(settings: Settings, project: Path) -> None:
+    shutil.copytree(REPO / "issues" / "2026-09-14", project / "issues" / "2026-09-14")
+    text = build(settings, project / "issues" / "2026-09-14").email.text
+    first = text.index("Three studies this month")
+    second = text.index("Questions about a study?")
+    assert "\n\n" in text[first:second]  # two paragraphs, as in the HTML
+    assert "Write to us at editor@ms-research.example.org." in text
+
+
+def test_text_part_keeps_lists_and_numbers_links(settings: Settings) -> None:
+    issue = compose(settings, date=DATE)
+    intro = ("This month:\\n\\n- a large registry study\\n- a small trial\\n\\n"
+             "Read [how we choose studies](https://ms-research.example.org/how-we-choose) first.")
+    _set(issue.folder / "issue.toml", "intro", f'"{intro}"')
+    text = build(settings, issue.folder).email.text
+    assert "This month:\n\n- a large registry study\n- a small trial\n\nRead how we choose studies [" in text
+    number = re.search(r"how we choose studies \[(\d+)\]", text)
+    assert number and f"[{number.group(1)}] https://ms-research.example.org/how-we-choose" in text
