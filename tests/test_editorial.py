@@ -156,3 +156,15 @@ def test_text_part_keeps_lists_and_numbers_links(settings: Settings) -> None:
     assert "This month:\n\n- a large registry study\n- a small trial\n\nRead how we choose studies [" in text
     number = re.search(r"how we choose studies \[(\d+)\]", text)
     assert number and f"[{number.group(1)}] https://ms-research.example.org/how-we-choose" in text
+
+
+@pytest.mark.parametrize("value", ["2026-02-30", "2026-13-01", "2026-04-31"])
+def test_a_date_that_is_not_a_real_day_is_one_line(project: Path, value: str) -> None:
+    path = project / "content" / "sleep-problems-in-ms.md"
+    _redate(path, value)
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), start=1) if text.startswith("date:"))
+    r = run_cli(project, "compose", "--date", "2026-11-25")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, r.stderr
+    assert f"sleep-problems-in-ms.md:{line}: field 'date'" in lines[0] and value in lines[0], lines[0]

@@ -33,6 +33,32 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
 
 
+class _FrontMatterLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a value YAML cannot construct is a YAMLError that knows its line."""
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except (ValueError, OverflowError) as exc:  # 2026-02-30, month 13: the regex matched, the calendar did not
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a real date ({exc}); write it as YYYY-MM-DD", node.start_mark,
+        ) from None
+
+
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
+def _key_at(front: str, line: int | None) -> str:
+    """The front-matter key written on `line` (file numbering), or "front matter"."""
+    lines = front.splitlines()
+    if line is not None and 2 <= line < len(lines) + 2:
+        m = re.match(r"^([A-Za-z_][\w-]*)\s*:", lines[line - 2])
+        if m:
+            return m.group(1)
+    return "front matter"
+
+
 def _line_of(front: str, key: str) -> int | None:
     for i, line in enumerate(front.splitlines(), start=2):  # line 1 is the opening ---
         if re.match(rf"^{re.escape(key)}\s*:", line):
@@ -137,12 +163,20 @@ def read_markdown(location: str, **_: object) -> list[Summary]:
                                 "the fields, then another '---' line", line=1, field="front matter")
     front = m.group(1) or ""
     try:
-        meta = yaml.safe_load(front)
+        meta = yaml.load(front, Loader=_FrontMatterLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 2 if mark is not None else None
+        raise SourceError(path, exc.problem or str(exc).splitlines()[0], line=line,
+                          field=_key_at(front, line)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SourceError(path, f"front matter is not valid YAML: {problem}", line=line,
+                          field="front matter") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # any other value YAML cannot build
+        raise SourceError(path, f"front matter has a value that cannot be read: {exc}", line=2,
                           field="front matter") from None
     if meta is None:
         meta = {}
