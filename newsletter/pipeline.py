@@ -17,7 +17,7 @@ from .freeze import refuse_if_sent
 from .models import Issue, RenderedEmail, Summary
 from .render import render_email, write_build
 from .selection import HeldBack, held_back, select_latest
-from .settings import Settings
+from .settings import CONFIG_NAME, Settings
 from .sources import load_summaries
 
 __all__ = ["gather", "compose", "compose_with_notes", "Composed", "load_issue", "build", "BuildResult", "issue_folder"]
@@ -26,6 +26,11 @@ __all__ = ["gather", "compose", "compose_with_notes", "Composed", "load_issue", 
 def gather(settings: Settings, *, skip_invalid: bool = False,
            warn: Callable[[SourceError], None] | None = None) -> list[Summary]:
     """Every summary the project knows: content files first, then configured feeds."""
+    content = settings.path(settings.content_dir)
+    if not content.is_dir() and settings.config_file is None:
+        raise SourceError(content, f"content folder not found, and no {CONFIG_NAME} in {settings.root} or any "
+                                   "folder above it: run newsletter inside your project folder, or pass "
+                                   f"--config path/to/{CONFIG_NAME}")
     feeds = [(f.location if f.location.startswith(("http://", "https://")) else str(settings.path(Path(f.location))),
               f.journal) for f in settings.feeds]
     return load_summaries(settings.path(settings.content_dir), feeds, skip_invalid=skip_invalid, warn=warn)

@@ -168,3 +168,19 @@ def test_a_date_that_is_not_a_real_day_is_one_line(project: Path, value: str) ->
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1, r.stderr
     assert f"sleep-problems-in-ms.md:{line}: field 'date'" in lines[0] and value in lines[0], lines[0]
+
+
+def test_commands_work_from_a_subfolder(project: Path, tmp_path: Path) -> None:
+    r = run_cli(project / "content", "compose", "--date", "2026-11-25")
+    assert r.returncode == 0, r.stderr
+    assert (project / "issues/2026-11-25/issue.toml").exists()
+    r = run_cli(project / "issues/2026-11-25", "build", ".")
+    assert r.returncode == 0, r.stderr
+    assert (project / "issues/2026-11-25/build/email.html").exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = run_cli(elsewhere, "compose", "--date", "2026-11-25")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no newsletter.toml" in r.stderr and "--config" in r.stderr
+    r = run_cli(elsewhere, "--config", str(project / "newsletter.toml"), "check", str(project / "issues/2026-11-25"))
+    assert r.returncode == 0, r.stderr
