@@ -184,3 +184,17 @@ def test_commands_work_from_a_subfolder(project: Path, tmp_path: Path) -> None:
     assert "no newsletter.toml" in r.stderr and "--config" in r.stderr
     r = run_cli(elsewhere, "--config", str(project / "newsletter.toml"), "check", str(project / "issues/2026-11-25"))
     assert r.returncode == 0, r.stderr
+
+
+def test_every_broken_summary_is_reported_in_one_run(project: Path) -> None:
+    content = project / "content"
+    _redate(content / "sleep-problems-in-ms.md", "2026-02-30")
+    (content / "broken.md").write_text("no front matter here\n")
+    path = content / "exercise-reduces-ms-fatigue.md"
+    path.write_text(path.read_text().replace("## Limitations", "## Limits"))
+    r = run_cli(project, "compose", "--date", "2026-11-25")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "3 summary sources are broken" in r.stderr
+    for name in ("sleep-problems-in-ms.md", "broken.md", "exercise-reduces-ms-fatigue.md"):
+        assert name in r.stderr
+    assert not any((project / "issues").iterdir())
