@@ -145,6 +145,13 @@ def build(ctx: Context, issue: str) -> None:
     out = result.issue.build_dir
     console.print(f"Built {_rel(out / 'email.html', s)} and {_rel(out / 'email.txt', s)}")
     _print_report(result.report, as_json=False)
+    _fail_on_errors(result)
+
+
+def _fail_on_errors(result: Any) -> None:
+    """One rule for every command: errors it found make it exit non-zero (the output stays for a preview)."""
+    if not result.report.ok:
+        raise CheckFailed(f"{len(result.report.errors)} error(s) in {result.issue.id}; fix them before approving")
 
 
 @cli.command()
@@ -175,8 +182,7 @@ def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
     s = ctx.settings
     folder = issue_folder(s, issue)
     target = folder / "build" / "preview.html"
-    if not target.exists():
-        build_issue(s, folder)
+    result = build_issue(s, folder) if not target.exists() else None
     click.echo(str(target))
     if screenshots:
         from .browser import take_screenshots
@@ -187,6 +193,9 @@ def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
         import webbrowser
 
         webbrowser.open(target.resolve().as_uri())
+    if result is not None and not result.report.ok:
+        _print_report(result.report, as_json=False)
+        _fail_on_errors(result)
 
 
 def main(argv: list[str] | None = None) -> None:

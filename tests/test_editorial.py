@@ -198,3 +198,16 @@ def test_every_broken_summary_is_reported_in_one_run(project: Path) -> None:
     for name in ("sleep-problems-in-ms.md", "broken.md", "exercise-reduces-ms-fatigue.md"):
         assert name in r.stderr
     assert not any((project / "issues").iterdir())
+
+
+def test_build_exits_non_zero_on_errors_like_check(project: Path) -> None:
+    assert run_cli(project, "compose", "--date", "2026-11-25").returncode == 0
+    toml = project / "issues/2026-11-25/issue.toml"
+    _set(toml, "subject", '"' + "A subject far too long for any inbox " * 3 + '"')
+    for command in ("build", "check", "preview"):
+        if command == "preview":
+            (project / "issues/2026-11-25/build/preview.html").unlink()
+        r = run_cli(project, command, "issues/2026-11-25")
+        assert r.returncode == 1, (command, r.stdout, r.stderr)
+        assert "subject is 110 characters" in r.stdout and "check failed" in r.stderr
+    assert (project / "issues/2026-11-25/build/preview.html").exists()  # still there to look at
