@@ -235,7 +235,7 @@ def subscribers_group() -> None:
 @click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False))
 @pass_ctx
 def subscribers_import(ctx: Context, csv_file: Path) -> None:
-    """Import CSV_FILE (email,name[,...]); bad rows are listed by line, unsubscribed people stay unsubscribed."""
+    """Import CSV_FILE (email,name,first_name); bad rows are listed by line, unsubscribed people stay unsubscribed."""
     from . import subscribers
     from .deliver import database
 
@@ -253,16 +253,17 @@ def subscribers_import(ctx: Context, csv_file: Path) -> None:
 
 @subscribers_group.command(name="add")
 @click.argument("email")
-@click.option("--name", default="", help="Display name used in the greeting and To header.")
+@click.option("--name", default="", help="Full name, shown in the To header.")
+@click.option("--first-name", default="", help="The name the greeting uses (\"Hello Ann,\"); none: \"Hello,\".")
 @click.option("--resubscribe", is_flag=True, help="Resubscribe an address that had unsubscribed or bounced.")
 @pass_ctx
-def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool) -> None:
+def subscribers_add(ctx: Context, email: str, name: str, first_name: str, resubscribe: bool) -> None:
     """Add EMAIL."""
     from . import subscribers
     from .deliver import database
 
     with database(ctx.settings) as conn:
-        sub = subscribers.add(conn, email, name, resubscribe=resubscribe)
+        sub = subscribers.add(conn, email, name, first_name=first_name, resubscribe=resubscribe)
     console.print(f"{sub.email}: {sub.status}", markup=False)
 
 
@@ -289,9 +290,9 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
 
     with database(ctx.settings) as conn:
         rows = subscribers.list_subscribers(conn, status=status)
-    table = Table("email", "name", "status")
+    table = Table("email", "name", "first name", "status")
     for sub in rows:
-        table.add_row(sub.email, sub.name, sub.status)
+        table.add_row(escape(sub.email), escape(sub.name), escape(sub.first_name), sub.status)
     console.print(table)
     console.print(f"{len(rows)} subscriber(s)")
 

@@ -72,6 +72,7 @@ class Subscriber:
     email: str
     name: str = ""
     status: str = "subscribed"  # subscribed | unsubscribed | bounced
+    first_name: str = ""  # what the greeting uses; empty = "Hello," (never a guess from `name`)
 
 
 @dataclass(frozen=True)

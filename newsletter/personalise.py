@@ -155,7 +155,7 @@ class Personaliser:
 
     def values(self, subscriber: Subscriber) -> dict[str, str]:
         token = make_token(self._secret, "unsubscribe", subscriber.id, subscriber.email)
-        return {"greeting": greeting(subscriber.name),
+        return {"greeting": greeting(subscriber.first_name),
                 "unsubscribe_url": f"{self._base}/unsubscribe/{token}",
                 "web_url": self.web_url}
 

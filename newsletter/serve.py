@@ -249,7 +249,8 @@ def _resubscribe(conn: sqlite3.Connection, secret: str, token: str) -> Subscribe
 def _subscribe(conn: sqlite3.Connection, address: str, name: str) -> Subscriber:
     with db.transaction(conn):
         before = subscribers.find(conn, address)
-        result = subscribers.add(conn, address, name, resubscribe=True)
+        # The form asks for a first name (the one field): it is both how we greet and how we address.
+        result = subscribers.add(conn, address, name, first_name=name, resubscribe=True)
         if before is None or before.status != "subscribed":
             db.log_event(conn, "web.subscribe", detail=f"subscriber {result.id} (confirmed by email)")
         return result

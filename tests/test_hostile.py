@@ -265,7 +265,8 @@ def _issue(subject: str, preheader: str, intro: str, summaries: tuple[Summary, .
 
 
 def _final_html(rendered: RenderedEmail, settings: Settings, name: str) -> str:
-    message = prepare(rendered, settings, secret=SECRET).message(Subscriber(9, "reader@example.org", name))
+    message = prepare(rendered, settings, secret=SECRET).message(Subscriber(9, "reader@example.org", name,
+                                                                            first_name=name))
     return parse(message.data).get_body(("html",)).get_content()
 
 
