@@ -37,14 +37,20 @@ def gather(settings: Settings, *, skip_invalid: bool = False,
 
 
 def issue_folder(settings: Settings, ref: str | Path) -> Path:
-    """Accept `issues/2026-11-25`, `2026-11-25` or an absolute path."""
+    """Accept `issues/2026-11-25`, `2026-11-25`, an absolute path, or the issue.toml inside one."""
     path = Path(ref)
+    if path.is_file():
+        if path.name == "issue.toml":
+            return path.resolve().parent
+        raise IssueError(ref, "is a file; give the issue's folder (the one holding issue.toml), "
+                              "e.g. issues/2026-11-25")
     if path.is_dir():
         return path.resolve()
     candidate = settings.path(settings.issues_dir) / path.name
     if candidate.is_dir():
         return candidate
-    raise IssueError(ref, "no such issue folder (compose one with `newsletter compose`)")
+    raise IssueError(ref, "no such issue folder: give a folder like issues/2026-11-25 (or just 2026-11-25); "
+                          "compose one with `newsletter compose`")
 
 
 @dataclass(frozen=True)

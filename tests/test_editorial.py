@@ -211,3 +211,12 @@ def test_build_exits_non_zero_on_errors_like_check(project: Path) -> None:
         assert r.returncode == 1, (command, r.stdout, r.stderr)
         assert "subject is 110 characters" in r.stdout and "check failed" in r.stderr
     assert (project / "issues/2026-11-25/build/preview.html").exists()  # still there to look at
+
+
+def test_the_issue_toml_file_is_accepted_for_its_folder(project: Path) -> None:
+    assert run_cli(project, "compose", "--date", "2026-11-25").returncode == 0
+    r = run_cli(project, "build", "issues/2026-11-25/issue.toml")
+    assert r.returncode == 0, r.stderr
+    assert (project / "issues/2026-11-25/build/email.html").exists()
+    r = run_cli(project, "check", "issues/2026-11-25/build/email.html")
+    assert r.returncode == 1 and "is a file; give the issue's folder" in r.stderr
