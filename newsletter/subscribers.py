@@ -227,9 +227,21 @@ def _read_text(path: Path) -> str:
         ) from exc
 
 
+def _delimiter(text: str) -> str:
+    """`,` or what the header line uses instead: `;` (Excel in much of Europe) or a tab."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    for candidate in (",", ";", "\t"):
+        if "email" in (cell.strip().strip('"').strip().lower() for cell in header.split(candidate)):
+            return candidate
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
+
+
 def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str, str]], list[RowProblem]]:
     """Rows as (line, address, key, name, first name), plus the rows rejected for a bad or duplicate address."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     email_col = name_col = first_col = -1
     line_before = 0
     rows: list[tuple[int, str, str, str, str]] = []
@@ -243,7 +255,8 @@ def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str, s
             if email_col < 0:
                 header = [cell.strip().lower() for cell in record]
                 if "email" not in header:
-                    raise SubscriberError(f"{path}: line {line}: no 'email' column in the header {record!r}", line=line)
+                    raise SubscriberError(f"{path}: line {line}: no 'email' column in the header {record!r}; the "
+                                          "first line must name the columns, e.g. email,name,first_name", line=line)
                 email_col = header.index("email")
                 name_col = header.index("name") if "name" in header else -1
                 first_col = next((header.index(h) for h in FIRST_NAME_HEADERS if h in header), -1)

@@ -58,3 +58,21 @@ def test_add_and_migrate(project: Path, tmp_path: Path) -> None:
     found = subscribers.find(conn, "b@example.org")
     conn.close()
     assert found is not None and found.name == "Doe, Bo" and found.first_name == ""
+
+
+def test_semicolon_csv_with_a_bom_as_excel_saves_it(project: Path) -> None:
+    people = project / "people.csv"
+    people.write_bytes("\ufeffEmail;Name;First name\r\nzoe@example.org;Müller, Zoë;Zoë\r\n"
+                       "\"ann@example.org\";\"Lee; Ann\";Ann\r\n".encode("utf-8"))
+    r = run(project, "subscribers", "import", str(people))
+    assert r.returncode == 0, r.stderr
+    assert "2 added" in r.stdout
+    conn = db.connect(project / "var" / "newsletter.sqlite3")
+    zoe, ann = subscribers.find(conn, "zoe@example.org"), subscribers.find(conn, "ann@example.org")
+    conn.close()
+    assert zoe is not None and (zoe.name, zoe.first_name) == ("Müller, Zoë", "Zoë")
+    assert ann is not None and (ann.name, ann.first_name) == ("Lee; Ann", "Ann")
+    tabs = project / "tabs.tsv"
+    tabs.write_text("email\tname\nbo@example.org\tBo\n")
+    r = run(project, "subscribers", "import", str(tabs))
+    assert r.returncode == 0 and "1 added" in r.stdout, r.stderr
