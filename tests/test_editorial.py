@@ -129,7 +129,7 @@ def test_old_summaries_stay_out_and_the_intro_tells_the_truth(project: Path) -> 
 
 def test_max_age_days_setting(project: Path) -> None:
     cfg = project / "newsletter.toml"
-    cfg.write_text(cfg.read_text().replace("default_limit = 6", "default_limit = 6\nmax_age_days = 400"))
+    cfg.write_text(re.sub(r"(?m)^max_age_days = .*$", "max_age_days = 400", cfg.read_text()))
     r = run_cli(project, "compose", "--date", "2026-11-25")
     assert r.returncode == 0, r.stderr
     assert "too old" not in r.stdout and "clemastine-remyelination-trial" in r.stdout

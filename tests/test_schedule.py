@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -306,7 +307,8 @@ def test_digest_skips_when_nothing_is_new_and_composes_when_something_is(setting
 def test_digest_auto_send_takes_a_suffix_when_the_date_is_taken(settings: Settings) -> None:
     compose(settings, date=DATE)  # an editor's issue already has today's date (the last 90 days' summaries)
     cfg = settings.root / "newsletter.toml"
-    cfg.write_text(cfg.read_text() + "max_age_days = 3650\n")  # so the digest has older ones left to take
+    # So the digest has older summaries left to take:
+    cfg.write_text(re.sub(r"(?m)^max_age_days = .*$", "max_age_days = 3650", cfg.read_text()))
     conn = db.connect(settings.path(settings.database))
     subscribers.import_csv(conn, settings.root / "content" / "subscribers.csv")
     conn.close()
