@@ -78,18 +78,21 @@ def default_preheader(summaries: list[Summary]) -> str:
 
 
 def default_intro(summaries: list[Summary]) -> str:
-    """True to the issue as built: its count and the dates of its research (no "new" for old items)."""
+    """True to the issue as built: its count and the dates of its research (no "new" for old items).
+
+    Short sentences: it is checked for readability like everything an editor writes.
+    """
     n = len(summaries)
     dates = sorted(s.date for s in summaries)
-    if not dates:
-        when = ""
-    elif dates[0] == dates[-1]:
-        when = f" published on {format_date(dates[0])}"
-    else:
-        when = f" published between {format_date(dates[0])} and {format_date(dates[-1])}"
-    return (f"Here {'is' if n == 1 else 'are'} {n} plain-language {'summary' if n == 1 else 'summaries'} "
-            f"of research{when}. {'It explains' if n == 1 else 'Each one explains'} what the study found, "
-            "why it may matter to people living with MS and those who care for them, and where its limits are.")
+    one = n == 1
+    text = f"This issue has {n} {'summary' if one else 'summaries'} of research, in plain words."
+    if dates and dates[0] == dates[-1]:
+        text += f" {'The study' if one else 'The studies'} came out on {format_date(dates[0])}."
+    elif dates:
+        first = format_date(dates[0]) if dates[0].year != dates[-1].year else f"{dates[0].day} {dates[0]:%B}"
+        text += f" The studies came out from {first} to {format_date(dates[-1])}."
+    return text + (f" For {'this' if one else 'each'} study, we say what it found and why it may matter to "
+                   "people with MS and their carers. We also say where it falls short.")
 
 
 def _toml_string(value: str) -> str:

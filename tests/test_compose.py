@@ -26,7 +26,7 @@ def test_compose_writes_reviewable_toml(settings: Settings, project: Path) -> No
     assert all((DATE - s.date).days <= settings.max_age_days for s in issue.summaries)
     assert data["subject"] == issue.summaries[0].title
     assert data["preheader"] == data["intro"] == ""  # empty: derived from the summaries at build time
-    assert issue.intro.startswith("Here are 4 plain-language summaries")
+    assert issue.intro.startswith("This issue has 4 summaries of research")
     assert issue.preheader.startswith("Also inside: ") and not issue.custom_preheader
     assert all(s.date <= DATE for s in issue.summaries)
     dates = [s.date for s in issue.summaries]

@@ -122,8 +122,8 @@ def test_old_summaries_stay_out_and_the_intro_tells_the_truth(project: Path) -> 
     _set_summaries(toml, data["summaries"][:3])  # the editor drops one
     assert run_cli(project, "build", "issues/2026-11-25").returncode == 0
     text = " ".join((project / "issues/2026-11-25/build/email.txt").read_text().split())
-    assert "Here are 3 plain-language summaries of research published between 15 September 2026 and " \
-           "20 November 2026." in text
+    assert "This issue has 3 summaries of research, in plain words. The studies came out from 15 September " \
+           "to 20 November 2026." in text
     assert " new " not in text.lower()
 
 
