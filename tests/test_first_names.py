@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mailbox
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -44,16 +43,15 @@ def test_add_and_migrate(project: Path, tmp_path: Path) -> None:
     conn = db.connect(project / "var" / "newsletter.sqlite3")
     assert subscribers.find(conn, "ann@example.org").first_name == "Ann"  # type: ignore[union-attr]
     conn.close()
-    # A database from before first names gains the column and keeps its people (greeted "Hello,").
+    # A database from before first names (schema 1: no first_name column) gains it and keeps its people.
     old = tmp_path / "v1.sqlite3"
-    raw = sqlite3.connect(old)
-    for statement in db._MIGRATIONS[0]:
-        raw.execute(statement)
-    raw.execute("INSERT INTO subscribers (email, email_key, name, status) VALUES ('b@example.org', 'b@example.org', "
-                "'Doe, Bo', 'subscribed')")
-    raw.execute("PRAGMA user_version = 1")
-    raw.commit()
-    raw.close()
+    conn = db.connect(old)
+    conn.execute("ALTER TABLE subscribers DROP COLUMN first_name")
+    conn.execute("INSERT INTO subscribers (email, email_key, name, status) VALUES ('b@example.org', 'b@example.org', "
+                 "'Doe, Bo', 'subscribed')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
     conn = db.connect(old)
     found = subscribers.find(conn, "b@example.org")
     conn.close()
