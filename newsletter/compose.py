@@ -164,8 +164,7 @@ def write_issue(issues_dir: Path, issue_id: str, date: dt.date, summaries: list[
     target = folder / ISSUE_FILE
     if target.exists() and not force:
         raise IssueError(target, "already exists; edit it, or compose again with --force to replace it")
-    text = render_issue_toml(issue_id, date, subject or default_subject(summaries),
-                             preheader or "", intro or "",
+    text = render_issue_toml(issue_id, date, subject or default_subject(summaries), preheader or "", intro or "",
                              summaries)
     atomic_write(target, text)
     return folder

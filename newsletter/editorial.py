@@ -14,7 +14,8 @@ from .errors import IssueError
 from .models import Issue, Summary
 from .text import unsafe_links
 
-__all__ = ["issue_findings", "RULES", "stale_preheader", "far_future_summaries", "FUTURE_WARN_DAYS", "Known", "refuse_unsafe_links"]
+__all__ = ["issue_findings", "refuse_unsafe_links", "RULES", "Known", "stale_preheader", "far_future_summaries",
+           "FUTURE_WARN_DAYS"]
 
 #: How many characters of a title must appear in a preheader for it to count as naming that summary.
 _TITLE_PREFIX = 40

@@ -128,7 +128,8 @@ def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
         "journals": journals,
         "disclaimer": disclaimer_text(journals),
         "intro_html": Markup(markdown_to_html(issue.intro)),
-        "intro_text": markdown_to_plain(issue.intro, number=lambda url: links.index(url) + 1 if url in links else None),
+        "intro_text": markdown_to_plain(issue.intro,
+                                        number=lambda url: links.index(url) + 1 if url in links else None),
         "links": links,
         "link_number": lambda url: links.index(url) + 1,
     }

@@ -222,6 +222,7 @@ def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None =
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    settings = Settings(root=root.resolve(), config_file=config.resolve() if config is not None else None, **values)
+    found = config.resolve() if config is not None else None
+    settings = Settings(root=root.resolve(), config_file=found, **values)
     settings = _validate(settings, config or "defaults")
     return replace(settings, secret=env.get("NEWSLETTER_SECRET", ""), smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD") or None)
