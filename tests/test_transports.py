@@ -6,6 +6,7 @@ import email
 import email.policy
 import mailbox
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -216,6 +217,29 @@ def test_auth_over_starttls(tmp_path: Path) -> None:
         with pytest.raises(ConnectionRefusedForAll, match="authentication failed for user 'editor'") as info:
             bad.send(simple_message(ISSUE, person(2)))
         assert PASSWORD not in str(info.value) and PASSWORD not in repr(bad)
+        assert len(server.handler.messages) == 1
+
+
+@pytest.mark.parametrize("mode", ["plain", "starttls", "smtps"])
+def test_every_smtp_socket_has_nagle_off(tmp_path: Path, mode: str) -> None:
+    """With Nagle on, the last small TLS record of a message waits ~40 ms for a delayed ACK (issue 19)."""
+    servers = {
+        "plain": lambda: smtp_server(),
+        "starttls": lambda: starttls_server(tmp_path),
+        "smtps": lambda: smtps_server(tmp_path),
+    }
+    with servers[mode]() as server:
+        if mode == "plain":
+            url = server.url(query="starttls=off")
+        else:
+            url = server.url("smtps" if mode == "smtps" else "smtp", query=f"cafile={server.ca_path}")
+        transport = smtp(url)
+        assert isinstance(transport, SMTPTransport)
+        transport.send(simple_message(ISSUE, person(1)))
+        sock = transport._smtp.sock  # the live connection, after STARTTLS where there is one
+        assert (mode != "plain") == isinstance(sock, ssl.SSLSocket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        transport.close()
         assert len(server.handler.messages) == 1
 
 
