@@ -291,6 +291,18 @@ def test_relay_denied_is_refused_for_all() -> None:
         smtp(server.url(query="starttls=off")).send(simple_message(ISSUE, person(1)))
 
 
+def test_size_refusal_of_mail_from_fails_that_message_only() -> None:
+    """552 to MAIL FROM (RFC 1870: the SIZE= given is too large) is about the message, not the sender."""
+    handler = FaultHandler(mail_reply="552 5.3.4 Message size exceeds fixed limit")
+    with smtp_server(handler) as server:
+        transport = smtp(server.url(query="starttls=off"))
+        with pytest.raises(PermanentDeliveryError, match="552 5.3.4 Message size exceeds fixed limit") as info:
+            transport.send(simple_message(ISSUE, person(1)))
+        assert not isinstance(info.value, ConnectionRefusedForAll)
+        assert info.value.recipient == "reader1@example.com"
+        transport.close()
+
+
 def test_transport_repr_hides_password() -> None:
     transport = SMTPTransport("mail.example.com", 587, user="editor", password=PASSWORD)
     assert PASSWORD not in repr(transport) and PASSWORD not in str(transport)

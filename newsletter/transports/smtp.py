@@ -244,6 +244,12 @@ class SMTPTransport:
             options.append("SMTPUTF8")
         if not message.data.isascii() and smtp.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
+        limit = smtp.esmtp_features.get("size", "")
+        if limit.isdigit() and 0 < int(limit) < len(message.data):  # RFC 1870: SIZE 0 means no limit
+            raise PermanentDeliveryError(
+                f"message is {len(message.data):,} bytes; the server accepts at most {int(limit):,} (SIZE)",
+                recipient=message.recipient,
+            )
         try:
             smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -251,12 +257,16 @@ class SMTPTransport:
             raise self._reply_error(code, _text(reply), message.recipient) from exc
         except smtplib.SMTPSenderRefused as exc:
             error = self._reply_error(exc.smtp_code, _text(exc.smtp_error), message.recipient)
-            if isinstance(error, PermanentDeliveryError):
+            # 552 to MAIL FROM ... SIZE=n is about this message's size (RFC 1870), not the sender.
+            if isinstance(error, PermanentDeliveryError) and exc.smtp_code != 552:
                 # A refused envelope sender is refused for every recipient.
                 error = self._refused(f"server refuses the sender {message.sender}: {error.reason}")
             raise error from exc
         except smtplib.SMTPResponseException as exc:  # SMTPDataError and friends
-            raise self._reply_error(exc.smtp_code, _text(exc.smtp_error), message.recipient) from exc
+            text = _text(exc.smtp_error)
+            if exc.smtp_code == 552:  # servers word it differently ("message file too big"): give the size too
+                text += f" (message of {len(message.data):,} bytes)"
+            raise self._reply_error(exc.smtp_code, text, message.recipient) from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _Reconnect(None, f"connection to {self.host}:{self.port} lost: {exc}") from exc
         except smtplib.SMTPException as exc:
