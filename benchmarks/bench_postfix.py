@@ -1,4 +1,4 @@
-"""Send throughput through a real private Postfix: our STARTTLS send vs our plain send vs smtp-source, CPU per message."""
+"""Send rates through a real private Postfix: our STARTTLS vs our plain send vs smtp-source; CPU per message."""
 
 from __future__ import annotations
 
