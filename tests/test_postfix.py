@@ -148,3 +148,13 @@ def test_too_large_for_postfix_fails_that_message_only(inbox: PostfixInstance) -
     transport.close()
     files = inbox.wait_delivered(2)
     assert sorted(_read(p)["Delivered-To"] for p in files) == ["reader1@example.com", "reader4@example.com"]
+
+
+def test_slot_registration_keeps_what_main_cf_lists() -> None:
+    """alternate_config_directories is merged, never overwritten, and not repeated on the next run."""
+    from postfix_server import _config_dirs_line
+
+    assert _config_dirs_line("/srv/a, /srv/b", ["/srv/b", "/x/0"]) == "/srv/a /srv/b /x/0"
+    assert _config_dirs_line("", ["/x/0", "/x/1"]) == "/x/0 /x/1"
+    once = _config_dirs_line("/srv/a", ["/x/0"])
+    assert _config_dirs_line(once, ["/x/0"]) == once
