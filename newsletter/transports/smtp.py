@@ -74,10 +74,64 @@ class _FastData:
         code, reply = smtp.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
-        body = _dot_stuff(msg)  # sendmail() hands bytes over (it encodes a str itself)
-        # Body and terminator in one sendall: over TLS that is one SSL_write of full records.
-        smtp.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+        _send_body(smtp, msg)  # sendmail() hands bytes over (it encodes a str itself)
         return smtp.getreply()
+
+    def sendmail_pipelined(self, sender: str, recipient: str, msg: bytes, options: list[str]) -> None:
+        """sendmail() for one recipient with MAIL, RCPT and DATA in one write (RFC 2920), raising what it raises.
+
+        Saves two round trips per message. The replies are read in order; on any refusal the body is not sent
+        (or, if the server said 354 anyway, an empty one ends the data) and RSET leaves the session clean.
+        """
+        smtp: smtplib.SMTP = self  # type: ignore[assignment]
+        for address in (sender, recipient):
+            if "\r" in address or "\n" in address:
+                raise ValueError("address contains CR or LF")
+        options = [*options, f"SIZE={len(msg)}"] if smtp.has_extn("size") else list(options)
+        if "SMTPUTF8" in options:
+            smtp.command_encoding = "utf-8"  # as smtplib's mail() does
+        mail = f"MAIL FROM:{smtplib.quoteaddr(sender)}" + "".join(" " + option for option in options)
+        smtp.send(f"{mail}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n")
+        refusals = (
+            lambda code, reply: smtplib.SMTPSenderRefused(code, reply, sender),
+            lambda code, reply: smtplib.SMTPRecipientsRefused({recipient: (code, reply)}),
+            lambda code, reply: smtplib.SMTPDataError(code, reply),
+        )
+        refused: smtplib.SMTPException | None = None
+        for wanted, refusal in zip(((250,), (250, 251), (354,)), refusals):
+            code, reply = smtp.getreply()
+            if code == 421:  # the server is closing: the replies after this one will never come
+                smtp.close()
+                raise refusal(code, reply)
+            if refused is None and code not in wanted:
+                refused = refusal(code, reply)
+        if refused is not None:
+            if code == 354:  # DATA accepted after a refused MAIL or RCPT: end it with nothing in it
+                smtp.send(b".\r\n")
+                smtp.getreply()
+            _rset(smtp)
+            raise refused
+        _send_body(smtp, msg)
+        code, reply = smtp.getreply()
+        if code != 250:
+            if code == 421:
+                smtp.close()
+            else:
+                _rset(smtp)
+            raise smtplib.SMTPDataError(code, reply)
+
+
+def _send_body(smtp: smtplib.SMTP, msg: bytes) -> None:
+    body = _dot_stuff(msg)
+    # Body and terminator in one sendall: over TLS that is one SSL_write of full records.
+    smtp.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+
+
+def _rset(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.rset()
+    except smtplib.SMTPServerDisconnected:
+        pass  # the next send reconnects
 
 
 class _SMTP(_FastData, smtplib.SMTP):
@@ -251,7 +305,10 @@ class SMTPTransport:
                 recipient=message.recipient,
             )
         try:
-            smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
+            if isinstance(smtp, _FastData) and smtp.has_extn("pipelining"):
+                smtp.sendmail_pipelined(message.sender, message.recipient, message.data, options)
+            else:
+                smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()), (0, b"recipient refused"))
             raise self._reply_error(code, _text(reply), message.recipient) from exc
