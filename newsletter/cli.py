@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +15,7 @@ from rich.table import Table
 
 from . import __version__
 from .cli_base import Context, err_console, run
+from .cli_progress import print_send_report, progress, stop_on_signals
 from .errors import CheckFailed, SourceError
 from .settings import Settings
 
@@ -57,20 +53,46 @@ def cli(click_ctx: click.Context, config: Path | None) -> None:
 @cli.command()
 @click.option("--date", "date_", metavar="YYYY-MM-DD", help="Issue date (default: today in the configured timezone).")
 @click.option("--limit", type=click.IntRange(1, 50), help="How many summaries (default from settings).")
-@click.option("--force", is_flag=True, help="Replace an existing issue.toml for that date.")
+@click.option("--force", is_flag=True, help="Replace an existing issue.toml for that date (never a sent one).")
+@click.option("--correction-of", "correction_of", metavar="ISSUE",
+              help="Start a correction of a sent ISSUE: a copy of its issue.toml in ISSUE-correction.")
 @click.option("--skip-invalid", is_flag=True, help="Skip broken summary files with a warning instead of stopping.")
 @pass_ctx
-def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, skip_invalid: bool) -> None:
+def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, correction_of: str | None,
+            skip_invalid: bool) -> None:
     """Pick the latest unsent summaries and write issues/<date>/issue.toml."""
-    from .jobs.issues import compose as compose_issue
+    from .jobs.issues import compose_with_notes
 
     s = ctx.settings
-    issue = compose_issue(s, date=_parse_date(date_, s), limit=limit, force=force, skip_invalid=skip_invalid,
-                          warn=_warn_source)
+    if correction_of:
+        from .freeze import start_correction
+        from .jobs.issues import issue_folder
+
+        target = start_correction(s, issue_folder(s, correction_of))
+        console.print(f"Started {_rel(target / 'issue.toml', s)} from {correction_of}. Edit it, then: "
+                      f"newsletter build {_rel(target, s)}", markup=False)
+        return
+    composed = compose_with_notes(s, date=_parse_date(date_, s), limit=limit, force=force,
+                                  skip_invalid=skip_invalid, warn=_warn_source)
+    issue = composed.issue
     console.print(f"Composed [bold]{_rel(issue.folder / 'issue.toml', s)}[/] with {len(issue.summaries)} summaries:")
     for n, summary in enumerate(issue.summaries, start=1):
-        console.print(f"  {n}. {summary.date.isoformat()}  {summary.title}  [dim]({summary.id})[/]")
+        console.print(f"  {n}. {summary.date.isoformat()}  {escape(summary.title)}  [dim]({summary.id})[/]")
+    if composed.held_back:
+        console.print(f"Held back {len(composed.held_back)} (max_age_days = {s.max_age_days} in newsletter.toml "
+                      "sets how old a summary may be):", markup=False)
+        old = [n for n in composed.held_back if n.reason == "too-old"]
+        shown_notes = [n for n in composed.held_back if n.reason != "too-old"] + old[:_OLD_SHOWN]
+        for note in shown_notes:
+            origin = note.summary.origin
+            shown = _rel(Path(origin), s) if origin and not origin.startswith(("http://", "https://")) else origin
+            console.print(f"  {note.describe(shown)}", markup=False)
+        if len(old) > _OLD_SHOWN:
+            console.print(f"  … and {len(old) - _OLD_SHOWN} more too old")
     console.print(f"Review it, then: newsletter build {_rel(issue.folder, s)}")
+
+
+_OLD_SHOWN = 5  # the newest too-old summaries named by compose; an old archive would fill the screen
 
 
 def _rel(path: Path, settings: Settings) -> str:
@@ -88,7 +110,7 @@ def _print_report(report: Any, *, as_json: bool) -> None:
                   f"{report.links} links")
     for f in report.findings:
         colour = "red" if f.level == "error" else "yellow"
-        console.print(f"  [{colour}]{f.level}[/] [{f.code}] {f.message}", soft_wrap=True)
+        console.print(f"  [{colour}]{f.level}[/] {escape(f'[{f.code}]')} {escape(f.message)}", soft_wrap=True)
     if report.ok:
         console.print(f"[green]ok[/]: no errors, {len(report.warnings)} warning(s)")
 
@@ -107,6 +129,13 @@ def build(ctx: Context, issue: str) -> None:
     _print_report(result.report, as_json=False)
     console.print(f"Readability and plain-language checks: newsletter check {_rel(result.issue.folder, s)}",
                   markup=False)
+    _fail_on_errors(result)
+
+
+def _fail_on_errors(result: Any) -> None:
+    """One rule for every command: errors it found make it exit non-zero (the output stays for a preview)."""
+    if not result.report.ok:
+        raise CheckFailed(f"{len(result.report.errors)} error(s) in {result.issue.id}; fix them before approving")
 
 
 @cli.command()
@@ -143,8 +172,7 @@ def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
     s = ctx.settings
     folder = issue_folder(s, issue)
     target = folder / "build" / "preview.html"
-    if not target.exists():
-        build_issue(s, folder)
+    result = build_issue(s, folder) if not target.exists() else None
     click.echo(str(target))
     if screenshots:
         from .browser import take_screenshots
@@ -155,6 +183,9 @@ def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
         import webbrowser
 
         webbrowser.open(target.resolve().as_uri())
+    if result is not None and not result.report.ok:
+        _print_report(result.report, as_json=False)
+        _fail_on_errors(result)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -173,7 +204,7 @@ def subscribers_group() -> None:
 @click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False))
 @pass_ctx
 def subscribers_import(ctx: Context, csv_file: Path) -> None:
-    """Import CSV_FILE (email,name[,...]); bad rows are listed by line, unsubscribed people stay unsubscribed."""
+    """Import CSV_FILE (email,name,first_name); bad rows are listed by line, unsubscribed people stay unsubscribed."""
     from .store import open_store, subscribers
 
     with open_store(ctx.settings).connection() as conn:
@@ -190,15 +221,16 @@ def subscribers_import(ctx: Context, csv_file: Path) -> None:
 
 @subscribers_group.command(name="add")
 @click.argument("email")
-@click.option("--name", default="", help="Display name used in the greeting and To header.")
+@click.option("--name", default="", help="Full name, shown in the To header.")
+@click.option("--first-name", default="", help="The name the greeting uses (\"Hello Ann,\"); none: \"Hello,\".")
 @click.option("--resubscribe", is_flag=True, help="Resubscribe an address that had unsubscribed or bounced.")
 @pass_ctx
-def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool) -> None:
+def subscribers_add(ctx: Context, email: str, name: str, first_name: str, resubscribe: bool) -> None:
     """Add EMAIL."""
     from .store import open_store, subscribers
 
     with open_store(ctx.settings).connection() as conn:
-        sub = subscribers.add(conn, email, name, resubscribe=resubscribe)
+        sub = subscribers.add(conn, email, name, first_name=first_name, resubscribe=resubscribe)
     console.print(f"{sub.email}: {sub.status}", markup=False)
 
 
@@ -215,7 +247,8 @@ def subscribers_remove(ctx: Context, email: str) -> None:
 
 
 @subscribers_group.command(name="list")
-@click.option("--status", type=click.Choice(["subscribed", "unsubscribed", "bounced"]))
+@click.option("--status", type=click.Choice(["subscribed", "unsubscribed", "bounced"]),
+              help="Only subscribers with this status.")
 @pass_ctx
 def subscribers_list(ctx: Context, status: str | None) -> None:
     """List subscribers."""
@@ -223,9 +256,9 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
 
     with open_store(ctx.settings).connection() as conn:
         rows = subscribers.list_subscribers(conn, status=status)
-    table = Table("email", "name", "status")
+    table = Table("email", "name", "first name", "status")
     for sub in rows:
-        table.add_row(sub.email, sub.name, sub.status)
+        table.add_row(escape(sub.email), escape(sub.name), escape(sub.first_name), sub.status)
     console.print(table)
     console.print(f"{len(rows)} subscriber(s)")
 
@@ -237,66 +270,13 @@ def approve(ctx: Context, issue: str) -> None:
     """Freeze ISSUE's build for sending (records its content hash)."""
     from .jobs.issues import approve as approve_issue, issue_folder
 
+    from .freeze import refuse_if_sent
+
     folder = issue_folder(ctx.settings, issue)
+    refuse_if_sent(ctx.settings, folder, "approve it again")
     approval = approve_issue(ctx.settings, folder)
     console.print(f"Approved {folder.name} ({approval.subject!r}), build sha256 {approval.sha256[:12]}…",
                   markup=False)
-
-
-def _stop_on_signals() -> threading.Event:
-    """SIGINT/SIGTERM finish the message in flight, record it, then stop."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        err_console.print(f"{signal.Signals(signum).name}: finishing the message in flight, then stopping…")
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
-
-
-@contextlib.contextmanager
-def _progress(total: int) -> Iterator[Callable[[str, Any], None]]:
-    if console.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]:.0f}/s"), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("send", total=total, rate=0.0)
-            started = time.monotonic()
-
-            def tick(_outcome: str, _sub: Any) -> None:
-                done = bar.tasks[0].completed + 1
-                bar.update(task, completed=done, rate=done / max(time.monotonic() - started, 1e-6))
-
-            yield tick
-        return
-    counter = {"n": 0}
-    every = max(1, min(1000, total // 10 or 1))
-
-    def log(outcome: str, sub: Any) -> None:
-        counter["n"] += 1
-        if outcome != "sent":
-            err_console.print(f"{outcome}: {sub.email}", markup=False)
-        if counter["n"] % every == 0 or counter["n"] == total:
-            console.print(f"progress: {counter['n']}/{total}")
-
-    yield log
-
-
-def _print_send_report(report: Any, folder: Path) -> None:
-    table = Table("sent", "deferred", "failed", "skipped", "re-sent after crash", "duration")
-    table.add_row(str(report.sent), str(report.deferred), str(report.failed), str(report.skipped),
-                  str(report.resent_after_crash), f"{report.duration:.1f} s")
-    console.print(table)
-    if report.stopped_early:
-        err_console.print(f"[red]stopped early:[/] {report.stopped_early}", soft_wrap=True)
-    if report.interrupted or report.deferred or report.stopped_early:
-        console.print(f"Resume with: newsletter send {folder}")
 
 
 @cli.command()
@@ -327,11 +307,11 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
         if plan.recipients > len(plan.sample):
             console.print(f"  … and {plan.recipients - len(plan.sample)} more")
         return
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     plan = delivery.dry_run(s, folder, sample=0)
-    with _progress(plan.recipients) as tick:
+    with progress(plan.recipients) as tick:
         report = delivery.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
-    _print_send_report(report, folder)
+    print_send_report(report, folder)
     if report.stopped_early:
         sys.exit(3)
     if report.interrupted:
@@ -346,7 +326,7 @@ def _masked(settings: Settings) -> str:
 
 @cli.command()
 @click.argument("issue")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON, for tools.")
 @pass_ctx
 def status(ctx: Context, issue: str, as_json: bool) -> None:
     """Sent / deferred / failed / remaining for ISSUE, from the ledger."""
@@ -372,7 +352,7 @@ def publish(ctx: Context, date_: str | None) -> None:
     from .jobs import delivery
 
     s = ctx.settings
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     result = delivery.publish(s, date=_parse_date(date_, s), stop=stop)
     folder = _rel(result.folder, s)
     console.print(f"{'Composed' if result.composed else 'Using'} {folder}/issue.toml; built {folder}/build/email.html"
@@ -380,7 +360,7 @@ def publish(ctx: Context, date_: str | None) -> None:
     if result.seeded:
         console.print(f"Imported {result.seeded} sample subscribers from {s.seed_subscribers}")
     console.print(f"Delivered via {_masked(s)}:")
-    _print_send_report(result.report, result.folder)
+    print_send_report(result.report, result.folder)
     if result.report.stopped_early:
         sys.exit(3)
 
@@ -397,3 +377,7 @@ from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 
 _register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS)
+
+from .cli_help import finish as _finish_help  # noqa: E402
+
+_finish_help(cli)

@@ -82,7 +82,9 @@ class IssueEdit:
 
     @classmethod
     def of(cls, issue: Issue) -> IssueEdit:
-        return cls(issue.subject, issue.preheader, issue.intro, issue.summary_ids, dict(issue.teasers))
+        # An empty preheader in issue.toml is written at build time from the summaries: keep it empty.
+        preheader = issue.preheader if issue.custom_preheader else ""
+        return cls(issue.subject, preheader, issue.intro, issue.summary_ids, dict(issue.teasers))
 
 
 class EditConflict(NewsletterError):
@@ -97,9 +99,7 @@ def edit_problems(edit: IssueEdit, known: Mapping[str, Summary]) -> dict[str, st
         problems["subject"] = "Write a subject line: it is what people see in their inbox."
     elif len(subject) > SUBJECT_LIMIT:
         problems["subject"] = f"The subject has {len(subject)} characters. Please keep it to {SUBJECT_LIMIT}."
-    if not " ".join(edit.preheader.split()):
-        problems["preheader"] = "Write a preview line: inboxes show it after the subject."
-    elif len(edit.preheader) > PREHEADER_LIMIT:
+    if len(edit.preheader) > PREHEADER_LIMIT:
         problems["preheader"] = f"The preview line is long. Please keep it to {PREHEADER_LIMIT} characters."
     if len(edit.intro) > INTRO_LIMIT:
         problems["intro"] = f"The introduction is long. Please keep it to {INTRO_LIMIT} characters."

@@ -44,6 +44,7 @@ class Issue:
     folder: Path
     status: str = "draft"  # draft | discarded
     summaries: tuple[Summary, ...] = ()
+    custom_preheader: bool = True  # False: issue.toml left it empty and it was derived from the summaries
     teasers: tuple[tuple[str, str], ...] = ()  # (summary id, the editor's own teaser), from [teasers]
 
     @property
@@ -84,6 +85,7 @@ class Subscriber:
     email: str
     name: str = ""
     status: str = "subscribed"  # subscribed | unsubscribed | bounced
+    first_name: str = ""  # what the greeting uses; empty = "Hello," (never a guess from `name`)
 
 
 @dataclass(frozen=True)

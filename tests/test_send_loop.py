@@ -18,7 +18,7 @@ from newsletter.store import ledger, sqlite as db, subscribers
 from newsletter.errors import ConnectionRefusedForAll, HeaderError
 from newsletter.models import Message, Subscriber
 from newsletter.send import RetryPolicy, SendPolicy, SendReport, send_issue
-from newsletter.transports.smtp import is_bounce
+from newsletter.transports.smtp_replies import is_bounce
 from newsletter.transports import open_transport
 from newsletter.transports.memory import MemoryTransport
 

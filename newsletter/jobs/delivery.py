@@ -12,6 +12,7 @@ from pathlib import Path
 
 from newsletter.approval import approve as record_approval, read_approval, require_approval
 from newsletter.errors import CheckFailed, IssueError, SubscriberError
+from newsletter.freeze import sent_count
 from newsletter.models import RenderedEmail, Subscriber
 from newsletter.personalise import Personaliser, prepare
 from newsletter.policies import SendPolicy, SendReport
@@ -158,6 +159,11 @@ def publish(settings: Settings, *, date: dt.date, stop: threading.Event | None =
         compose(settings, date=date)
         composed = True
     folder = issue_folder(settings, folder)
+    if sent_count(settings, folder.name):  # frozen: finish sending what was approved, never rebuild it
+        seeded = seed_subscribers(settings)
+        report = send_full(settings, folder, stop=stop, progress=progress)
+        return PublishResult(folder=folder, composed=False, approved=False,
+                             seeded=seeded.added if seeded else 0, report=report)
     result = build_checked(settings, folder, "issue {name} does not pass `newsletter check`: {problems}")
     newly_approved = approve_unattended(settings, result)
     seeded = seed_subscribers(settings)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from newsletter.approval import Approval, approve as record_approval, read_approval
 from newsletter.check import CheckReport, check_issue
-from newsletter.compose import is_issue_id, list_issue_folders, read_issue
+from newsletter.compose import default_intro, default_preheader, is_issue_id, list_issue_folders, read_issue
 from newsletter.edit import Candidate, IssueEdit, candidates, issue_version, save_edit, used_by_issue
 from newsletter.errors import ApprovalError, IssueError, NewsletterError, SourceError
 from newsletter.glossary import Glossary, load_glossary
@@ -156,7 +156,7 @@ def compose_chosen(settings: Settings, editor: EditorRow, date: dt.date, ids: li
 
 
 _CACHE_LOCK = threading.Lock()
-_SUMMARIES: dict[Path, tuple[tuple[object, ...], dict[str, Summary]]] = {}
+_SUMMARIES: dict[Path, tuple[tuple[object, ...], tuple[list[Summary], list[SourceError]]]] = {}
 _GLOSSARIES: dict[Path, tuple[tuple[object, ...], Glossary]] = {}
 
 
@@ -172,30 +172,35 @@ def _signature(paths: list[Path]) -> tuple[object, ...]:
     return tuple(out)
 
 
-def known_summaries(settings: Settings) -> dict[str, Summary]:
-    """Every summary by id (broken files left out), re-read only when a content or feed file changed.
+def _gathered(settings: Settings) -> tuple[list[Summary], list[SourceError]]:
+    """Every summary and every broken source, re-read only when a content or feed file changed.
 
     An editor saves every few seconds; reading 14 files and a feed each time was most of a save. With a
     remote feed configured nothing is cached: a URL has no mtime to compare.
     """
+    def read() -> tuple[list[Summary], list[SourceError]]:
+        broken: list[SourceError] = []
+        return gather(settings, skip_invalid=True, warn=broken.append), broken
+
     content = settings.path(settings.content_dir)
     if any(s.remote for s in settings.sources) or not content.is_dir():
-        return _by_id(gather(settings, skip_invalid=True))
+        return read()
     files = sorted(p for p in content.iterdir() if p.is_file())
     key = _signature([content, *files, *(settings.path(Path(s.location)) for s in settings.sources)])
     with _CACHE_LOCK:
         cached = _SUMMARIES.get(content)
         if cached is not None and cached[0] == key:
             return cached[1]
-    found = _by_id(gather(settings, skip_invalid=True))
+    found = read()
     with _CACHE_LOCK:
         _SUMMARIES[content] = (key, found)
     return found
 
 
-def _by_id(summaries: list[Summary]) -> dict[str, Summary]:
+def known_summaries(settings: Settings) -> dict[str, Summary]:
+    """Summary id -> summary (the first source wins, as in a build); broken files left out."""
     known: dict[str, Summary] = {}
-    for s in summaries:
+    for s in _gathered(settings)[0]:
         known.setdefault(s.id, s)
     return known
 
@@ -234,7 +239,10 @@ def preview_build(settings: Settings, issue_id: str) -> BuildResult | None:
     folder = _folder(settings, issue_id)
     if _started(settings, issue_id):
         return None
-    return build(settings, folder, summaries=known_summaries(settings), glossary=_glossary(settings))
+    summaries, broken = _gathered(settings)
+    if broken:
+        raise broken[0]  # as `newsletter build` would: a broken summary file stops the build
+    return build(settings, folder, summaries=summaries, glossary=_glossary(settings))
 
 
 def draft_preview(settings: Settings, issue_id: str, edit: IssueEdit) -> tuple[str, CheckReport]:
@@ -244,8 +252,11 @@ def draft_preview(settings: Settings, issue_id: str, edit: IssueEdit) -> tuple[s
     overrides = dict(edit.teasers)
     summaries = tuple(replace(known[i], teaser=overrides[i]) if overrides.get(i) else known[i]
                       for i in edit.summary_ids if i in known)
-    issue = replace(opened.issue, subject=" ".join(edit.subject.split()), preheader=" ".join(edit.preheader.split()),
-                    intro=edit.intro, summary_ids=tuple(s.id for s in summaries), summaries=summaries)
+    # Empty preheader and intro are written from the summaries, as read_issue does for a build.
+    preheader = " ".join(edit.preheader.split()) or default_preheader(list(summaries))
+    intro = edit.intro if edit.intro.strip() else default_intro(list(summaries))
+    issue = replace(opened.issue, subject=" ".join(edit.subject.split()), preheader=preheader, intro=intro,
+                    summary_ids=tuple(s.id for s in summaries), summaries=summaries)
     email = render_email(issue, settings)
     return (fill_placeholders(email.html, neutral_values(settings, issue.id), html=True),
             check_issue(issue, email, settings, glossary=_glossary(settings)))

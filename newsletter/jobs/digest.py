@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.compose import used_summary_ids
+from newsletter.freeze import sent_count
 from newsletter.policies import SendReport
 from newsletter.selection import select_latest
 from newsletter.settings import Settings
@@ -44,7 +45,8 @@ def digest(settings: Settings, name: str, today: dt.date, *, min_new: int = 1, a
     # Summaries dated on the last digest's day that it did not include still count; used ids rule out repeats.
     since = last.date - dt.timedelta(days=1) if last else None
     new = select_latest(gather(settings), issue_date=today, limit=limit or settings.default_limit,
-                        used_ids=used_summary_ids(issues_dir), since=since)
+                        used_ids=used_summary_ids(issues_dir), since=since,
+                        oldest=today - dt.timedelta(days=settings.max_age_days))
     if len(new) < min_new:
         after = f"since the last digest ({last.issue_id})" if last else "that no issue holds yet"
         reason = f"{len(new)} new {'summary' if len(new) == 1 else 'summaries'} {after}; need at least {min_new}"
@@ -61,8 +63,10 @@ def digest(settings: Settings, name: str, today: dt.date, *, min_new: int = 1, a
 
 def _digest_send(settings: Settings, folder: Path, new: int, composed: bool,
                  stop: threading.Event | None) -> DigestResult:
-    result = build_checked(settings, folder, "digest {name} fails `newsletter check`, so it was not sent: {problems}")
-    approve_unattended(settings, result)
+    if not sent_count(settings, folder.name):  # a resumed digest's build is frozen: just finish the send
+        result = build_checked(settings, folder,
+                               "digest {name} fails `newsletter check`, so it was not sent: {problems}")
+        approve_unattended(settings, result)
     try:
         report = send_full(settings, folder, stop=stop)
     except SendInProgress as exc:  # another run is sending it: nothing for this one to do
