@@ -28,7 +28,11 @@ def _password(from_stdin: bool) -> str:
 
 @click.group(name="editors")
 def editors_group() -> None:
-    """Accounts for the web desk (/desk/): editors compose; approvers also approve and send."""
+    """Manage the web desk's accounts.
+
+    On the desk (/desk/ on `newsletter serve`) editors compose, edit, preview and send themselves
+    proofs; approvers can also approve, schedule and send.
+    """
 
 
 @editors_group.command(name="add")
