@@ -13,7 +13,7 @@ from newsletter.errors import LedgerError
 __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 WAL_AUTOCHECKPOINT_PAGES = 128
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -60,8 +60,38 @@ _SCHEMA_V1 = (
     """,
 )
 
+# Version 2 (security audit, issue 14): new tables only, so an existing file upgrades in place.
+_SCHEMA_V2 = (
+    # Confirmation emails sent per recipient (a keyed digest of the address, never the address itself):
+    # the per-recipient limit must survive restarts and be shared by every process serving the site.
+    """
+    CREATE TABLE IF NOT EXISTS confirmation_mail (
+        recipient TEXT NOT NULL,
+        sent_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS confirmation_mail_recipient ON confirmation_mail (recipient, sent_at)",
+    # Confirm links already used (a digest of the link), so each works once.
+    """
+    CREATE TABLE IF NOT EXISTS used_links (
+        digest TEXT PRIMARY KEY,
+        used_at REAL NOT NULL
+    )
+    """,
+    # Which signing key (a short HMAC, never the key) and token format each issue's links were made with.
+    """
+    CREATE TABLE IF NOT EXISTS send_keys (
+        issue_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        token_format INTEGER NOT NULL,
+        first_used TEXT,
+        PRIMARY KEY (issue_id, key_id)
+    )
+    """,
+)
+
 # Index i holds the statements that take a file from user_version i to i + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
 
 
 def utc_now() -> str:

@@ -48,7 +48,7 @@ def _build_sample(root: Path, limit: int | None) -> BuildResult:
         shutil.copytree(REPO / folder, root / folder)
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
     (root / "issues").mkdir()
-    settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production"})
+    settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production-use"})
     issue = compose(settings, date=DATE, limit=limit)
     return build(settings, issue.folder)
 

@@ -36,7 +36,7 @@ from newsletter.errors import LedgerError
 from newsletter.send import send_issue
 from newsletter.settings import Settings, load_settings
 
-SECRET = "storage-faults-secret"
+SECRET = "storage-faults-secret-for-tests-only"
 ISSUE = "2026-11-25"
 
 

@@ -1,0 +1,152 @@
+"""Replays each finding of the outside security audit (issue 14) against the real app, database and transports.
+
+Every test here failed on the code the audit attacked; the finding's number is in the test's name.
+Servers are real Uvicorn instances on 127.0.0.1 (the fixtures of test_serve.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from test_serve import (ONE_CLICK, PUBLIC, SECRET, SENT, client, confirm_link, form_of, outbox, running,  # noqa: F401
+                        sent_site, server, site, statuses, subscriber, token_for)
+
+from newsletter import db, subscribers
+from newsletter.pipeline import build
+from newsletter.serve import create_app
+from newsletter.settings import Settings
+from newsletter.web.security import RateLimiter
+
+
+def _confirmations_to(settings: Settings, address: str) -> int:
+    return sum(1 for m in outbox(settings) if "confirm" in str(m["Subject"]).lower()
+               and m["To"].addresses[0].addr_spec.lower() == address.lower())
+
+
+def _set_status(settings: Settings, address: str, status: str) -> None:
+    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+        who = subscribers.find(conn, address)
+        assert who is not None
+        if status == "unsubscribed":
+            subscribers.unsubscribe(conn, who.id)
+        else:
+            subscribers.mark_bounced(conn, who.id)
+
+
+def _subscribe_from(c: httpx.Client, address: str, *, client_ip: str | None = None) -> httpx.Response:
+    _, csrf = form_of(c.get("/subscribe").text)
+    headers = {"X-Forwarded-For": client_ip} if client_ip else {}
+    return c.post("/subscribe", data={"csrf": csrf, "email": address}, headers=headers)
+
+
+# --- 1. an old link re-subscribes without double opt-in ---------------------------------------------
+
+def test_1_an_old_unsubscribe_link_only_offers_a_confirmation_email(site: Settings, server: str) -> None:
+    address = "li.wei@example.org"
+    unsubscribe = token_for(site, address)
+    _set_status(site, address, "unsubscribed")
+    with httpx.Client(base_url=server, timeout=10) as someone:  # whoever holds an old email
+        page = someone.get(f"/unsubscribe/{unsubscribe}")
+        action, csrf = form_of(page.text)
+        assert action.startswith("/resubscribe/")
+        r = someone.post(action, data={"csrf": csrf})
+        assert r.status_code == 200 and "Check your inbox" in r.text
+    assert statuses(site)[address] == "unsubscribed"
+    assert _confirmations_to(site, address) == 1  # the mailbox's owner decides
+    with httpx.Client(base_url=server, timeout=10) as owner:
+        link = confirm_link(site, address)
+        _, csrf = form_of(owner.get(link).text)
+        assert owner.post(link, data={"csrf": csrf}).status_code == 200
+    assert statuses(site)[address] == "subscribed"
+
+
+def test_1_a_bounced_address_is_never_reactivated_from_a_link(site: Settings, server: str) -> None:
+    address = "priya.nair@example.org"
+    resubscribe = token_for(site, address, "resubscribe")
+    _set_status(site, address, "bounced")
+    with httpx.Client(base_url=server, timeout=10) as c:
+        r = c.get(f"/resubscribe/{resubscribe}")
+        assert r.status_code == 409 and "could not be delivered" in r.text
+        # Even a confirmation link (from the subscribe form) does not bring it back.
+        assert _subscribe_from(c, address).status_code == 200
+        link = confirm_link(site, address)
+        _, csrf = form_of(c.get(link).text)
+        assert c.post(link, data={"csrf": csrf}).status_code == 409
+    assert statuses(site)[address] == "bounced"
+
+
+# --- 2. mail bombing through the subscribe form ---------------------------------------------------------
+
+def test_2_confirmations_to_one_address_are_limited_across_clients_and_restarts(site: Settings) -> None:
+    victim = "victim@example.net"
+    app = create_app(site)
+    with running(app, proxy_headers=True, forwarded_allow_ips="*") as url, \
+            httpx.Client(base_url=url, timeout=10) as c:
+        codes = [_subscribe_from(c, victim, client_ip=f"198.51.100.{n}").status_code for n in range(1, 31)]
+    assert codes[:3] == [200] * 3 and set(codes[3:]) == {429}
+    assert _confirmations_to(site, victim) == 3
+    # A restart (or a second process) reads the same counter from the database.
+    with running(create_app(site), proxy_headers=True, forwarded_allow_ips="*") as url, \
+            httpx.Client(base_url=url, timeout=10) as c:
+        r = _subscribe_from(c, victim, client_ip="203.0.113.7")
+        assert r.status_code == 429 and "already sent several emails" in r.text
+        assert _subscribe_from(c, "someone.else@example.net", client_ip="203.0.113.7").status_code == 200
+    assert _confirmations_to(site, victim) == 3
+    with contextlib.closing(db.connect(site.path(site.database))) as conn:
+        stored = " ".join(str(v) for row in conn.execute("SELECT * FROM confirmation_mail") for v in row)
+    assert victim not in stored  # the limit keys on a keyed digest, not the address
+
+
+def test_2_ipv6_clients_are_grouped_by_64(site: Settings) -> None:
+    with running(create_app(site), proxy_headers=True, forwarded_allow_ips="*") as url, \
+            httpx.Client(base_url=url, timeout=10) as c:
+        codes = [_subscribe_from(c, f"reader{n}@example.net", client_ip=f"2001:db8:1:2::{n:x}").status_code
+                 for n in range(1, 7)]
+        assert codes == [200] * 5 + [429]
+        assert _subscribe_from(c, "reader9@example.net", client_ip="2001:db8:1:3::1").status_code == 200
+    from newsletter.web.security import client_key
+
+    assert client_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == client_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:198.51.100.4") == "198.51.100.4"
+
+
+def test_2_the_limiter_evicts_old_entries_never_all() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, 600.0, clock=lambda: now[0], max_keys=10)
+    for n in range(9):  # older visitors
+        limiter.hit(f"old-{n}")
+    now[0] = 100.0
+    assert limiter.hit("attacker") == 0.0 and limiter.hit("attacker") == 0.0
+    assert limiter.hit("attacker") > 0  # limited
+    now[0] = 101.0
+    for n in range(50):  # a flood of fresh addresses past max_keys
+        limiter.hit(f"flood-{n}")
+        now[0] += 0.01
+        assert limiter.hit("attacker") > 0, n  # still limited: recent counters are not forgotten
+    assert len(limiter._hits) <= 10
+
+
+# --- 3. unapproved edits of a sent issue are published ----------------------------------------------------
+
+def test_3_an_edit_after_sending_is_never_published(site: Settings, client: httpx.Client,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    folder = site.root / "issues" / SENT
+    sent_subject = client.get("/feed.xml").text
+    toml = folder / "issue.toml"
+    toml.write_text(re.sub(r'(?m)^subject = ".*"$', 'subject = "EDITED AFTER SENDING"', toml.read_text("utf-8")),
+                    encoding="utf-8")
+    build(site, folder)  # the build on disk now differs from the approved one
+    assert "EDITED AFTER SENDING" in (folder / "build" / "email.html").read_text("utf-8")
+    caplog.set_level(logging.WARNING, logger="newsletter.serve")
+    for path in ("/", "/feed.xml", f"/issues/{SENT}"):
+        r = client.get(path)
+        assert "EDITED AFTER SENDING" not in r.text, path
+    assert client.get(f"/issues/{SENT}").status_code == 404
+    assert "EDITED" not in sent_subject
+    assert any("differs from the build approved" in r.getMessage() for r in caplog.records)
