@@ -150,3 +150,186 @@ def test_3_an_edit_after_sending_is_never_published(site: Settings, client: http
     assert client.get(f"/issues/{SENT}").status_code == 404
     assert "EDITED" not in sent_subject
     assert any("differs from the build approved" in r.getMessage() for r in caplog.records)
+
+
+# --- 4. a one-character or whitespace secret is accepted ----------------------------------------------
+
+@pytest.mark.parametrize("weak", [" ", "x", "  \t  ", "a" * 40, "0123456789" * 3, "abababababababababababababababab"])
+def test_4_a_weak_secret_is_refused_with_how_to_make_one(site: Settings, weak: str) -> None:
+    from newsletter.errors import ConfigError
+    from newsletter.settings import load_settings
+
+    weak_site = load_settings(site.root / "newsletter.toml", env={"NEWSLETTER_SECRET": weak})
+    with pytest.raises(ConfigError) as info:
+        create_app(weak_site)
+    assert info.value.key == "NEWSLETTER_SECRET" and "secrets.token_urlsafe(32)" in str(info.value)
+    assert repr(weak) not in str(info.value) or weak.strip() == ""  # the secret itself is never shown
+
+
+def test_4_a_generated_secret_is_accepted(site: Settings) -> None:
+    import secrets as secrets_module
+
+    from newsletter.settings import load_settings
+
+    for secret in (secrets_module.token_urlsafe(32), secrets_module.token_hex(32)):
+        create_app(load_settings(site.root / "newsletter.toml", env={"NEWSLETTER_SECRET": secret}))
+
+
+def test_4_the_docs_make_secrets_of_32_bytes() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    for doc in ("README.md", "docs/serving.md", "docs/security.md"):
+        text = (repo / doc).read_text(encoding="utf-8")
+        assert "token_urlsafe(32)" in text and "32" in text, doc
+
+
+# --- 5. an empty var/secret gives an empty key ---------------------------------------------------------
+
+def _demo(site: Settings) -> Settings:
+    import dataclasses
+
+    return dataclasses.replace(site, secret="")  # the Maildir demo: var/secret is used
+
+
+@pytest.mark.parametrize("content", ["", "\n", "short\n"])
+def test_5_an_empty_or_short_secret_file_is_refused(site: Settings, content: str) -> None:
+    from newsletter.errors import ConfigError
+
+    secret_file = site.path(site.database).parent / "secret"
+    secret_file.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        create_app(_demo(site))
+    assert str(secret_file) in str(info.value) and "delete it" in str(info.value)
+
+
+def test_5_the_secret_file_is_written_atomically_0600_and_shared(site: Settings) -> None:
+    import os
+    import stat
+    import threading
+
+    from newsletter.settings import signing_secret
+
+    demo = _demo(site)
+    secret_file = demo.path(demo.database).parent / "secret"
+    secret_file.unlink(missing_ok=True)
+    old_umask = os.umask(0o022)
+    try:
+        results: list[str] = []
+        errors: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def one() -> None:
+            start.wait()
+            try:
+                results.append(signing_secret(demo))
+            except BaseException as exc:  # collected, asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        os.umask(old_umask)
+    assert errors == [] and len(set(results)) == 1 and len(results[0]) >= 32
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert [p.name for p in secret_file.parent.iterdir() if p.name.startswith(".secret")] == []
+
+
+# --- 6. slowloris ---------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_6_a_slow_request_head_is_cut_off_and_others_are_served(site: Settings) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    port = _free_port()
+    import newsletter
+
+    package_root = str(Path(newsletter.__file__).resolve().parent.parent)  # the code under test, not an install
+    env = {**os.environ, "NEWSLETTER_SECRET": SECRET, "PYTHONPATH": package_root}
+    process = subprocess.Popen([sys.executable, "-m", "newsletter", "--config", str(site.root / "newsletter.toml"),
+                                "serve", "--port", str(port), "--header-timeout", "1"],
+                               cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    slow: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        for _ in range(20):  # half-open requests that drip one header line at a time
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        started = time.monotonic()
+        for _ in range(8):
+            time.sleep(0.5)
+            for s in slow:
+                with contextlib.suppress(OSError):
+                    s.sendall(b"X-Slow: 1\r\n")  # each byte used to reset Uvicorn's keep-alive timer
+            if time.monotonic() - started > 3.5:
+                break
+        closed = 0
+        for s in slow:
+            s.settimeout(2)
+            try:
+                closed += s.recv(1024) == b""
+            except (ConnectionResetError, BrokenPipeError):
+                closed += 1
+            except TimeoutError:
+                pass
+        assert closed == len(slow)
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    finally:
+        for s in slow:
+            s.close()
+        process.terminate()
+        out, err = process.communicate(timeout=15)
+    assert "signing links with the secret from the environment" in err  # finding 15: the source is said
+
+
+def test_6_limits_are_set_and_documented() -> None:
+    from newsletter.web.server import uvicorn_config
+
+    config = uvicorn_config(create_app, host="127.0.0.1", port=0)
+    assert config.timeout_keep_alive <= 5 and config.limit_concurrency and config.h11_max_incomplete_event_size
+    text = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text(encoding="utf-8")
+    assert "reverse proxy" in text and "--header-timeout" in text
+
+
+# --- 7. log forging -------------------------------------------------------------------------------------
+
+def test_7_control_characters_are_escaped_in_the_log(site: Settings, server: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import http.client
+
+    caplog.set_level(logging.INFO, logger="newsletter.serve.access")
+    conn = http.client.HTTPConnection(server.removeprefix("http://"), timeout=10)
+    try:
+        conn.request("GET", "/nothing%0d%0a127.0.0.1%20%22GET%20/admin%22%20200%00%1b[2J")
+        conn.getresponse().read()
+    finally:
+        conn.close()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "newsletter.serve.access"]
+    assert "\r" not in line and "\n" not in line and "\x00" not in line and "\x1b" not in line
+    assert "\\x0d\\x0a" in line and "\\x1b" in line
+    # And the formatter of `newsletter serve` escapes whatever any message holds.
+    from newsletter.web.security import EscapingFormatter
+
+    record = logging.LogRecord("newsletter.serve", logging.WARNING, __file__, 1, "a %s b", ("x\ny\x1b",), None)
+    assert EscapingFormatter("%(message)s").format(record) == "a x\\x0ay\\x1b b"
