@@ -333,3 +333,52 @@ def test_7_control_characters_are_escaped_in_the_log(site: Settings, server: str
 
     record = logging.LogRecord("newsletter.serve", logging.WARNING, __file__, 1, "a %s b", ("x\ny\x1b",), None)
     assert EscapingFormatter("%(message)s").format(record) == "a x\\x0ay\\x1b b"
+
+
+# --- 8. a password in the query leaks its tail ------------------------------------------------------------
+
+@pytest.mark.parametrize("url", [
+    "smtp://user@host:P?password=S3cr3t-P@ss!word",
+    "smtp://user@mail.example.org:587?starttls=required&password=S3cr3t-P@ss!word",
+    "smtp://user@mail.example.org:587?token=S3cr3t-P@ss!word&timeout=5",
+    "smtps://user:S3cr3t-P@ss!word@mail.example.org:465",
+])
+def test_8_no_part_of_a_password_is_shown(url: str) -> None:
+    from newsletter.errors import ConfigError
+    from newsletter.transports import mask_url, open_transport
+
+    shown = mask_url(url)
+    for piece in ("S3cr3t", "ss!word", "P@ss"):
+        assert piece not in shown, shown
+    with pytest.raises(ConfigError) as info:
+        open_transport(url, password="from-the-environment")
+    assert "NEWSLETTER_SMTP_PASSWORD" in str(info.value)
+    for piece in ("S3cr3t", "ss!word", "P@ss"):
+        assert piece not in str(info.value)
+
+
+# --- 9. a non-ASCII SMTP password ------------------------------------------------------------------------
+
+def test_9_a_non_ascii_password_logs_in_as_utf8_and_never_echoes(tmp_path: Path) -> None:
+    from smtp_servers import simple_message, starttls_server
+
+    from newsletter.errors import ConnectionRefusedForAll
+    from newsletter.models import Subscriber
+    from newsletter.transports import open_transport
+
+    def person(i: int) -> Subscriber:
+        return Subscriber(id=i, email=f"reader{i}@example.org", name="")
+
+    password = "Pässwörd-für-SMTP-ünïcode"
+    with starttls_server(tmp_path, users={"editor": password}) as server:
+        url = server.url(query=f"cafile={server.ca_path}", user="editor")
+        good = open_transport(url, password=password)
+        good.send(simple_message("2026-11-25", person(1)))
+        good.close()
+        assert len(server.handler.messages) == 1
+        bad = open_transport(url, password=password.replace("ä", "a", 1).replace("P", "Ö"))
+        with pytest.raises(ConnectionRefusedForAll) as info:
+            bad.send(simple_message("2026-11-25", person(2)))
+        shown = str(info.value) + repr(info.value)
+        assert "authentication failed" in shown
+        assert not any(c in shown for c in "äöüÖï") and "position" not in shown

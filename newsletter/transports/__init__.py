@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from newsletter.errors import ConfigError
 from newsletter.models import Message
 
-__all__ = ["Transport", "TransportFactory", "register", "open_transport", "schemes", "mask_url"]
+__all__ = ["Transport", "TransportFactory", "register", "open_transport", "schemes", "mask_url", "SECRET_PARAMETERS"]
 
 
 @runtime_checkable
@@ -24,21 +24,28 @@ class Transport(Protocol):
 TransportFactory = Callable[..., Transport]
 
 _REGISTRY: dict[str, TransportFactory] = {}
-_SECRET_PARAM = re.compile(r"(?P<prefix>[?&](?:password|pass|secret|token)=)[^&#]*", re.IGNORECASE)
+#: Query parameters that hold credentials; everything after one is masked (a value may hold `&`, `#` or `@`).
+SECRET_PARAMETERS = ("password", "passwd", "pass", "pwd", "secret", "token", "apikey", "api_key", "key", "auth")
+_SECRET_PARAM = re.compile(r"[?&;](?:" + "|".join(SECRET_PARAMETERS) + r")=", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by *** (`user:pass@` -> `user:***@`), safe to print.
+    """The URL with every credential replaced by *** (`user:pass@` -> `user:***@`, `?password=...` -> `?password=***`).
 
-    Everything between `//` and the LAST `@` is user information, so a password holding `@`, `/` or `#`
-    is masked whole; only the part before the first `:` (the user name) is kept.
+    A credential in the query is masked to the end of the URL first, so an `@` inside it cannot be
+    taken for the end of the user information. Then everything between `//` and the LAST `@` is user
+    information, so a password holding `@`, `/` or `#` is masked whole; only the part before the first
+    `:` (the user name) is kept.
     """
+    secret = _SECRET_PARAM.search(url)
+    if secret:
+        url = url[: secret.end()] + "***"
     scheme, sep, rest = url.partition("//")
     if sep and "@" in rest:
         userinfo, _, hostpart = rest.rpartition("@")
         user = userinfo.split(":", 1)[0]
         url = f"{scheme}//{user}:***@{hostpart}" if ":" in userinfo else f"{scheme}//{userinfo}@{hostpart}"
-    return _SECRET_PARAM.sub(r"\g<prefix>***", url)
+    return url
 
 
 def register(scheme: str) -> Callable[[TransportFactory], TransportFactory]:

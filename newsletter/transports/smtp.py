@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import smtplib
@@ -17,7 +18,7 @@ from newsletter.errors import (
     TransientDeliveryError,
 )
 from newsletter.models import Message
-from newsletter.transports import mask_url, register
+from newsletter.transports import SECRET_PARAMETERS, mask_url, register
 
 __all__ = ["SMTPTransport", "PASSWORD_ENV", "parse_smtp_url"]
 
@@ -178,7 +179,7 @@ class SMTPTransport:
             if self.user:
                 if not smtp.has_extn("auth"):
                     raise self._refused("server does not offer AUTH (check the port and TLS settings)")
-                smtp.login(self.user, self._password or "")
+                self._login(smtp)
         except ssl.SSLCertVerificationError as exc:
             raise self._cert_error(exc) from exc
         except ssl.SSLError as exc:
@@ -193,6 +194,24 @@ class SMTPTransport:
             raise self._refused(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise self._refused(f"session setup failed: {exc}") from exc
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH; smtplib encodes credentials as ASCII (a UnicodeEncodeError that shows a character of the
+        password and its position), so non-ASCII ones go as UTF-8 with AUTH PLAIN, which RFC 4616 allows."""
+        user, password = self.user or "", self._password or ""
+        if (user + password).isascii():
+            smtp.login(user, password)
+            return
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if "PLAIN" not in offered:
+            raise self._refused("the SMTP user name or password has non-ASCII characters, which only AUTH PLAIN "
+                                f"can carry, and the server offers {' '.join(offered) or 'no mechanism'}")
+        response = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
+        code, reply = smtp.docmd("AUTH", "PLAIN " + response)
+        if code == 334:  # a server that wants the response on its own line
+            code, reply = smtp.docmd(response)
+        if code not in (235, 503):
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -270,7 +289,8 @@ def parse_smtp_url(url: str) -> dict[str, object]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     shown = mask_url(url)
-    if parts.password is not None:
+    if parts.password is not None or any(key.lower() in SECRET_PARAMETERS
+                                         for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
         raise ConfigError(f"{shown}: put the SMTP password in {PASSWORD_ENV}, not in the URL", key="transport")
     if not parts.hostname:
         raise ConfigError(f"{shown}: no host (expected {scheme}://[user@]host:port)", key="transport")
