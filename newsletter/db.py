@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +17,8 @@ __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now"
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
 SCHEMA_VERSION = 2
+
+log = logging.getLogger("newsletter.db")
 
 WAL_AUTOCHECKPOINT_PAGES = 128
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -106,6 +111,7 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Con
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LedgerError(f"{path}: cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
+    _private_file(path)
     try:
         conn = sqlite3.connect(path, timeout=timeout)
     except sqlite3.Error as exc:
@@ -130,6 +136,29 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Con
         conn.close()
         raise
     return conn
+
+
+_warned: set[str] = set()
+
+
+def _private_file(path: Path) -> None:
+    """Create the database 0600 (it holds every address and name; SQLite gives its -wal and -shm files the
+    same mode), and warn once per file when an existing one is readable or writable by others."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            return  # sqlite3.connect reports the real problem
+        if mode & 0o077 and str(path) not in _warned:
+            _warned.add(str(path))
+            log.warning("%s can be read by other users of this machine (mode %04o) and holds every subscriber's "
+                        "address: run `chmod 600 %s`", path, mode, path)
+        return
+    except OSError:
+        return  # a read-only folder, for example: sqlite3.connect reports it with the file name
+    os.close(fd)
 
 
 def ledger_error(conn: sqlite3.Connection, exc: sqlite3.Error, *, what: str) -> LedgerError:

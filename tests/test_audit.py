@@ -382,3 +382,90 @@ def test_9_a_non_ascii_password_logs_in_as_utf8_and_never_echoes(tmp_path: Path)
         shown = str(info.value) + repr(info.value)
         assert "authentication failed" in shown
         assert not any(c in shown for c in "äöüÖï") and "position" not in shown
+
+
+# --- 10. one damaged build.json takes the archive down ------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["[]", '"a string"', "42", "null"])
+def test_10_one_damaged_issue_is_skipped_the_rest_are_served(site: Settings, client: httpx.Client, damage: str,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    other = "2026-11-26"
+    shutil.copytree(site.root / "issues" / SENT, site.root / "issues" / other)
+    with contextlib.closing(db.connect(site.path(site.database))) as conn:
+        conn.execute("INSERT INTO ledger (issue_id, subscriber_id, status, sent_at)"
+                     " SELECT ?, id, 'sent', '2026-11-26T08:00:00+00:00' FROM subscribers", (other,))
+        conn.commit()
+    assert f'href="/issues/{other}"' in client.get("/").text  # both listed while both are whole
+    (site.root / "issues" / other / "build" / "build.json").write_text(damage, encoding="utf-8")
+    caplog.set_level(logging.WARNING, logger="newsletter.serve")
+    home, feed, page = client.get("/"), client.get("/feed.xml"), client.get(f"/issues/{other}")
+    assert home.status_code == 200 and f'href="/issues/{SENT}"' in home.text and other not in home.text
+    assert feed.status_code == 200 and f"/issues/{SENT}" in feed.text and other not in feed.text
+    assert page.status_code == 404 and "Traceback" not in page.text
+    assert client.get(f"/issues/{SENT}").status_code == 200
+    assert any(other in r.getMessage() for r in caplog.records)
+
+
+# --- 11. the database is created world-readable ------------------------------------------------------------
+
+def test_11_the_database_is_created_0600_and_a_readable_one_is_reported(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "var" / "newsletter.sqlite3"
+        conn = db.connect(path)
+        subscribers.add(conn, "reader@example.org", "Reader")
+        conn.close()
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        assert modes[path.name] == 0o600 and all(m & 0o077 == 0 for m in modes.values()), modes
+        old = tmp_path / "old.sqlite3"
+        old.touch(mode=0o644)
+        os.chmod(old, 0o644)
+        caplog.set_level(logging.WARNING, logger="newsletter.db")
+        db.connect(old).close()
+    finally:
+        os.umask(old_umask)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "newsletter.db"]
+    assert str(old) in warning and "chmod 600" in warning
+
+
+# --- 12. nested parentheses in a multipart header ----------------------------------------------------------
+
+def test_12_a_hostile_multipart_body_is_400_never_500(site: Settings, client: httpx.Client) -> None:
+    nested = "(" * 5000 + ")" * 5000
+    body = (f'--b\r\nContent-Disposition: form-data; name="List-Unsubscribe"; x={nested}\r\n\r\n'
+            "One-Click\r\n--b--\r\n").encode()
+    r = client.post(f"/unsubscribe/{token_for(site, 'amara.okafor@example.org')}", content=body,
+                    headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 400 and "Traceback" not in r.text
+    assert statuses(site)["amara.okafor@example.org"] == "subscribed"
+
+
+# --- 13. trailing-slash redirects reflect the Host header --------------------------------------------------
+
+def test_13_slash_redirects_are_relative_and_ignore_the_host_header(site: Settings, server: str) -> None:
+    import http.client
+
+    def get(path: str, host: str, root: str = server) -> tuple[int, str | None]:
+        conn = http.client.HTTPConnection(root.removeprefix("http://"), timeout=10)
+        try:
+            conn.putrequest("GET", path, skip_host=True)
+            conn.putheader("Host", host)
+            conn.endheaders()
+            response = conn.getresponse()
+            response.read()
+            return response.status, response.getheader("Location")
+        finally:
+            conn.close()
+
+    for path, target in ((f"/issues/{SENT}/", f"/issues/{SENT}"), ("/subscribe/?a=1", "/subscribe?a=1"),
+                         ("/feed.xml/", "/feed.xml")):
+        status, location = get(path, "evil.example")
+        assert status == 307 and location == target, (path, location)
+    assert get("//evil.example/", "evil.example")[0] == 404
+    assert get("/nothing-here/", "evil.example") == (404, None)
+    with running(create_app(site), root_path="/newsletter") as url:
+        assert get(f"/issues/{SENT}/", "evil.example", url) == (307, f"/newsletter/issues/{SENT}")

@@ -108,7 +108,7 @@ def relative_slash_redirect(router: Router) -> ASGIApp:
         if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
             stripped = {**scope, "path": path.rstrip("/") or "/"}
             if any(route.matches(stripped)[0] != Match.NONE for route in router.routes):
-                location = str(scope.get("root_path", "")).rstrip("/") + stripped["path"]
+                location = stripped["path"]  # ASGI: the path already holds the root path (--root-path)
                 query = scope.get("query_string", b"").decode("latin-1")
                 if location.startswith("//"):  # never a network-path reference to another host
                     location = "/" + location.lstrip("/")
