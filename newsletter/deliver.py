@@ -18,8 +18,10 @@ from .models import Subscriber
 from .personalise import Personaliser, prepare
 from .pipeline import build, compose, issue_folder
 from .render import build_hash, read_build
+from .safeguards import record_send_key
 from .send import SendReport, send_issue
 from .settings import Settings, signing_secret
+from .tokens import key_id
 from .transports import Transport, open_transport
 
 __all__ = ["SendInProgress", "send_lock_path", "transport_url", "transport_factory", "personaliser_for", "send_proof", "send_full", "dry_run",
@@ -109,8 +111,11 @@ def send_full(settings: Settings, folder: Path, *, stop: threading.Event | None 
               connections: int | None = None, rate: float | None = None) -> SendReport:
     """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build."""
     require_approval(folder)
-    personaliser = personaliser_for(settings, folder)
+    secret = signing_secret(settings)
+    personaliser = prepare(read_build(folder / "build")[0], settings, secret=secret)
     with _send_lock(settings, folder.name), database(settings) as conn:
+        # Which key signs this issue's links: `serve` refuses a different demo key instead of failing every link.
+        record_send_key(conn, folder.name, key_id(secret))
         return send_issue(conn, folder.name, make_message=personaliser.message,
                           transport_factory=transport_factory(settings),
                           connections=connections or settings.connections, rate=rate or settings.rate,

@@ -291,6 +291,12 @@ class _Run:
             self.workers.abort.set()
             self._refusal_key, self._refused = None, []
 
+    def _still_subscribed(self, subscriber_id: int) -> bool:
+        """The subscriber's state now, not at claim time: an unsubscribe must stop a message already claimed
+        (at most the `connections` messages queued or in flight can still go out after it)."""
+        row = self.conn.execute("SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+        return row is not None and row[0] == "subscribed"
+
     def dispatch(self, chunk: list[Subscriber], make_message: Callable[[Subscriber], Message]) -> None:
         assert self.workers is not None
         claimed = set(self.ledger.claim_batch([s.id for s in chunk]))
@@ -300,6 +306,11 @@ class _Run:
             try:
                 if self.should_stop():
                     return
+                if not self._still_subscribed(subscriber.id):
+                    # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent.
+                    self.ledger.release([subscriber.id])
+                    handed = True
+                    continue
                 try:
                     message = make_message(subscriber)
                 except HeaderError as exc:  # this subscriber's name/address cannot go into a header

@@ -469,3 +469,159 @@ def test_13_slash_redirects_are_relative_and_ignore_the_host_header(site: Settin
     assert get("/nothing-here/", "evil.example") == (404, None)
     with running(create_app(site), root_path="/newsletter") as url:
         assert get(f"/issues/{SENT}/", "evil.example", url) == (307, f"/newsletter/issues/{SENT}")
+
+
+# --- 14. confirm links are reusable and undo a later unsubscribe -----------------------------------------
+
+def test_14_a_confirm_link_works_once(site: Settings, server: str) -> None:
+    address = "new.reader@example.org"
+    with httpx.Client(base_url=server, timeout=10) as c:
+        assert _subscribe_from(c, address).status_code == 200
+        link = confirm_link(site, address)
+        _, csrf = form_of(c.get(link).text)
+        assert c.post(link, data={"csrf": csrf}).status_code == 200
+        assert statuses(site)[address] == "subscribed"
+        token = token_for(site, address)
+        assert c.post(f"/unsubscribe/{token}", data=ONE_CLICK).status_code == 200
+        _, csrf = form_of(c.get(link).text)
+        r = c.post(link, data={"csrf": csrf})  # the same link, two days' worth of reuse
+        assert r.status_code == 400 and "already been used" in r.text
+    assert statuses(site)[address] == "unsubscribed"
+
+
+def test_14_an_unused_confirm_link_honours_a_later_unsubscribe(site: Settings, server: str) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+    from test_serve import old_signer
+
+    address = "amara.okafor@example.org"  # subscribed; an old confirm link of hers was never used
+    old_link = URLSafeTimedSerializer(SECRET, salt="newsletter.confirm-email", signer=old_signer(3600)).dumps(
+        {"email": address, "name": ""})
+    with httpx.Client(base_url=server, timeout=10) as c:
+        assert c.post(f"/unsubscribe/{token_for(site, address)}", data=ONE_CLICK).status_code == 200
+        _, csrf = form_of(c.get(f"/confirm/{old_link}").text)
+        r = c.post(f"/confirm/{old_link}", data={"csrf": csrf})
+        assert r.status_code == 400 and "older than your unsubscribe" in r.text
+    assert statuses(site)[address] == "unsubscribed"
+
+
+# --- 15. serve quietly uses var/secret -----------------------------------------------------------------
+
+def test_15_serve_says_which_secret_and_refuses_a_demo_key_that_did_not_sign_the_sends(
+        site: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    import dataclasses
+
+    from newsletter.errors import ConfigError
+    from newsletter.tokens import key_id
+
+    with contextlib.closing(db.connect(site.path(site.database))) as conn:
+        recorded = conn.execute("SELECT issue_id, key_id FROM send_keys").fetchall()
+    assert [tuple(r) for r in recorded] == [(SENT, key_id(SECRET))]
+    caplog.set_level(logging.INFO, logger="newsletter.serve")
+    create_app(site)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "the environment (NEWSLETTER_SECRET)" in said and key_id(SECRET) in said and SECRET not in said
+    demo = dataclasses.replace(site, secret="")  # NEWSLETTER_SECRET forgotten in the service's environment
+    with pytest.raises(ConfigError) as info:
+        create_app(demo)
+    assert info.value.key.endswith("var/secret") and SENT in str(info.value)  # type: ignore[union-attr]
+
+
+# --- 16. tokens carry an unkeyed digest of the address ---------------------------------------------------
+
+def test_16_a_token_does_not_confirm_a_guessed_address_and_old_links_still_work(site: Settings,
+                                                                               client: httpx.Client) -> None:
+    import hashlib
+
+    from itsdangerous import Signer
+
+    from newsletter.tokens import make_token
+
+    amara = subscriber(site, "amara.okafor@example.org")
+    token = make_token(SECRET, "unsubscribe", amara.id, amara.email)
+    digest = token.split(".")[1]
+    for guess in (amara.email, amara.email.upper(), f" {amara.email} "):
+        unkeyed = hashlib.sha256(guess.strip().lower().encode()).hexdigest()
+        assert not unkeyed.startswith(digest) and digest not in unkeyed  # offline guessing needs the secret
+    # A link in an inbox from before the change (unkeyed digest) still unsubscribes.
+    li = subscriber(site, "li.wei@example.org")
+    legacy_digest = hashlib.sha256(li.email.lower().encode()).hexdigest()[:10]
+    legacy = Signer(SECRET, salt="newsletter.unsubscribe").sign(f"{li.id}.{legacy_digest}").decode()
+    assert client.post(f"/unsubscribe/{legacy}", data=ONE_CLICK).status_code == 200
+    assert statuses(site)[li.email] == "unsubscribed"
+    # ... and a legacy-format token for another address does not.
+    wrong = Signer(SECRET, salt="newsletter.unsubscribe").sign(f"{amara.id}.{legacy_digest}").decode()
+    assert client.post(f"/unsubscribe/{wrong}", data=ONE_CLICK).status_code == 400
+
+
+# --- 17. the CSRF nonce is adopted from any cookie ------------------------------------------------------
+
+def test_17_a_planted_csrf_cookie_is_not_adopted(site: Settings, server: str) -> None:
+    token = token_for(site, "zoe.mueller@example.org")
+    planted = "A" * 32  # the right shape; set by a sibling subdomain, or by the attacker's own visit
+    with httpx.Client(base_url=server, timeout=10) as attacker:
+        page = attacker.get(f"/unsubscribe/{token}", headers={"Cookie": f"nl_csrf={planted}"})
+        _, field = form_of(page.text)
+        assert planted not in page.headers["set-cookie"]
+    with httpx.Client(base_url=server, timeout=10) as victim:  # carries the planted cookie only
+        r = victim.post(f"/unsubscribe/{token}", data={"csrf": field}, headers={"Cookie": f"nl_csrf={planted}"})
+        assert r.status_code == 403
+    assert statuses(site)["zoe.mueller@example.org"] == "subscribed"
+
+
+# --- Also: an unsubscribe stops messages already claimed --------------------------------------------------
+
+def test_also_an_unsubscribe_during_a_send_stops_claimed_messages(tmp_path: Path) -> None:
+    from typing import Any
+
+    from smtp_servers import RecordingHandler, simple_message, smtp_server
+
+    from newsletter.send import send_issue
+    from newsletter.transports import open_transport
+
+    path = tmp_path / "newsletter.sqlite3"
+    conn = db.connect(path)
+    people = [subscribers.add(conn, f"reader{n}@example.org") for n in range(1, 31)]
+    leaving = people[9]
+
+    class UnsubscribesDuringTheSend(RecordingHandler):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if not self.messages:  # while the first message is being delivered, reader10 unsubscribes
+                with contextlib.closing(db.connect(path)) as web:
+                    subscribers.unsubscribe(web, leaving.id)
+            return await super().handle_DATA(server, session, envelope)
+
+    handler = UnsubscribesDuringTheSend()
+    with smtp_server(handler) as server:
+        report = send_issue(conn, "2026-11-25", make_message=lambda s: simple_message("2026-11-25", s),
+                            transport_factory=lambda: open_transport(server.url(query="starttls=off"), timeout=5.0),
+                            claim_size=50)
+    recipients = handler.recipients()
+    assert leaving.email not in recipients and report.sent == 29 and len(recipients) == 29
+    row = conn.execute("SELECT status FROM ledger WHERE issue_id = ? AND subscriber_id = ?",
+                       ("2026-11-25", leaving.id)).fetchone()
+    assert row is None or row[0] != "sent"
+    conn.close()
+
+
+# --- the schema upgrade ----------------------------------------------------------------------------------
+
+def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    for statement in db._SCHEMA_V1:
+        old.execute(statement)
+    old.execute("INSERT INTO subscribers (email, email_key, status) VALUES ('a@example.org', 'a@example.org', "
+                "'subscribed')")
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+    conn = db.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 2
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"confirmation_mail", "used_links", "send_keys"} <= tables
+        assert subscribers.count(conn) == 1  # nothing lost
+    finally:
+        conn.close()
