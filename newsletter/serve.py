@@ -211,7 +211,7 @@ class _Site:
             return self._with_form(request, "resubscribe.html", {"address": mask_address(who.email)},
                                    "resubscribe", token)
         await self._send_confirmation(who.email, who.name)
-        return self.pages.render(request, "subscribe_sent.html")
+        return self.pages.render(request, "subscribe_sent.html", {"address": mask_address(who.email)})
 
     # --- subscribe (double opt-in) ---------------------------------------------------------------
 
