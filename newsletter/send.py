@@ -230,6 +230,7 @@ class _Run:
         self.error: BaseException | None = None
         self._refusal_key: tuple[int, str] | None = None
         self._refused: list[int] = []
+        self._stopped_for: tuple[int, str] | None = None
         self.workers: _Workers | None = None
 
     def should_stop(self) -> bool:
@@ -276,6 +277,11 @@ class _Run:
         """The same non-bounce refusal for REFUSAL_LIMIT messages in a row is about the sender, not them
         (a quota, a policy block): stop, and give those rows back so a later run sends them."""
         key = None if bounce or code is None else (code, _refusal_key(reason))
+        if key is not None and key == self._stopped_for:
+            # A message already in flight when the run stopped got the same refusal: give it back too.
+            self.ledger.reopen([subscriber_id])
+            self.failed -= 1
+            return
         if key is None or key != self._refusal_key:
             self._refusal_key, self._refused = key, []
         if key is None:
@@ -289,6 +295,7 @@ class _Run:
                                   "recipients, so the run stopped and those rows stay pending")
             assert self.workers is not None
             self.workers.abort.set()
+            self._stopped_for = key
             self._refusal_key, self._refused = None, []
 
     def _still_subscribed(self, subscriber_id: int) -> bool:
