@@ -16,7 +16,7 @@ from newsletter.errors import LedgerError
 __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 log = logging.getLogger("newsletter.db")
 
@@ -65,8 +65,11 @@ _SCHEMA_V1 = (
     """,
 )
 
-# Version 2 (security audit, issue 14): new tables only, so an existing file upgrades in place.
-_SCHEMA_V2 = (
+# v2: the name a greeting uses ("Hello Jane,"), kept apart from the display name ("Doe, Jane").
+_SCHEMA_V2 = ("ALTER TABLE subscribers ADD COLUMN first_name TEXT NOT NULL DEFAULT ''",)
+
+# Version 3 (security audit, issue 14): new tables only, so an existing file upgrades in place.
+_SCHEMA_V3 = (
     # Confirmation emails sent per recipient (a keyed digest of the address, never the address itself):
     # the per-recipient limit must survive restarts and be shared by every process serving the site.
     """
@@ -96,7 +99,7 @@ _SCHEMA_V2 = (
 )
 
 # Index i holds the statements that take a file from user_version i to i + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 
 
 def utc_now() -> str:

@@ -169,7 +169,8 @@ class _Site:
     # --- unsubscribe / resubscribe ---------------------------------------------------------------
 
     async def unsubscribe_help(self, request: Request) -> Response:
-        return self.pages.render(request, "unsubscribe_help.html", {"mailto": self.settings.unsubscribe_mailto})
+        return self.pages.render(request, "unsubscribe_help.html", {"mailto": self.settings.unsubscribe_mailto,
+                                                                    "proof": request.query_params.get("proof") == "1"})
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]

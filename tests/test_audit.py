@@ -18,7 +18,6 @@ from test_serve import (ONE_CLICK, PUBLIC, SECRET, SENT, client, confirm_link, f
                         sent_site, server, site, statuses, subscriber, token_for)
 
 from newsletter import db, subscribers
-from newsletter.pipeline import build
 from newsletter.serve import create_app
 from newsletter.settings import Settings
 from newsletter.web.security import RateLimiter
@@ -138,10 +137,14 @@ def test_3_an_edit_after_sending_is_never_published(site: Settings, client: http
                                                      caplog: pytest.LogCaptureFixture) -> None:
     folder = site.root / "issues" / SENT
     sent_subject = client.get("/feed.xml").text
-    toml = folder / "issue.toml"
-    toml.write_text(re.sub(r'(?m)^subject = ".*"$', 'subject = "EDITED AFTER SENDING"', toml.read_text("utf-8")),
+    # `build` refuses a sent issue now (issue 13); an edit by hand, or by an older copy of the tool,
+    # still changes the files on disk, and the web app must not publish it.
+    html = folder / "build" / "email.html"
+    html.write_text(html.read_text("utf-8").replace("<body", "<body data-x", 1).replace(
+        "</body>", "<p>EDITED AFTER SENDING</p></body>", 1), encoding="utf-8")
+    meta = folder / "build" / "build.json"
+    meta.write_text(re.sub(r'"subject": ".*?"', '"subject": "EDITED AFTER SENDING"', meta.read_text("utf-8"), count=1),
                     encoding="utf-8")
-    build(site, folder)  # the build on disk now differs from the approved one
     assert "EDITED AFTER SENDING" in (folder / "build" / "email.html").read_text("utf-8")
     caplog.set_level(logging.WARNING, logger="newsletter.serve")
     for path in ("/", "/feed.xml", f"/issues/{SENT}"):
@@ -605,7 +608,7 @@ def test_also_an_unsubscribe_during_a_send_stops_claimed_messages(tmp_path: Path
 
 # --- the schema upgrade ----------------------------------------------------------------------------------
 
-def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
+def test_a_version_1_database_upgrades_in_place_to_3(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.sqlite3"
@@ -619,7 +622,7 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
     old.close()
     conn = db.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 3
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"confirmation_mail", "used_links", "send_keys"} <= tables
         assert subscribers.count(conn) == 1  # nothing lost

@@ -58,13 +58,14 @@ def confirm(conn: sqlite3.Connection, token: str, address: str, name: str, issue
             return before  # pressing the button twice, or an old link of a subscriber: no harm, no change
         if before is not None and before.status == "bounced":
             raise BOUNCED
+        if not use_link(conn, token, keep_for=CONFIRM_MAX_AGE):  # rolled back if a check below refuses
+            raise _USED
         if before is not None and before.status == "unsubscribed":
             left = _unsubscribed_at(conn, before.id)
             # Seconds on both sides: an unsubscribe in the same second as the link does not count as later.
             if left is not None and left > issued:
                 raise _STALE
-        if not use_link(conn, token, keep_for=CONFIRM_MAX_AGE):
-            raise _USED
-        result = subscribers.add(conn, address, name, resubscribe=True)
+        # The form asks for a first name (the one field): it is both how we greet and how we address.
+        result = subscribers.add(conn, address, name, first_name=name, resubscribe=True)
         db.log_event(conn, "web.subscribe", detail=f"subscriber {result.id} (confirmed by email)")
         return result
