@@ -34,7 +34,7 @@ def build_sample(root: Path) -> Path:
         shutil.copytree(REPO / folder, root / folder)
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
     (root / "issues").mkdir()
-    settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": "docs-screenshots-only"})
+    settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": "docs-screenshots-only-not-for-production"})
     issue = compose(settings, date=SAMPLE_DATE)
     return build(settings, issue.folder).issue.build_dir / PREVIEW_FILE
 

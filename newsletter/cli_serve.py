@@ -17,19 +17,22 @@ __all__ = ["COMMANDS", "serve_command"]
 
 
 def _run(settings: Any, *, host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str,
-         root_path: str) -> None:
+         root_path: str, head_deadline: float, max_connections: int) -> None:
     import uvicorn
 
     from .serve import create_app
+    from .web.security import EscapingFormatter
+    from .web.server import uvicorn_config
 
-    app = create_app(settings)  # a missing NEWSLETTER_SECRET stops here, before the port opens
     # Uvicorn's own access log would print token URLs; ours (newsletter.serve.access) masks them.
+    # Control characters are escaped in every line, so a visitor cannot forge log lines.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     served = logging.getLogger("newsletter.serve")
     served.addHandler(handler)
     served.setLevel(logging.INFO)
     served.propagate = False
+    app = create_app(settings)  # a missing or weak NEWSLETTER_SECRET stops here, before the port opens
     served.info("serving %s on http://%s:%d%s; public URL %s", settings.site_name, host, port, root_path,
                 settings.public_base_url)
     public_path = urlsplit(settings.public_base_url).path.rstrip("/")
@@ -37,8 +40,10 @@ def _run(settings: Any, *, host: str, port: int, proxy_headers: bool, forwarded_
         # Page links are built under --root-path; emails link under public_base_url. They must agree.
         served.warning("public_base_url's path is %r but --root-path is %r; behind a proxy that strips %r, "
                        "links on the pages will be wrong (see docs/serving.md)", public_path, root_path, public_path)
-    uvicorn.run(app, host=host, port=port, proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
-                root_path=root_path, access_log=False, server_header=False, log_level="info")
+    config = uvicorn_config(app, host=host, port=port, head_deadline=head_deadline, max_connections=max_connections,
+                            proxy_headers=proxy_headers, forwarded_allow_ips=forwarded_allow_ips,
+                            root_path=root_path, access_log=False, server_header=False, log_level="info")
+    uvicorn.Server(config).run()
 
 
 @click.command(name="serve")
@@ -51,15 +56,20 @@ def _run(settings: Any, *, host: str, port: int, proxy_headers: bool, forwarded_
               help="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted.")
 @click.option("--root-path", default="", metavar="PREFIX",
               help="The path prefix the reverse proxy strips, e.g. /newsletter.")
+@click.option("--header-timeout", "head_deadline", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              metavar="SECONDS", help="Close a connection that has not sent a complete request head by then.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Open connections past which requests are answered 503 at once.")
 @click.pass_obj
 def serve_command(obj: Any, host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str,
-                  root_path: str) -> None:
+                  root_path: str, head_deadline: float, max_connections: int) -> None:
     """Serve one-click unsubscribe, the web archive and the subscribe form (put HTTPS in front)."""
     if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
         raise click.BadParameter("use a path like /newsletter (leading slash, no trailing slash)",
                                  param_hint="--root-path")
     _run(obj.settings, host=host, port=port, proxy_headers=proxy_headers,
-         forwarded_allow_ips=forwarded_allow_ips, root_path=root_path)
+         forwarded_allow_ips=forwarded_allow_ips, root_path=root_path, head_deadline=head_deadline,
+         max_connections=max_connections)
 
 
 COMMANDS = [serve_command]

@@ -189,6 +189,7 @@ class _Run:
         self.error: BaseException | None = None
         self._refusal_key: tuple[int, str] | None = None
         self._refused: list[int] = []
+        self._stopped_for: tuple[int, str] | None = None
         self.workers: _Workers | None = None
 
     def should_stop(self) -> bool:
@@ -234,6 +235,11 @@ class _Run:
         """The same non-bounce refusal for REFUSAL_LIMIT messages in a row is about the sender, not them
         (a quota, a policy block): stop, and give those rows back so a later run sends them."""
         key = None if bounce or code is None else (code, _refusal_key(reason))
+        if key is not None and key == self._stopped_for:
+            # A message already in flight when the run stopped got the same refusal: give it back too.
+            self.ledger.reopen([subscriber_id])
+            self.failed -= 1
+            return
         if key is None or key != self._refusal_key:
             self._refusal_key, self._refused = key, []
         if key is None:
@@ -247,7 +253,14 @@ class _Run:
                                   "recipients, so the run stopped and those rows stay pending")
             assert self.workers is not None
             self.workers.abort.set()
+            self._stopped_for = key
             self._refusal_key, self._refused = None, []
+
+    def _still_subscribed(self, subscriber_id: int) -> bool:
+        """The subscriber's state now, not at claim time: an unsubscribe must stop a message already claimed
+        (at most the `connections` messages queued or in flight can still go out after it)."""
+        row = self.conn.execute("SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+        return row is not None and row[0] == "subscribed"
 
     def dispatch(self, chunk: list[Subscriber], make_message: Callable[[Subscriber], Message]) -> None:
         assert self.workers is not None
@@ -258,6 +271,11 @@ class _Run:
             try:
                 if self.should_stop():
                     return
+                if not self._still_subscribed(subscriber.id):
+                    # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent.
+                    self.ledger.release([subscriber.id])
+                    handed = True
+                    continue
                 try:
                     message = make_message(subscriber)
                 except HeaderError as exc:  # this subscriber's name/address cannot go into a header

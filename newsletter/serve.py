@@ -15,7 +15,6 @@ Confirming a subscription takes a button press, not just a GET: mail scanners fo
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,18 +27,19 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from .errors import DeliveryError, HeaderError, SubscriberError, TokenError
+from .store import safeguards
+from .errors import ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
-from .settings import Settings, signing_secret
+from .settings import Settings, SigningSecret, signing_key
 from .store import open_store, sqlite as db, subscribers
-from .tokens import make_token
+from .tokens import key_id, make_token
 from .transports import transport_factory
-from .web import archive
+from .web import archive, consent
 from .web.desk import Desk, DeskHeaders
 from .web.pages import CACHE_PUBLIC, PageError, Pages
-from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, read_form
+from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, client_key, read_form, relative_slash_redirect
 from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
-                               read_confirm_token, subscriber_for_token)
+                               read_confirm_link, subscriber_for_token)
 
 __all__ = ["create_app", "SUBSCRIBE_LIMIT"]
 
@@ -58,15 +58,38 @@ class NewsletterApp(Starlette):
 
 
 def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
+               confirmation_limit: tuple[int, float] = safeguards.CONFIRMATION_LIMIT,
                clock: Callable[[], float] = time.monotonic) -> Starlette:
-    """The app over `settings`' database and issues; ConfigError now (not per request) without a secret."""
-    site = _Site(settings, signing_secret(settings), RateLimiter(*subscribe_limit, clock=clock))
+    """The app over `settings`' database and issues; ConfigError now (not per request) without a usable secret."""
+    key = signing_key(settings)
+    check_signing_key(settings, key)
+    site = _Site(settings, key.value, RateLimiter(*subscribe_limit, clock=clock), confirmation_limit)
     desk = Desk(settings, site.secret)
     app = NewsletterApp(debug=False, routes=site.routes() + desk.routes(),
                         exception_handlers=site.pages.exception_handlers())
     site.pages.router = app.router
     desk.attach(app.router)
+    # Starlette's own slash redirect builds an absolute URL from the Host header; ours is relative.
+    app.router.redirect_slashes = False
+    app.router.default = relative_slash_redirect(app.router)
     return app
+
+
+def check_signing_key(settings: Settings, key: SigningSecret) -> None:
+    """Say which secret signs links (never the secret); refuse the demo file when sent links used another key."""
+    log.info("signing links with the secret from %s (key id %s)",
+             "the environment (NEWSLETTER_SECRET)" if not key.from_file else key.source, key_id(key.value))
+    with open_store(settings).connection() as conn:
+        others = safeguards.issues_sent_under_other_keys(conn, key_id(key.value))
+    if not others:
+        return
+    shown = ", ".join(others[:5]) + (" and more" if len(others) > 5 else "")
+    if key.from_file:
+        raise ConfigError(f"links in issues already sent ({shown}) were signed with another secret, so their "
+                          f"unsubscribe links would fail; set NEWSLETTER_SECRET to the secret `send` used",
+                          key=key.source)
+    log.warning("links in issues %s were signed with another secret than NEWSLETTER_SECRET: their unsubscribe "
+                "links will be refused until the old secret is set again", shown)
 
 
 def _token_error(exc: TokenError) -> PageError:
@@ -81,8 +104,10 @@ def _token_error(exc: TokenError) -> PageError:
 class _Site:
     """The route handlers; database work runs in a worker thread, one short connection each."""
 
-    def __init__(self, settings: Settings, secret: str, limiter: RateLimiter) -> None:
+    def __init__(self, settings: Settings, secret: str, limiter: RateLimiter,
+                 confirmation_limit: tuple[int, float]) -> None:
         self.settings, self.secret, self.limiter = settings, secret, limiter
+        self.confirmation_limit = confirmation_limit
         self.pages = Pages(settings)
         self.csrf = Csrf(secret)
 
@@ -135,10 +160,15 @@ class _Site:
         issue_id = request.path_params["issue_id"]
         if not archive.valid_issue_id(issue_id):
             raise HTTPException(404)
-        found = await self._db(archive.sent_issue, self.settings, issue_id)
-        if found is None:
+        try:
+            found = await self._db(archive.sent_issue, self.settings, issue_id)
+            html = await run_in_threadpool(archive.web_version, self.settings, found) if found else None
+        except (OSError, ValueError) as exc:  # damaged, or changed since approval: never serve the edit
+            log.warning("archive: not serving issue %s: %s", issue_id, exc)
+            raise PageError(404, "This issue is not available",
+                            "It cannot be shown right now. The archive lists every issue we can show.") from None
+        if html is None:
             raise HTTPException(404)
-        html = await run_in_threadpool(archive.web_version, self.settings, found)
         return HTMLResponse(html, headers=CACHE_PUBLIC)
 
     # --- unsubscribe / resubscribe ---------------------------------------------------------------
@@ -158,35 +188,43 @@ class _Site:
         form = await read_form(request)
         if form.get("List-Unsubscribe") == "One-Click":
             # RFC 8058: the mail provider POSTs this body on the reader's behalf; the token is the authority.
-            await self._db(_unsubscribe, self.secret, token, "one-click")
+            await self._db(consent.unsubscribe, self.secret, token, "one-click")
             return self.pages.render(request, "unsubscribed.html", {"address": "", "already": False, "form": None})
         self.csrf.check(request, form, f"unsubscribe:{token}")
-        who = await self._db(_unsubscribe, self.secret, token, "web")
+        who = await self._db(consent.unsubscribe, self.secret, token, "web")
         return self._unsubscribed(request, who, already=False)
 
     def _unsubscribed(self, request: Request, who: Subscriber, *, already: bool) -> HTMLResponse:
+        if who.status == "bounced":  # nothing to offer: a link never reactivates a bounced address
+            return self.pages.render(request, "unsubscribed.html",
+                                     {"address": mask_address(who.email), "already": already, "form": None})
         resubscribe = make_token(self.secret, "resubscribe", who.id, who.email)
         return self._with_form(request, "unsubscribed.html", {"address": mask_address(who.email), "already": already},
                                "resubscribe", resubscribe)
 
     async def resubscribe(self, request: Request) -> Response:
+        """A resubscribe link only asks for a confirmation email: whoever holds an old link is not
+        necessarily the owner of the mailbox."""
         token = request.path_params["token"]
+        if request.method == "POST":
+            self.csrf.check(request, await read_form(request), f"resubscribe:{token}")
+        who = await self._db(subscriber_for_token, self.secret, "resubscribe", token, max_age=RESUBSCRIBE_MAX_AGE)
+        if who.status == "subscribed":
+            return self.pages.render(request, "subscribed.html", {"address": mask_address(who.email)})
+        if who.status == "bounced":
+            raise consent.BOUNCED
         if request.method != "POST":  # GET or HEAD: show, never change
-            who = await self._db(subscriber_for_token, self.secret, "resubscribe", token, max_age=RESUBSCRIBE_MAX_AGE)
-            if who.status == "subscribed":
-                return self.pages.render(request, "subscribed.html", {"address": mask_address(who.email)})
             return self._with_form(request, "resubscribe.html", {"address": mask_address(who.email)},
                                    "resubscribe", token)
-        self.csrf.check(request, await read_form(request), f"resubscribe:{token}")
-        who = await self._db(_resubscribe, self.secret, token)
-        return self.pages.render(request, "subscribed.html", {"address": mask_address(who.email)})
+        await self._send_confirmation(who.email, who.name)
+        return self.pages.render(request, "subscribe_sent.html", {"address": mask_address(who.email)})
 
     # --- subscribe (double opt-in) ---------------------------------------------------------------
 
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "subscribe.html", {"error": None, "email": "", "name": ""}, "subscribe")
-        wait = self.limiter.hit(request.client.host if request.client else "-")
+        wait = self.limiter.hit(client_key(request.client.host if request.client else "-"))
         if wait:
             raise PageError(429, "Too many requests", "Please wait a few minutes, then try again.",
                             headers={"Retry-After": str(int(wait) + 1)})
@@ -195,14 +233,31 @@ class _Site:
         raw, name = form.get("email", "").strip(), subscribers.clean_name(form.get("name", ""))
         try:
             address = subscribers.normalise_address(raw)
-            token = confirm_token(self.secret, address, name)
-            base = self.settings.public_base_url.rstrip("/")
-            message = confirmation_message(self.settings, address, f"{base}/confirm/{token}")
+            self._confirmation(address, name)  # a bad To header shows here, before any limit is used up
         except (SubscriberError, HeaderError):
             error = "Please enter an email address like name@example.org."
             return self._with_form(request, "subscribe.html", {"error": error, "email": raw[:254], "name": name},
                                    "subscribe", status=400)
         # Known or not, the same email and the same page: the form must not reveal who is on the list.
+        await self._send_confirmation(address, name)
+        return self.pages.render(request, "subscribe_sent.html")
+
+    def _confirmation(self, address: str, name: str) -> Message:
+        token = confirm_token(self.secret, address, name)
+        base = self.settings.public_base_url.rstrip("/")
+        return confirmation_message(self.settings, address, f"{base}/confirm/{token}")
+
+    async def _send_confirmation(self, address: str, name: str) -> None:
+        """Email a confirm link to `address`, at most CONFIRMATION_LIMIT times a day (kept in the database,
+        so neither a restart nor many client addresses can turn the form into a mail bomb)."""
+        message = self._confirmation(address, name)
+        allowed = await self._db(safeguards.allow_confirmation, self.secret, address, limit=self.confirmation_limit)
+        if not allowed:
+            log.warning("confirmation email to a %s address not sent: daily limit for that address reached",
+                        address.rpartition("@")[2])
+            raise PageError(429, "We have already sent several emails to this address",
+                            "Please look for them in your inbox and spam folder, or try again tomorrow.",
+                            headers={"Retry-After": "3600"})
         try:
             await run_in_threadpool(self._send, message)
         except DeliveryError as exc:
@@ -210,7 +265,6 @@ class _Site:
             raise PageError(503, "We could not send the email",
                             "Something went wrong while sending the confirmation email. "
                             "Please try again in a few minutes.") from None
-        return self.pages.render(request, "subscribe_sent.html")
 
     def _send(self, message: Message) -> None:
         transport = transport_factory(self.settings)()
@@ -224,38 +278,10 @@ class _Site:
         if request.method == "POST":
             self.csrf.check(request, await read_form(request), f"confirm:{token}")
         try:
-            address, name = read_confirm_token(self.secret, token)
+            address, name, issued = read_confirm_link(self.secret, token)
         except TokenError as exc:
             raise _token_error(exc) from None
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "confirm.html", {"address": address, "name": name}, "confirm", token)
-        await self._db(_subscribe, address, name)
+        await self._db(consent.confirm, token, address, name, issued)
         return self.pages.render(request, "subscribed.html", {"address": mask_address(address)})
-
-
-# --- database work (run in a worker thread) -------------------------------------------------------
-
-def _unsubscribe(conn: sqlite3.Connection, secret: str, token: str, how: str) -> Subscriber:
-    with db.transaction(conn):
-        who = subscriber_for_token(conn, secret, "unsubscribe", token)
-        if who.status != "unsubscribed":
-            db.log_event(conn, "web.unsubscribe", detail=f"subscriber {who.id} ({how})")
-        return subscribers.unsubscribe(conn, who.id, commit=False)
-
-
-def _resubscribe(conn: sqlite3.Connection, secret: str, token: str) -> Subscriber:
-    with db.transaction(conn):
-        who = subscriber_for_token(conn, secret, "resubscribe", token, max_age=RESUBSCRIBE_MAX_AGE)
-        if who.status != "subscribed":
-            db.log_event(conn, "web.resubscribe", detail=f"subscriber {who.id}")
-        return subscribers.add(conn, who.email, resubscribe=True)
-
-
-def _subscribe(conn: sqlite3.Connection, address: str, name: str) -> Subscriber:
-    with db.transaction(conn):
-        before = subscribers.find(conn, address)
-        # The form asks for a first name (the one field): it is both how we greet and how we address.
-        result = subscribers.add(conn, address, name, first_name=name, resubscribe=True)
-        if before is None or before.status != "subscribed":
-            db.log_event(conn, "web.subscribe", detail=f"subscriber {result.id} (confirmed by email)")
-        return result

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .masking import mask_url
 from .text import is_safe_link
+from .tokens import HOW_TO_MAKE_A_SECRET, SECRET_ENV, check_secret
 
-__all__ = ["Settings", "Source", "load_settings", "signing_secret", "CONFIG_NAME"]
+__all__ = ["Settings", "Source", "load_settings", "signing_secret", "signing_key", "SigningSecret", "CONFIG_NAME"]
 
 CONFIG_NAME = "newsletter.toml"
 
@@ -186,31 +187,74 @@ def _validate(s: Settings, path: Path | str) -> Settings:
     return s
 
 
-def signing_secret(settings: Settings) -> str:
-    """NEWSLETTER_SECRET; for the embedded maildir demo only, a generated per-installation secret."""
+@dataclass(frozen=True)
+class SigningSecret:
+    """The key that signs links, and where it came from (said at start-up; the value never is)."""
+
+    value: str
+    source: str  # "NEWSLETTER_SECRET" or the path of the demo's generated file
+
+    @property
+    def from_file(self) -> bool:
+        return self.source != SECRET_ENV
+
+    def __repr__(self) -> str:
+        return f"SigningSecret(source={self.source!r})"
+
+
+def signing_key(settings: Settings) -> SigningSecret:
+    """NEWSLETTER_SECRET (checked for strength); for the embedded maildir demo only, a generated
+    per-installation secret in var/secret, written atomically (0600) and refused when empty or short."""
     if settings.secret:
-        return settings.secret
+        return SigningSecret(check_secret(settings.secret), SECRET_ENV)
     transport, database = settings.transport, settings.path(settings.database)
     if not transport.startswith(("maildir:", "memory:")):
         raise ConfigError(
             "NEWSLETTER_SECRET is not set: it signs unsubscribe links and must come from the environment "
-            "(for example `export NEWSLETTER_SECRET=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`)",
+            f"(for example `export NEWSLETTER_SECRET=$({HOW_TO_MAKE_A_SECRET})`)",
             key="NEWSLETTER_SECRET",
         )
     # Embedded demo default: a per-installation secret kept next to the database (never under issues/).
     secret_file = database.parent / "secret"
     try:
-        if secret_file.exists():
-            return secret_file.read_text(encoding="utf-8").strip()
-        secret_file.parent.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(32)
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token + "\n")
-        return token
+        if not secret_file.exists():
+            _create_secret_file(secret_file)
+        value = secret_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot create the demo signing secret at {secret_file}: {exc.strerror}",
+        raise ConfigError(f"cannot create or read the demo signing secret at {secret_file}: {exc.strerror or exc}",
                           key="NEWSLETTER_SECRET") from None
+    except UnicodeDecodeError:
+        value = ""
+    try:
+        check_secret(value, source=str(secret_file))
+    except ConfigError:
+        raise ConfigError(f"is empty or too short to sign links; delete it to have a new one generated, or set "
+                          f"NEWSLETTER_SECRET (`{HOW_TO_MAKE_A_SECRET}`)", key=str(secret_file)) from None
+    return SigningSecret(value, str(secret_file))
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a fresh secret to a temporary file, then link it into place: a reader never sees a half-written
+    (empty) file, and when two processes race, both end up with the first one's secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process was first; its secret wins
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def signing_secret(settings: Settings) -> str:
+    """The value of signing_key(settings)."""
+    return signing_key(settings).value
 
 
 def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None = None,

@@ -40,7 +40,7 @@ from newsletter.settings import Settings, load_settings  # noqa: E402
 
 __all__ = ["CrashLoopResult", "run_crash_loop", "main"]
 
-SECRET = "crash-loop-signing-secret"
+SECRET = "crash-loop-signing-secret-not-for-production"
 _RESENT = re.compile(r"resent_after_crash=(\d+)")
 _CLAIMED = "SELECT COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'claimed'"
 

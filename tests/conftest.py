@@ -25,13 +25,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(root)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     monkeypatch.delenv("NEWSLETTER_TRANSPORT", raising=False)
-    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret-not-for-production")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret-not-for-production-use")
     return root
 
 
 @pytest.fixture
 def settings(project: Path) -> Settings:
-    return load_settings(project / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production"})
+    return load_settings(project / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production-use"})
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from newsletter.store import sqlite as db, subscribers
 from newsletter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "test-secret-not-for-production"
+SECRET = "test-secret-not-for-production-use"
 DATE = dt.date(2026, 11, 25)
 EDITOR = ("edith@example.org", "Edith Editor", "editor", "edith's long password")
 APPROVER = ("arno@example.org", "Arno Approver", "approver", "arno's long password")

@@ -20,12 +20,12 @@ from newsletter.jobs.delivery import publish, send_full, send_proof, status
 from newsletter.errors import ApprovalError
 from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
-from newsletter.tokens import email_digest, read_token
+from newsletter.tokens import keyed_email_digest, read_token
 
 from smtp_servers import starttls_server
 
 DATE = dt.date(2026, 11, 25)
-SECRET = "test-secret-not-for-production"
+SECRET = "test-secret-not-for-production-use"
 #: The greeting uses the sample list's first_name column, never the display name ("Doe, Jane").
 FIRST_NAMES = {row["email"]: row["first_name"]
                for row in csv.DictReader((Path(__file__).parent.parent / "content" / "subscribers.csv").open())}
@@ -81,7 +81,7 @@ def test_send_to_maildir_personalised(settings: Settings, built: Path) -> None:
         assert "__NL_" not in html and "__NL_" not in text
         token = msg["List-Unsubscribe"].split("/unsubscribe/")[1].split(">")[0]
         sub_id, key = read_token(SECRET, "unsubscribe", token)
-        assert key == email_digest(to.addr_spec)
+        assert key == keyed_email_digest(SECRET, to.addr_spec)
         assert f"/unsubscribe/{token}" in html and f"/unsubscribe/{token}" in text
         first = FIRST_NAMES[to.addr_spec]
         assert f"Hello {first}," in text and f"Hello {to.display_name}," not in text

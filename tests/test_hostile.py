@@ -51,7 +51,7 @@ from newsletter.sources.markdown import read_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 BAD = Path(__file__).parent / "data" / "bad_summaries"
-SECRET = "hostile-input-secret"
+SECRET = "hostile-input-secret-for-tests-only"
 TRIED: Counter[str] = Counter()  # hostile inputs tried, per area
 CRASHES: Counter[str] = Counter()  # crashes with a traceback (must stay empty)
 FAST = hsettings(max_examples=150, deadline=None, derandomize=True,

@@ -14,7 +14,7 @@ from newsletter.models import RenderedEmail, Subscriber
 from newsletter.personalise import Personaliser, greeting
 from newsletter.jobs.issues import build, compose
 from newsletter.render import fill_placeholders
-from newsletter.tokens import email_digest, read_token
+from newsletter.tokens import keyed_email_digest, read_token
 
 WHEN = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.timezone.utc)
 
@@ -66,7 +66,7 @@ def test_headers_and_parts(rendered: RenderedEmail) -> None:
     unsub = msg["List-Unsubscribe"]
     assert unsub.startswith("<https://ms-research.example.org/nl/unsubscribe/") and "<mailto:" in unsub
     token = unsub.split("/unsubscribe/")[1].split(">")[0]
-    assert read_token("k", "unsubscribe", token) == (3, email_digest("zoe@example.org"))
+    assert read_token("k", "unsubscribe", token) == (3, keyed_email_digest("k", "zoe@example.org"))
     assert msg.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in msg.iter_parts()] == ["text/plain", "text/html"]
     assert all(len(line) <= 998 for line in m.data.split(b"\r\n"))

@@ -42,7 +42,7 @@ from newsletter.schedule import (
 )
 from newsletter.settings import Settings, load_settings
 
-SECRET = "test-secret-not-for-production"
+SECRET = "test-secret-not-for-production-use"
 DATE = dt.date(2026, 11, 25)
 UTC = dt.timezone.utc
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")

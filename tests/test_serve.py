@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import email
 import email.message
+import email.utils
 import email.policy
 import http.client
 import json
@@ -45,7 +46,7 @@ from newsletter.tokens import email_digest, make_token
 from newsletter.web.security import mask_path
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "test-secret-not-for-production"
+SECRET = "test-secret-not-for-production-use"
 DATE = dt.date(2026, 11, 25)
 SENT, DRAFT = "2026-11-25", "2026-11-25-draft"
 PUBLIC = "https://ms-research.example.org/newsletter"
@@ -143,6 +144,17 @@ def outbox(settings: Settings) -> list[email.message.EmailMessage]:
             for key in box.keys()]
 
 
+def confirm_link(settings: Settings, address: str) -> str:
+    """The path of the confirm link in the newest confirmation email to `address`."""
+    mails = [m for m in outbox(settings) if "confirm" in str(m["Subject"]).lower()
+             and m["To"].addresses[0].addr_spec.lower() == address.lower()]
+    assert mails, f"no confirmation email to {address}"
+    newest = max(mails, key=lambda m: email.utils.parsedate_to_datetime(m["Date"]))
+    found = re.search(r"/confirm/\S+", newest.get_body(("plain",)).get_content())
+    assert found
+    return found.group(0)
+
+
 def form_of(html: str) -> tuple[str, str]:
     """(action, csrf) of the page's form."""
     action = re.search(r'<form method="post" action="([^"]+)"', html)
@@ -229,7 +241,12 @@ def test_form_needs_a_matching_csrf_field_and_cookie(site: Settings, server: str
         assert browser.post(action, data={"csrf": "nope"}).status_code == 403
         assert statuses(site)["sam.taylor+newsletter@example.org"] == "unsubscribed"
         r = browser.post(action, data={"csrf": csrf})
-        assert r.status_code == 200 and "You are subscribed" in r.text
+        # Resubscribing needs the confirmation email (issue 14, finding 1): the link alone changes nothing.
+        assert r.status_code == 200 and "Check your inbox" in r.text
+        assert statuses(site)["sam.taylor+newsletter@example.org"] == "unsubscribed"
+        link = confirm_link(site, "sam.taylor+newsletter@example.org")
+        _, csrf = form_of(browser.get(link).text)
+        assert "You are subscribed" in browser.post(link, data={"csrf": csrf}).text
     assert statuses(site) == before
 
 
@@ -343,11 +360,11 @@ def test_feed_parses(site: Settings, client: httpx.Client) -> None:
     assert entry.published_parsed is not None
 
 
-def test_a_damaged_build_is_a_friendly_500(site: Settings, client: httpx.Client) -> None:
+def test_a_damaged_build_is_not_served(site: Settings, client: httpx.Client) -> None:
     (site.root / "issues" / SENT / "build" / "email.html").write_bytes(b"\xff\xfe broken")
     r = client.get(f"/issues/{SENT}")
-    assert r.status_code == 500
-    assert "Something went wrong" in r.text and "Traceback" not in r.text and "IssueError" not in r.text
+    assert r.status_code == 404
+    assert "not available" in r.text and "Traceback" not in r.text and "IssueError" not in r.text
     assert r.headers["content-security-policy"].startswith("default-src 'none'")
     assert client.get("/").status_code == 200  # the listing only needs build.json
 
@@ -516,6 +533,10 @@ def test_browser_clicks_through_unsubscribe(site: Settings, server: str) -> None
             expect(page.get_by_role("heading", level=1)).to_have_text("You are unsubscribed")
             assert statuses(site)["rafael.gomez@example.org"] == "unsubscribed"
             page.get_by_role("button", name="Resubscribe").click()
+            expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+            assert statuses(site)["rafael.gomez@example.org"] == "unsubscribed"  # until the email is confirmed
+            page.goto(server + confirm_link(site, "rafael.gomez@example.org"))
+            page.get_by_role("button", name="Yes, subscribe me").click()
             expect(page.get_by_role("heading", level=1)).to_have_text("You are subscribed")
             assert statuses(site)["rafael.gomez@example.org"] == "subscribed"
             assert page.evaluate("document.documentElement.scrollWidth") <= 375

@@ -17,10 +17,12 @@ from newsletter.models import RenderedEmail, Subscriber
 from newsletter.personalise import Personaliser, prepare
 from newsletter.policies import SendPolicy, SendReport
 from newsletter.render import read_build
+from newsletter.store.safeguards import record_send_key
 from newsletter.send import send_issue
 from newsletter.settings import Settings, signing_secret
 from newsletter.store import ImportReport, LedgerCounts, open_store
 from newsletter.store.subscribers import normalise_address
+from newsletter.tokens import key_id
 from newsletter.transports import allows_demo_subscribers, transport_factory
 
 from .issues import BuildResult, build, compose, issue_folder
@@ -88,6 +90,8 @@ def send_full(settings: Settings, folder: Path, *, stop: threading.Event | None 
     personaliser = personaliser_for(settings, folder, email=require_approval(folder))
     policy = SendPolicy(connections=connections or settings.connections, rate=rate or settings.rate)
     with _send_lock(settings, folder.name), open_store(settings).connection() as conn:
+        # Which key signs this issue's links: `serve` refuses a different demo key instead of failing every link.
+        record_send_key(conn, folder.name, key_id(signing_secret(settings)))
         return send_issue(conn, folder.name, make_message=personaliser.message,
                           transport_factory=transport_factory(settings), policy=policy, stop=stop, progress=progress)
 

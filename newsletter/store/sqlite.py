@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,9 @@ from newsletter.errors import LedgerError
 __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+log = logging.getLogger("newsletter.db")
 
 WAL_AUTOCHECKPOINT_PAGES = 128
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -63,8 +68,38 @@ _SCHEMA_V1 = (
 # v2: the name a greeting uses ("Hello Jane,"), kept apart from the display name ("Doe, Jane").
 _SCHEMA_V2 = ("ALTER TABLE subscribers ADD COLUMN first_name TEXT NOT NULL DEFAULT ''",)
 
+# Version 3 (security audit, issue 14): new tables only, so an existing file upgrades in place.
+_SCHEMA_V3 = (
+    # Confirmation emails sent per recipient (a keyed digest of the address, never the address itself):
+    # the per-recipient limit must survive restarts and be shared by every process serving the site.
+    """
+    CREATE TABLE IF NOT EXISTS confirmation_mail (
+        recipient TEXT NOT NULL,
+        sent_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS confirmation_mail_recipient ON confirmation_mail (recipient, sent_at)",
+    # Confirm links already used (a digest of the link), so each works once.
+    """
+    CREATE TABLE IF NOT EXISTS used_links (
+        digest TEXT PRIMARY KEY,
+        used_at REAL NOT NULL
+    )
+    """,
+    # Which signing key (a short HMAC, never the key) and token format each issue's links were made with.
+    """
+    CREATE TABLE IF NOT EXISTS send_keys (
+        issue_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        token_format INTEGER NOT NULL,
+        first_used TEXT,
+        PRIMARY KEY (issue_id, key_id)
+    )
+    """,
+)
+
 # Index i holds the statements that take a file from user_version i to i + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 
 
 def utc_now() -> str:
@@ -79,6 +114,7 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Con
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LedgerError(f"{path}: cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
+    _private_file(path)
     try:
         conn = sqlite3.connect(path, timeout=timeout)
     except sqlite3.Error as exc:
@@ -103,6 +139,29 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Con
         conn.close()
         raise
     return conn
+
+
+_warned: set[str] = set()
+
+
+def _private_file(path: Path) -> None:
+    """Create the database 0600 (it holds every address and name; SQLite gives its -wal and -shm files the
+    same mode), and warn once per file when an existing one is readable or writable by others."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            return  # sqlite3.connect reports the real problem
+        if mode & 0o077 and str(path) not in _warned:
+            _warned.add(str(path))
+            log.warning("%s can be read by other users of this machine (mode %04o) and holds every subscriber's "
+                        "address: run `chmod 600 %s`", path, mode, path)
+        return
+    except OSError:
+        return  # a read-only folder, for example: sqlite3.connect reports it with the file name
+    os.close(fd)
 
 
 def ledger_error(conn: sqlite3.Connection, exc: sqlite3.Error, *, what: str) -> LedgerError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import smtplib
@@ -243,7 +244,7 @@ class SMTPTransport(TransportBase):
             if self.user:
                 if not smtp.has_extn("auth"):
                     raise self._refused("server does not offer AUTH (check the port and TLS settings)")
-                smtp.login(self.user, self._password or "")
+                self._login(smtp)
         except ssl.SSLCertVerificationError as exc:
             raise self._cert_error(exc) from exc
         except ssl.SSLError as exc:
@@ -258,6 +259,24 @@ class SMTPTransport(TransportBase):
             raise self._refused(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise self._refused(f"session setup failed: {exc}") from exc
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH; smtplib encodes credentials as ASCII (a UnicodeEncodeError that shows a character of the
+        password and its position), so non-ASCII ones go as UTF-8 with AUTH PLAIN, which RFC 4616 allows."""
+        user, password = self.user or "", self._password or ""
+        if (user + password).isascii():
+            smtp.login(user, password)
+            return
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if "PLAIN" not in offered:
+            raise self._refused("the SMTP user name or password has non-ASCII characters, which only AUTH PLAIN "
+                                f"can carry, and the server offers {' '.join(offered) or 'no mechanism'}")
+        response = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
+        code, reply = smtp.docmd("AUTH", "PLAIN " + response)
+        if code == 334:  # a server that wants the response on its own line
+            code, reply = smtp.docmd(response)
+        if code not in (235, 503):
+            raise smtplib.SMTPAuthenticationError(code, reply)
 
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None

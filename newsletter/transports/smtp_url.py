@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from newsletter.errors import ConfigError
-from newsletter.masking import mask_url
+from newsletter.masking import SECRET_PARAMETERS, mask_url
 
 __all__ = ["parse_smtp_url", "PASSWORD_ENV"]
 
@@ -17,7 +17,8 @@ def parse_smtp_url(url: str) -> dict[str, object]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     shown = mask_url(url)
-    if parts.password is not None:
+    if parts.password is not None or any(key.lower() in SECRET_PARAMETERS
+                                         for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
         raise ConfigError(f"{shown}: put the SMTP password in {PASSWORD_ENV}, not in the URL", key="transport")
     if not parts.hostname:
         raise ConfigError(f"{shown}: no host (expected {scheme}://[user@]host:port)", key="transport")

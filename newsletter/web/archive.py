@@ -1,4 +1,8 @@
-"""The web archive: sent issues (those with a 'sent' ledger row), each one's web version, and an Atom feed."""
+"""The web archive: sent issues (those with a 'sent' ledger row), each one's web version, and an Atom feed.
+
+Only the approved build is public: a build on disk that differs from the hash in approval.json
+(an edit after sending) is not served, and a log line says why.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..approval import read_approval
 from ..compose import is_issue_id
+from ..errors import ApprovalError, IssueError
+from ..models import RenderedEmail
 from ..render import META_FILE, fill_placeholders, neutral_values, read_build
 from ..settings import Settings
 from ..store.ledger import first_sent_time, first_sent_times
@@ -64,25 +71,43 @@ def _first_sent(value: str | None, date: dt.date) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+class _Unpublishable(ValueError):
+    """A sent issue whose build cannot be shown: damaged, never approved, or changed since approval."""
+
+
+def _approved_build(settings: Settings, issue_id: str) -> RenderedEmail:
+    """The build on disk if it is exactly what was approved; _Unpublishable otherwise."""
+    folder = settings.path(settings.issues_dir) / issue_id
+    try:
+        meta = json.loads((folder / "build" / META_FILE).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise _Unpublishable(f"{folder / 'build' / META_FILE}: not a JSON object")
+        email, _ = read_build(folder / "build")
+        approval = read_approval(folder)
+    except (IssueError, ApprovalError) as exc:
+        raise _Unpublishable(str(exc)) from None
+    if approval is None:
+        raise _Unpublishable(f"{folder}: no approval.json, so nothing says which build was sent")
+    if email.sha256 != approval.sha256:
+        raise _Unpublishable(f"{folder / 'build'} differs from the build approved at {approval.approved_at}; "
+                             "serving nothing rather than an edit no subscriber received")
+    return email
+
+
 def _load(settings: Settings, issue_id: str, sent_at: str | None) -> ArchivedIssue | None:
-    """The issue's build.json; None when its build is gone (a sent issue whose folder was removed)."""
+    """The issue as approved; None when its build is gone (a sent issue whose folder was removed)."""
     if not valid_issue_id(issue_id):
         return None
-    path = _build_dir(settings, issue_id) / META_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not (_build_dir(settings, issue_id) / META_FILE).exists():
         return None
-    subject, preheader = meta.get("subject"), meta.get("preheader", "")
-    if not isinstance(subject, str) or not isinstance(preheader, str):
-        raise ValueError(f"{path}: no subject")
+    email = _approved_build(settings, issue_id)
     date = dt.date.fromisoformat(issue_id[:10])
-    return ArchivedIssue(id=issue_id, subject=subject, preheader=preheader, date=date,
+    return ArchivedIssue(id=issue_id, subject=email.subject, preheader=email.preheader, date=date,
                          first_sent=_first_sent(sent_at, date))
 
 
 def sent_issues(conn: sqlite3.Connection, settings: Settings) -> list[ArchivedIssue]:
-    """Every sent issue with a build on disk, newest first; a damaged build is logged and left out."""
+    """Every sent issue with an approved build on disk, newest first; any other is logged and left out."""
     rows = first_sent_times(conn)
     issues = []
     for issue_id, sent_at in rows:
@@ -97,7 +122,10 @@ def sent_issues(conn: sqlite3.Connection, settings: Settings) -> list[ArchivedIs
 
 
 def sent_issue(conn: sqlite3.Connection, settings: Settings, issue_id: str) -> ArchivedIssue | None:
-    """The issue if it was sent and its build exists, else None (an unsent draft is not public)."""
+    """The issue if it was sent and its build exists, else None (an unsent draft is not public).
+
+    ValueError when it was sent but cannot be shown (damaged, or changed since approval).
+    """
     if not valid_issue_id(issue_id):
         return None
     sent, sent_at = first_sent_time(conn, issue_id)
@@ -107,8 +135,8 @@ def sent_issue(conn: sqlite3.Connection, settings: Settings, issue_id: str) -> A
 
 
 def web_version(settings: Settings, issue: ArchivedIssue) -> str:
-    """The sent email.html as anyone may see it: no name, the generic unsubscribe page."""
-    email, _ = read_build(_build_dir(settings, issue.id))
+    """The approved email.html as anyone may see it: no name, the generic unsubscribe page."""
+    email = _approved_build(settings, issue.id)
     return as_web_page(fill_placeholders(email.html, neutral_values(settings, issue.id), html=True))
 
 

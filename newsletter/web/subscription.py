@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import email.utils
-import hmac
 import html
 import sqlite3
 from email.message import EmailMessage
@@ -22,7 +21,7 @@ from ..headers import envelope_address, format_address, header_line
 from ..models import Message, Subscriber
 from ..settings import Settings
 from ..store.subscribers import clean_name, get, normalise_address
-from ..tokens import email_digest, read_token
+from ..tokens import digest_matches, read_token
 
 __all__ = [
     "RESUBSCRIBE_MAX_AGE",
@@ -31,6 +30,7 @@ __all__ = [
     "subscriber_for_token",
     "confirm_token",
     "read_confirm_token",
+    "read_confirm_link",
     "mask_address",
     "confirmation_message",
 ]
@@ -47,7 +47,7 @@ def subscriber_for_token(conn: sqlite3.Connection, secret: str, purpose: str, to
     """The subscriber a token names; TokenError if it is forged, expired, or made for another address."""
     subscriber_id, digest = read_token(secret, purpose, token, max_age=max_age)
     subscriber = get(conn, subscriber_id)
-    if subscriber is None or not hmac.compare_digest(digest, email_digest(subscriber.email)):
+    if subscriber is None or not digest_matches(secret, digest, subscriber.email):
         raise TokenError("this link is not valid", reason="invalid")
     return subscriber
 
@@ -63,10 +63,16 @@ def confirm_token(secret: str, address: str, name: str = "") -> str:
 
 def read_confirm_token(secret: str, token: str) -> tuple[str, str]:
     """(address, name) from a confirm token; TokenError if forged, expired or garbled."""
+    address, name, _ = read_confirm_link(secret, token)
+    return address, name
+
+
+def read_confirm_link(secret: str, token: str) -> tuple[str, str, dt.datetime]:
+    """(address, name, when the link was made) from a confirm token; TokenError if forged, expired or garbled."""
     if not token or len(token) > _MAX_CONFIRM_TOKEN or not token.isascii():
         raise TokenError("this link is not valid", reason="malformed")
     try:
-        data = _confirm_serializer(secret).loads(token, max_age=CONFIRM_MAX_AGE)
+        data, issued = _confirm_serializer(secret).loads(token, max_age=CONFIRM_MAX_AGE, return_timestamp=True)
     except SignatureExpired as exc:
         raise TokenError("this link has expired", reason="expired") from exc
     except BadData as exc:
@@ -74,7 +80,7 @@ def read_confirm_token(secret: str, token: str) -> tuple[str, str]:
     if not isinstance(data, dict) or not isinstance(data.get("email"), str) or not isinstance(data.get("name", ""), str):
         raise TokenError("this link is not valid", reason="malformed")
     try:
-        return normalise_address(data["email"]), clean_name(data.get("name", ""))
+        return normalise_address(data["email"]), clean_name(data.get("name", "")), issued
     except SubscriberError as exc:
         raise TokenError("this link is not valid", reason="malformed") from exc
 
