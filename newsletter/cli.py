@@ -424,8 +424,10 @@ def _register(commands: list[click.Command]) -> None:
         cli.add_command(command)
 
 
+from .cli_dkim import COMMANDS as _DKIM_COMMANDS  # noqa: E402
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 
 _register(_SCHEDULE_COMMANDS)
 _register(_SERVE_COMMANDS)
+_register(_DKIM_COMMANDS)
