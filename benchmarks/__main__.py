@@ -17,6 +17,7 @@ MEASUREMENTS = {
     "send": "benchmarks.bench_send",
     "scale": "benchmarks.bench_scale",
     "ledger": "benchmarks.bench_ledger",
+    "dkim": "benchmarks.bench_dkim",
 }
 
 
