@@ -63,7 +63,7 @@ _LABELS = {"ok": "OK     ", "warning": "WARNING", "problem": "PROBLEM"}
 @click.command(name="doctor")
 @click.option("--resolver", metavar="IP[:PORT]",
               help="Ask this DNS server (default: dns_resolver from the settings, else the system's resolver).")
-@click.option("--bounce-domain", help="The domain bounces go to (default: the bounce domain setting, else the "
+@click.option("--bounce-domain", help="The domain bounces go to (default: verp_address's domain, else the "
                                       "sender's domain).")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
@@ -79,8 +79,9 @@ def doctor_command(obj: Any, resolver: str | None, bounce_domain: str | None, as
         raise click.BadParameter(f"{address!r} is not an IP address with an optional :PORT",
                                  param_hint="--resolver") from None
     key = settings.path(settings.dkim_key) if settings.dkim_key is not None else None
+    verp = getattr(settings, "verp_address", None)  # the envelope sender's address when VERP is on
     report = diagnose(lookup, domain=settings.sender_email.rpartition("@")[2],
-                      bounce_domain=bounce_domain or getattr(settings, "bounce_domain", None),
+                      bounce_domain=bounce_domain or (verp.rpartition("@")[2] if verp else None),
                       dkim_selector=settings.dkim_selector, dkim_key=key, dkim_domain=settings.dkim_domain)
     if as_json:
         click.echo(json.dumps({"domain": report.domain, "bounce_domain": report.bounce_domain, "ok": report.ok,
