@@ -13,7 +13,6 @@ from pathlib import Path
 
 from . import db, ledger, subscribers
 from .approval import approve, read_approval, require_approval
-from .dkim import signer_for
 from .errors import CheckFailed, IssueError, SubscriberError
 from .models import Subscriber
 from .personalise import Personaliser, prepare
@@ -84,7 +83,15 @@ def _send_lock(settings: Settings, issue_id: str) -> Iterator[None]:
 
 def personaliser_for(settings: Settings, folder: Path, *, test: bool = False) -> Personaliser:
     email, _ = read_build(folder / "build")
-    return prepare(email, settings, secret=signing_secret(settings), test=test, signer=signer_for(settings))
+    return prepare(email, settings, secret=signing_secret(settings), test=test, signer=_dkim_signer(settings))
+
+
+def _dkim_signer(settings: Settings) -> Callable[[bytes], bytes] | None:
+    if settings.dkim_selector is None:
+        return None
+    from .dkim import signer_for  # dkimpy + dnspython take ~0.1 s to import: only senders who sign pay it
+
+    return signer_for(settings)
 
 
 def send_proof(settings: Settings, folder: Path, recipients: list[str]) -> list[str]:

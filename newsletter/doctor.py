@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import dns.resolver
 
 from .dkim import load_private_key, parse_record, public_record, record_name
 from .errors import NewsletterError
+from .settings import resolver_address
 
 __all__ = ["Record", "Finding", "DoctorReport", "DnsLookup", "DnsUnreachable", "diagnose", "OK", "WARNING",
            "PROBLEM"]
@@ -58,7 +58,7 @@ class DnsLookup:
 
     def __init__(self, address: str | None = None, *, timeout: float = 5.0) -> None:
         if address:
-            host, port = _split_address(address)
+            host, port = resolver_address(address)
             self.resolver = dns.resolver.Resolver(configure=False)
             self.resolver.nameservers = [host]
             self.resolver.port = port
@@ -99,14 +99,6 @@ class DnsLookup:
             if answer is not None and answer.rrset is not None:
                 return True
         return False
-
-
-def _split_address(address: str) -> tuple[str, int]:
-    if address.count(":") == 1:
-        host, port = address.split(":")
-        return host, int(port)
-    ipaddress.ip_address(address)
-    return address, 53
 
 
 def _organisation(domain: str) -> str:

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .text import is_safe_link
 
-__all__ = ["Settings", "Feed", "load_settings", "signing_secret", "is_dns_name", "CONFIG_NAME"]
+__all__ = ["Settings", "Feed", "load_settings", "signing_secret", "is_dns_name", "resolver_address",
+           "CONFIG_NAME"]
 
 CONFIG_NAME = "newsletter.toml"
 
@@ -179,14 +180,20 @@ def _validate_dkim(s: Settings, path: Path | str) -> None:
             raise ConfigError(f"{s.dkim_domain!r} must be the sender's domain ({sender_domain}) or a parent of it",
                               key="dkim_domain", path=path)
     if s.dns_resolver is not None:
-        host, _, port = s.dns_resolver.rpartition(":") if s.dns_resolver.count(":") == 1 else (s.dns_resolver, "", "")
         try:
-            ipaddress.ip_address(host.strip("[]"))
-            if port and not 0 < int(port) < 65536:
-                raise ValueError
+            resolver_address(s.dns_resolver)
         except ValueError:
             raise ConfigError(f"{s.dns_resolver!r} must be an IP address, optionally with :PORT (127.0.0.1:5353)",
                               key="dns_resolver", path=path) from None
+
+
+def resolver_address(address: str) -> tuple[str, int]:
+    """A DNS server as "IP" or "IP:PORT" (IPv6 without a port) -> (ip, port); ValueError for anything else."""
+    host, port = address.split(":") if address.count(":") == 1 else (address, "53")
+    ipaddress.ip_address(host)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(address)
+    return host, int(port)
 
 
 def signing_secret(settings: Settings) -> str:

@@ -181,3 +181,7 @@ def test_bad_resolver_setting_names_the_key(project: Path) -> None:
         load_settings(config, env={})
     result = cli(project, "doctor")
     assert result.returncode == 1 and "dns_resolver" in result.stderr and "Traceback" not in result.stderr
+    config.write_text(config.read_text().replace('dns_resolver = "dns.example.org"', ""))
+    for bad in ("dns.example.org", "127.0.0.1:99999", "127.0.0.1:x"):
+        result = cli(project, "doctor", "--resolver", bad)
+        assert result.returncode == 2 and "--resolver" in result.stderr and "Traceback" not in result.stderr
