@@ -58,6 +58,9 @@ class Settings:
     unsubscribe_mailto: str | None = None  # a mailbox someone processes; None = the HTTPS link alone
     seed_subscribers: Path | None = None  # demo: a CSV imported by `publish` while the list is empty
     misfire_grace_seconds: int = 24 * 3600
+    glossary: Path = Path("content/glossary.yml")  # plain explanations `check` suggests
+    readability_warn_grade: float = 8.0  # Flesch-Kincaid grade above which `check` warns (NIH, AMA: 6-8)
+    readability_error_grade: float = 12.0  # above this our own texts fail `check`; feed entries only warn
     dkim_selector: str | None = None  # with dkim_key, `send` DKIM-signs every message (newsletter/dkim.py)
     dkim_key: Path | None = None  # the private key FILE (mode 0600); never the key itself
     dkim_domain: str | None = None  # the d= domain; default: the sender's domain
@@ -79,7 +82,8 @@ class Settings:
         return f"Settings(root={self.root!s}, transport={mask_url(self.transport)!r})"
 
 
-_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "dkim_key"}
+_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "glossary", "dkim_key"}
+_GRADE_KEYS = {"readability_warn_grade", "readability_error_grade"}
 _SECRET_KEYS = {"secret", "smtp_password"}
 _ALLOWED = {f.name for f in fields(Settings)} - {"root"} - _SECRET_KEYS
 
@@ -105,6 +109,10 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
             else:
                 raise ConfigError("must be a string or {location=..., journal=...}", key=f"feeds[{i}]", path=path)
         return tuple(out)
+    if key in _GRADE_KEYS:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 30:
+            raise ConfigError("must be a school grade between 0 and 30, e.g. 8", key=key, path=path)
+        return float(value)
     if key == "rate":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError("must be a positive number (messages per second)", key=key, path=path)
@@ -146,6 +154,9 @@ def _validate(s: Settings, path: Path | str) -> Settings:
                           key="timezone", path=path) from None
     if not s.postal_address.strip():
         raise ConfigError("a postal address is required in every commercial email footer", key="postal_address", path=path)
+    if s.readability_error_grade < s.readability_warn_grade:
+        raise ConfigError(f"must not be below readability_warn_grade ({s.readability_warn_grade:g})",
+                          key="readability_error_grade", path=path)
     for key in ("sender_name", "postal_address", "site_name", "list_id"):
         if any(c in getattr(s, key) for c in "\r\n\0"):
             raise ConfigError("must be a single line", key=key, path=path)
