@@ -19,6 +19,7 @@ MEASUREMENTS = {
     "ledger": "benchmarks.bench_ledger",
     "postfix": "benchmarks.bench_postfix",
     "dkim": "benchmarks.bench_dkim",
+    "desk": "benchmarks.bench_desk",
 }
 
 

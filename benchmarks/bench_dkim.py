@@ -61,7 +61,7 @@ def run(*, quick: bool, out=print) -> list[Row]:
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-    from newsletter.deliver import personaliser_for
+    from newsletter.jobs.delivery import personaliser_for
     from newsletter.dkim import SIGNED_HEADERS, DkimSigner
 
     fast_n, dkimpy_n, rounds = (1_000, 50, 3) if quick else (4_000, 200, 5)

@@ -26,13 +26,13 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.deliver import send_full, send_proof
+from newsletter.jobs.delivery import send_full, send_proof
 from newsletter.dkim import DkimSigner, generate_key, load_private_key, parse_record, relaxed_body
 from newsletter.doctor import DnsLookup
 from newsletter.errors import ConfigError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.settings import load_settings
 
 from dns_sandbox import run_with_zone, sandbox_unavailable
