@@ -372,11 +372,12 @@ def _register(commands: list[click.Command]) -> None:
         cli.add_command(command)
 
 
+from .cli_dkim import COMMANDS as _DKIM_COMMANDS  # noqa: E402
 from .cli_editors import COMMANDS as _EDITOR_COMMANDS  # noqa: E402
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 
-_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS)
+_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS)
 
 from .cli_help import finish as _finish_help  # noqa: E402
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import tomllib
 import zoneinfo
@@ -17,7 +19,8 @@ from .masking import mask_url
 from .text import is_safe_link
 from .tokens import HOW_TO_MAKE_A_SECRET, SECRET_ENV, check_secret
 
-__all__ = ["Settings", "Source", "load_settings", "signing_secret", "signing_key", "SigningSecret", "CONFIG_NAME"]
+__all__ = ["Settings", "Source", "load_settings", "signing_secret", "signing_key", "SigningSecret",
+           "is_dns_name", "resolver_address", "CONFIG_NAME"]
 
 CONFIG_NAME = "newsletter.toml"
 
@@ -69,6 +72,10 @@ class Settings:
     readability_warn_grade: float = 8.0  # Flesch-Kincaid grade above which `check` warns (NIH, AMA: 6-8)
     readability_error_grade: float = 12.0  # above this our own texts fail `check`; feed entries only warn
     busy_timeout: float = 5.0  # seconds a database writer waits for another's lock before giving up
+    dkim_selector: str | None = None  # with dkim_key, `send` DKIM-signs every message (newsletter/dkim.py)
+    dkim_key: Path | None = None  # the private key FILE (mode 0600); never the key itself
+    dkim_domain: str | None = None  # the d= domain; default: the sender's domain
+    dns_resolver: str | None = None  # "IP" or "IP:PORT" for `newsletter doctor`; None = the system's resolver
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
     config_file: Path | None = None  # the newsletter.toml these came from; None = built-in defaults
@@ -90,7 +97,7 @@ class Settings:
         return f"Settings(root={self.root!s}, transport={mask_url(self.transport)!r})"
 
 
-_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "glossary"}
+_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "glossary", "dkim_key"}
 _GRADE_KEYS = {"readability_warn_grade", "readability_error_grade"}
 _SECRET_KEYS = {"secret", "smtp_password"}
 _ALLOWED = ({f.name for f in fields(Settings)} - {"root", "config_file"} - _SECRET_KEYS) | {"feeds"}
@@ -184,7 +191,51 @@ def _validate(s: Settings, path: Path | str) -> Settings:
     for key in ("sender_name", "postal_address", "site_name", "list_id"):
         if any(c in getattr(s, key) for c in "\r\n\0"):
             raise ConfigError("must be a single line", key=key, path=path)
+    _validate_dkim(s, path)
     return s
+
+
+_DNS_NAME = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def is_dns_name(text: str) -> bool:
+    """Dot-separated labels of letters, digits and inner hyphens (a DKIM selector, a domain)."""
+    return len(text) <= 253 and _DNS_NAME.fullmatch(text) is not None
+
+
+def _validate_dkim(s: Settings, path: Path | str) -> None:
+    """DKIM and resolver keys; the key file itself is read when a send starts (newsletter.dkim.signer_for)."""
+    if s.dkim_key is not None and "BEGIN" in str(s.dkim_key):
+        raise ConfigError("must be the path of the key file, not the key itself (keys never go in the settings)",
+                          key="dkim_key", path=path)
+    if (s.dkim_selector is None) != (s.dkim_key is None):
+        raise ConfigError("dkim_selector and dkim_key go together (both, or neither)",
+                          key="dkim_selector" if s.dkim_selector is None else "dkim_key", path=path)
+    if s.dkim_selector is not None and not is_dns_name(s.dkim_selector):
+        raise ConfigError(f"{s.dkim_selector!r} is not a DNS name (letters, digits, hyphens, dots)",
+                          key="dkim_selector", path=path)
+    if s.dkim_domain is not None:
+        sender_domain = s.sender_email.rpartition("@")[2].lower()
+        domain = s.dkim_domain.lower().rstrip(".")
+        if not is_dns_name(domain) or not (sender_domain == domain or sender_domain.endswith("." + domain)):
+            # DMARC only counts a DKIM pass whose d= is the From domain or a parent of it.
+            raise ConfigError(f"{s.dkim_domain!r} must be the sender's domain ({sender_domain}) or a parent of it",
+                              key="dkim_domain", path=path)
+    if s.dns_resolver is not None:
+        try:
+            resolver_address(s.dns_resolver)
+        except ValueError:
+            raise ConfigError(f"{s.dns_resolver!r} must be an IP address, optionally with :PORT (127.0.0.1:5353)",
+                              key="dns_resolver", path=path) from None
+
+
+def resolver_address(address: str) -> tuple[str, int]:
+    """A DNS server as "IP" or "IP:PORT" (IPv6 without a port) -> (ip, port); ValueError for anything else."""
+    host, port = address.split(":") if address.count(":") == 1 else (address, "53")
+    ipaddress.ip_address(host)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(address)
+    return host, int(port)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,15 @@ def personaliser_for(settings: Settings, folder: Path, *, test: bool = False,
                      email: RenderedEmail | None = None) -> Personaliser:
     if email is None:
         email, _ = read_build(folder / "build")
-    return prepare(email, settings, secret=signing_secret(settings), test=test)
+    return prepare(email, settings, secret=signing_secret(settings), test=test, signer=_dkim_signer(settings))
+
+
+def _dkim_signer(settings: Settings) -> Callable[[bytes], bytes] | None:
+    if settings.dkim_selector is None:
+        return None
+    from newsletter.dkim import signer_for  # dkimpy + dnspython take ~0.1 s to import: only senders who sign pay it
+
+    return signer_for(settings)
 
 
 def send_proof(settings: Settings, folder: Path, recipients: list[str]) -> list[str]:
