@@ -426,6 +426,9 @@ def _register(commands: list[click.Command]) -> None:
 
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
+from .cli_bounces import COMMANDS as _BOUNCE_COMMANDS, subscribers_show as _subscribers_show  # noqa: E402
 
 _register(_SCHEDULE_COMMANDS)
 _register(_SERVE_COMMANDS)
+_register(_BOUNCE_COMMANDS)
+subscribers_group.add_command(_subscribers_show)

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from newsletter.bounces.store import SCHEMA_V2 as _SCHEMA_V2
 from newsletter.errors import LedgerError
 
 __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 WAL_AUTOCHECKPOINT_PAGES = 128
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -61,7 +62,7 @@ _SCHEMA_V1 = (
 )
 
 # Index i holds the statements that take a file from user_version i to i + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)  # v2: delivery_events (bounces)
 
 
 def utc_now() -> str:

@@ -20,6 +20,7 @@ __all__ = [
     "ApprovalError",
     "LedgerError",
     "TokenError",
+    "ComplainedError",
 ]
 
 
@@ -91,6 +92,10 @@ class SubscriberError(NewsletterError):
         self.address = address
         self.line = line
         super().__init__(message)
+
+
+class ComplainedError(SubscriberError):
+    """The address reported our mail as spam: it is never resubscribed by a link, a form or an import."""
 
 
 class HeaderError(NewsletterError):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from newsletter import subscribers
+from newsletter.bounces.store import Event, insert_event
 from newsletter.db import ledger_error, log_event
 from newsletter.errors import (
     ConnectionRefusedForAll,
@@ -265,6 +266,8 @@ class _Run:
         bounce = is_bounce(code, reason)
         if bounce:  # before the ledger's commit, so both land together and no write lock is left open
             subscribers.mark_bounced(self.conn, subscriber.id, commit=False)
+            insert_event(self.conn, Event(subscriber.id, "hard", "smtp", issue_id=self.ledger.issue_id,
+                                          code=str(code or ""), diagnostic=reason))
             self.bounced += 1
         self.ledger.mark_failed(subscriber.id, code, reason)
         self.failed += 1

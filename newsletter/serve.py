@@ -30,7 +30,7 @@ from starlette.types import ASGIApp
 
 from . import db, subscribers
 from .deliver import database, transport_factory
-from .errors import DeliveryError, HeaderError, SubscriberError, TokenError
+from .errors import ComplainedError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, signing_secret
 from .tokens import make_token
@@ -103,6 +103,10 @@ class _Site:
             return await run_in_threadpool(run)
         except TokenError as exc:
             raise _token_error(exc) from None
+        except ComplainedError:
+            raise PageError(403, "We cannot sign this address up again",
+                            "This address reported one of our emails as spam, so we stopped writing to it "
+                            "for good. If that was a mistake, please write to us and we will help.") from None
 
     def _with_form(self, request: Request, template: str, context: dict[str, Any], route: str, token: str = "",
                    *, status: int = 200) -> HTMLResponse:

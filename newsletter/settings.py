@@ -18,6 +18,8 @@ from .text import is_safe_link
 __all__ = ["Settings", "Feed", "load_settings", "signing_secret", "CONFIG_NAME"]
 
 CONFIG_NAME = "newsletter.toml"
+#: Webhook providers whose key comes from NEWSLETTER_<NAME>_WEBHOOK_KEY (see docs/bounces.md).
+WEBHOOK_PROVIDERS = ("postmark", "mailgun", "sendgrid")
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,19 @@ class Settings:
     unsubscribe_mailto: str | None = None  # a mailbox someone processes; None = the HTTPS link alone
     seed_subscribers: Path | None = None  # demo: a CSV imported by `publish` while the list is empty
     misfire_grace_seconds: int = 24 * 3600
+    # After the send (docs/bounces.md): VERP, the bounce mailbox, scoring, the auto-pause, webhooks.
+    verp_address: str | None = None  # e.g. bounces@bounce.example.org; None = envelope sender is sender_email
+    bounce_mailbox: str | None = None  # maildir:PATH or imaps://USER@HOST/INBOX
+    bounce_fetch_minutes: int = 10  # `newsletter schedule bounces` runs the fetch this often
+    soft_bounce_threshold: float = 1.0
+    pause_complaint_rate: float = 0.003
+    pause_hard_bounce_rate: float = 0.05
+    pause_min_delivered: int = 1000
+    ses_topic_arn: str | None = None  # the one SNS topic /hooks/ses accepts
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
+    bounce_password: str | None = None  # from NEWSLETTER_BOUNCE_PASSWORD
+    webhook_keys: tuple[tuple[str, str], ...] = ()  # (provider, key) from NEWSLETTER_<PROVIDER>_WEBHOOK_KEY
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the project root."""
@@ -73,7 +86,7 @@ class Settings:
 
 
 _PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers"}
-_SECRET_KEYS = {"secret", "smtp_password"}
+_SECRET_KEYS = {"secret", "smtp_password", "bounce_password", "webhook_keys"}
 _ALLOWED = {f.name for f in fields(Settings)} - {"root"} - _SECRET_KEYS
 
 
@@ -102,6 +115,10 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError("must be a positive number (messages per second)", key=key, path=path)
         return float(value)
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError("must be a number, 0 or more", key=key, path=path)
+        return float(value)
     if isinstance(default, bool) or isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError("must be a positive whole number", key=key, path=path)
@@ -116,7 +133,7 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
 def _validate(s: Settings, path: Path | str) -> Settings:
     from email_validator import EmailNotValidError, validate_email
 
-    for key in ("sender_email", "reply_to", "unsubscribe_mailto"):
+    for key in ("sender_email", "reply_to", "unsubscribe_mailto", "verp_address"):
         value = getattr(s, key)
         if value is None:
             continue
@@ -137,6 +154,14 @@ def _validate(s: Settings, path: Path | str) -> Settings:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown timezone {s.timezone!r} (use an IANA name like Europe/Berlin)",
                           key="timezone", path=path) from None
+    if s.verp_address is not None and "+" in s.verp_address.partition("@")[0]:
+        raise ConfigError("must be a plain address like bounces@bounce.example.org (no +)", key="verp_address",
+                          path=path)
+    if s.bounce_mailbox is not None and not s.bounce_mailbox.startswith(("maildir:", "imaps://")):
+        raise ConfigError("must be maildir:PATH or imaps://USER@HOST/FOLDER", key="bounce_mailbox", path=path)
+    for key in ("pause_complaint_rate", "pause_hard_bounce_rate"):
+        if not 0 < getattr(s, key) <= 1:
+            raise ConfigError("must be a fraction between 0 and 1 (0.003 = 0.3 %)", key=key, path=path)
     if not s.postal_address.strip():
         raise ConfigError("a postal address is required in every commercial email footer", key="postal_address", path=path)
     for key in ("sender_name", "postal_address", "site_name", "list_id"):
@@ -210,4 +235,7 @@ def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None =
             values[key] = value
     settings = Settings(root=root.resolve(), **values)
     settings = _validate(settings, config or "defaults")
-    return replace(settings, secret=env.get("NEWSLETTER_SECRET", ""), smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD") or None)
+    return replace(settings, secret=env.get("NEWSLETTER_SECRET", ""), smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD") or None,
+                   bounce_password=env.get("NEWSLETTER_BOUNCE_PASSWORD") or None,
+                   webhook_keys=tuple((name, env[f"NEWSLETTER_{name.upper()}_WEBHOOK_KEY"])
+                                      for name in WEBHOOK_PROVIDERS if env.get(f"NEWSLETTER_{name.upper()}_WEBHOOK_KEY")))

@@ -13,7 +13,8 @@ from typing import NamedTuple
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter.db import transaction, utc_now
-from newsletter.errors import SubscriberError
+from newsletter.bounces.store import has_complained
+from newsletter.errors import ComplainedError, SubscriberError
 from newsletter.headers import strip_controls
 from newsletter.models import Subscriber
 
@@ -103,6 +104,9 @@ def add(conn: sqlite3.Connection, email: str, name: str = "", *, resubscribe: bo
         current = _row(row)
         if current.status != "subscribed" and not resubscribe:
             return current
+        if current.status != "subscribed" and has_complained(conn, current.id):
+            raise ComplainedError(f"{current.email} reported our email as spam; it is not resubscribed",
+                                  address=current.email)
         new_name = name or current.name
         if current.status == "subscribed" and new_name == current.name:
             return current
