@@ -327,7 +327,7 @@ def _print_send_report(report: Any, folder: Path) -> None:
     console.print(table)
     if report.stopped_early:
         err_console.print(f"[red]stopped early:[/] {report.stopped_early}", soft_wrap=True)
-    if report.interrupted or report.deferred or report.stopped_early:
+    if (report.interrupted or report.deferred or report.stopped_early) and "--no-pause" not in (report.stopped_early or ""):
         console.print(f"Resume with: newsletter send {folder}")
 
 
@@ -337,9 +337,10 @@ def _print_send_report(report: Any, folder: Path) -> None:
 @click.option("--dry-run", is_flag=True, help="Show who would get it; send nothing.")
 @click.option("--connections", type=click.IntRange(1, 32), help="Parallel SMTP connections.")
 @click.option("--rate", type=click.FloatRange(min=0.01), help="At most this many messages per second.")
+@click.option("--no-pause", is_flag=True, help="Do not pause for a high complaint or bounce rate (after checking why).")
 @pass_ctx
 def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
-         rate: float | None) -> None:
+         rate: float | None, no_pause: bool) -> None:
     """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
     from . import deliver
     from .pipeline import issue_folder
@@ -362,7 +363,8 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
     stop = _stop_on_signals()
     plan = deliver.dry_run(s, folder, sample=0)
     with _progress(plan.recipients) as tick:
-        report = deliver.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
+        report = deliver.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate,
+                                   no_pause=no_pause)
     _print_send_report(report, folder)
     if report.stopped_early:
         sys.exit(3)
@@ -385,15 +387,20 @@ def status(ctx: Context, issue: str, as_json: bool) -> None:
     from . import deliver
     from .pipeline import issue_folder
 
+    from .bounces.service import rates as issue_rates
+    from .cli_bounces import rates_line
+
     folder = issue_folder(ctx.settings, issue)
     counts = deliver.status(ctx.settings, folder)
+    rates = issue_rates(ctx.settings, folder.name)
     if as_json:
-        click.echo(json.dumps(counts.__dict__))
+        click.echo(json.dumps({**counts.__dict__, **rates.as_dict()}))
         return
     table = Table("issue", "sent", "deferred", "failed", "in flight", "remaining")
     table.add_row(folder.name, str(counts.sent), str(counts.deferred), str(counts.failed), str(counts.claimed),
                   str(counts.remaining))
     console.print(table)
+    console.print(rates_line(rates), markup=False)
 
 
 @cli.command()

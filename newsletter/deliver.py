@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import db, ledger, subscribers
 from .approval import approve, read_approval, require_approval
+from .bounces.pause import Thresholds, pause_check
 from .errors import CheckFailed, IssueError, SubscriberError
 from .models import Subscriber
 from .personalise import Personaliser, prepare
@@ -106,15 +107,21 @@ def send_proof(settings: Settings, folder: Path, recipients: list[str]) -> list[
 
 def send_full(settings: Settings, folder: Path, *, stop: threading.Event | None = None,
               progress: Callable[[str, Subscriber], None] | None = None,
-              connections: int | None = None, rate: float | None = None) -> SendReport:
-    """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build."""
+              connections: int | None = None, rate: float | None = None, no_pause: bool = False,
+              pause_interval: float = 2.0) -> SendReport:
+    """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build.
+
+    Pauses (stopped_early) when the issue's complaint or hard-bounce rate passes its threshold,
+    unless `no_pause`."""
     require_approval(folder)
     personaliser = personaliser_for(settings, folder)
     with _send_lock(settings, folder.name), database(settings) as conn:
+        limits = Thresholds(settings.pause_complaint_rate, settings.pause_hard_bounce_rate, settings.pause_min_delivered)
         return send_issue(conn, folder.name, make_message=personaliser.message,
                           transport_factory=transport_factory(settings),
                           connections=connections or settings.connections, rate=rate or settings.rate,
-                          stop=stop, progress=progress)
+                          stop=stop, progress=progress, pause_interval=pause_interval,
+                          pause_check=None if no_pause else pause_check(conn, folder.name, limits))
 
 
 @dataclass(frozen=True)

@@ -224,8 +224,10 @@ class _Run:
     """The main-thread side: claims, dispatches, and writes every outcome to the ledger."""
 
     def __init__(self, conn: sqlite3.Connection, ledger: Ledger, stop: threading.Event,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, pause_check: Callable[[], str | None] | None = None,
+                 pause_interval: float = 2.0) -> None:
         self.conn, self.ledger, self.stop, self.progress = conn, ledger, stop, progress
+        self.pause_check, self.pause_interval, self._next_pause_check = pause_check, pause_interval, 0.0
         self.sent = self.deferred = self.failed = self.bounced = self.resent = 0
         self.stopped_early: str | None = None
         self.error: BaseException | None = None
@@ -237,6 +239,13 @@ class _Run:
         assert self.workers is not None
         if self.stop.is_set():
             self.workers.abort.set()
+        if self.pause_check is not None and time.monotonic() >= self._next_pause_check:
+            # Bounces and complaints land in the database from other processes (fetch, webhooks).
+            self._next_pause_check = time.monotonic() + self.pause_interval
+            reason = self.pause_check()
+            if reason:
+                self.stopped_early = self.stopped_early or reason
+                self.workers.abort.set()
         return self.workers.abort.is_set()
 
     def record(self, outcome: _Outcome) -> None:
@@ -349,17 +358,21 @@ def send_issue(
     commit_every: int = 1,
     commit_interval: float = 0.5,
     page_size: int = 500,
+    pause_check: Callable[[], str | None] | None = None,
+    pause_interval: float = 2.0,
 ) -> SendReport:
     """Send `issue_id` to every subscribed subscriber without a final ledger row, streaming from the database.
 
     `sleep` replaces the (interruptible) wait used for backoff and rate limiting, for tests.
+    `pause_check` (newsletter.bounces.pause) is asked at most every `pause_interval` seconds whether the
+    issue's bounce or complaint rate says to stop; its answer becomes `stopped_early`.
     """
     if connections < 1:
         raise ValueError("connections must be at least 1")
     started = time.monotonic()
     stop = stop if stop is not None else threading.Event()
     ledger = Ledger(conn, issue_id, commit_every=commit_every, commit_interval=commit_interval)
-    run = _Run(conn, ledger, stop, progress)
+    run = _Run(conn, ledger, stop, progress, pause_check, pause_interval)
     try:
         skipped = _already_final(conn, issue_id)
         log_event(conn, "send.start", issue_id=issue_id, detail=f"connections={connections} rate={rate}")
