@@ -35,6 +35,7 @@ from .models import Message, Subscriber
 from .settings import Settings, signing_secret
 from .tokens import make_token
 from .web import archive
+from .web.hooks import WebhookConfig, webhook_routes
 from .web.pages import CACHE_PUBLIC, PageError, Pages
 from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, read_form
 from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
@@ -57,10 +58,11 @@ class NewsletterApp(Starlette):
 
 
 def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
-               clock: Callable[[], float] = time.monotonic) -> Starlette:
+               clock: Callable[[], float] = time.monotonic, webhooks: WebhookConfig | None = None) -> Starlette:
     """The app over `settings`' database and issues; ConfigError now (not per request) without a secret."""
     site = _Site(settings, signing_secret(settings), RateLimiter(*subscribe_limit, clock=clock))
-    app = NewsletterApp(debug=False, routes=site.routes(), exception_handlers=site.pages.exception_handlers())
+    routes = [*site.routes(), *webhook_routes(settings, site.secret, webhooks)]  # /hooks/*: web/hooks.py
+    app = NewsletterApp(debug=False, routes=routes, exception_handlers=site.pages.exception_handlers())
     site.pages.router = app.router
     return app
 
