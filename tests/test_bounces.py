@@ -241,3 +241,24 @@ def test_smtp_time_bounce_is_an_event_too(settings: Settings, tmp_path: Path) ->
     found = history(settings, target)
     assert found.subscriber.status == "bounced"
     assert [(e.kind, e.source, e.code) for e in found.events] == [("hard", "smtp", "550")]
+
+
+def test_the_scheduler_fetches_bounces_when_a_mailbox_is_set(sent: Settings, project: Path, tmp_path: Path) -> None:
+    """`newsletter scheduler` (a real process) reads the bounce mailbox at start and then every N minutes."""
+    from test_schedule import daemon, wait_until
+
+    conn = db.connect(sent.path(sent.database))
+    sid, address, _ = recipient(conn, 6)
+    conn.close()
+    root = bounce_box(sent, {"b": bounce_from_corpus("postfix-user-unknown.eml", address=address,
+                                                     verp=Verp(SECRET, BOUNCE).address("2026-11-25", sid))})
+    toml = project / "newsletter.toml"
+    toml.write_text(toml.read_text() + f'\nverp_address = "{BOUNCE}"\nbounce_mailbox = "maildir:bounces"\n'
+                    "bounce_fetch_minutes = 5\n")
+    with daemon(sent, tmp_path / "scheduler.log") as running:
+        wait_until(lambda: folder_keys(root, PROCESSED_FOLDER) == ["b"], 20, "the bounce to be processed")
+        assert running.proc.poll() is None
+    assert status_of(sent, sid) == "bounced"
+    log = (tmp_path / "scheduler.log").read_text()
+    assert "bounces:fetch: reading maildir:bounces every 5 minute(s)" in log
+    assert "bounces:fetch: b: hard 5.1.1" in log
