@@ -322,3 +322,22 @@ def test_keys_come_from_the_environment_only(project: Path) -> None:
     toml.write_text(toml.read_text() + '\nbounce_password = "x"\n')
     with pytest.raises(ConfigError, match="bounce_password: secrets belong in the environment"):
         load_settings(toml, env=env)
+
+
+def test_a_complainer_cannot_resubscribe_from_the_web(hooks: Hooks, keys: Keys) -> None:
+    from newsletter.tokens import make_token
+    from test_serve import form_of
+
+    sid, address, message_id = hooks.person(3)
+    complaint = json.dumps({"notificationType": "Complaint", "complaint": {
+        "complainedRecipients": [{"emailAddress": address}], "feedbackId": "fb-web-1"},
+        "mail": {"commonHeaders": {"messageId": f"<{message_id}>"}}})
+    assert hooks.post("ses", sns(keys, "Notification", message=complaint, message_id="m-web")).status_code == 200
+    token = make_token("test-secret-not-for-production", "resubscribe", sid, address)
+    with httpx.Client(base_url=hooks.url, timeout=10) as browser:
+        page = browser.get(f"/resubscribe/{token}")
+        assert page.status_code == 200
+        action, csrf = form_of(page.text)
+        reply = browser.post(action, data={"csrf": csrf})
+    assert reply.status_code == 403 and "reported one of our emails as spam" in reply.text
+    assert history(hooks.settings, address).subscriber.status == "unsubscribed"
