@@ -25,6 +25,7 @@ __all__ = [
     "WIDTHS",
     "SCHEMES",
     "MIN_FONT_PX",
+    "MIN_LINE_HEIGHT",
     "MIN_TAP_PX",
     "MIN_CONTRAST",
     "MAX_CHARS_PER_LINE",
@@ -44,10 +45,13 @@ __all__ = [
 
 WIDTHS = (375, 600)
 SCHEMES = ("light", "dark")
-MIN_FONT_PX = 14.0
+# For readers with MS (fatigue, optic neuritis, magnifiers): 16 px text at every width, paragraphs
+# with 1.5 line height (WCAG 1.4.12) and at most 70 characters a line (WCAG 1.4.8 asks for 80).
+MIN_FONT_PX = 16.0
+MIN_LINE_HEIGHT = 1.5
 MIN_TAP_PX = 44.0
 MIN_CONTRAST = 4.5  # WCAG AA for normal-size text
-MAX_CHARS_PER_LINE = 75
+MAX_CHARS_PER_LINE = 70
 MAX_CONTENT_PX = 600
 _VIEWPORT_HEIGHT = {375: 812, 600: 900}
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -113,6 +117,9 @@ class Measurement:
     required: dict[str, bool]
     preheader_shown: bool
     blocked_requests: tuple[str, ...] = field(default=())
+    line_heights: tuple[tuple[str, float], ...] = field(default=())  # (paragraph's start, line height / font size)
+    justified: tuple[str, ...] = field(default=())  # text of elements set in justified type
+    animations: int = 0  # running CSS animations and transitions, <marquee> and <blink>
 
     @property
     def min_font_px(self) -> float:
@@ -168,6 +175,13 @@ class Measurement:
                 out.append(f"the {name} is not visible {where}")
         if self.preheader_shown:
             out.append(f"the preheader shows in the body {where}")
+        for text, ratio in self.line_heights:
+            if ratio < MIN_LINE_HEIGHT - 0.01:
+                out.append(f"line height {where} is {ratio:.2f} (limit {MIN_LINE_HEIGHT}): {text!r}")
+        for text in self.justified:
+            out.append(f"justified text {where} (uneven gaps are hard to read): {text!r}")
+        if self.animations:
+            out.append(f"{self.animations} animation(s) {where}")
         for url in self.blocked_requests:
             out.append(f"the page tried to fetch {url}")
         return out
@@ -179,7 +193,8 @@ class Measurement:
                 "content_width": round(self.content_width, 1), "min_font_px": self.min_font_px,
                 "min_heading_px": min(self.heading_px, default=0.0),
                 "max_chars_per_line": round(self.max_chars_per_line, 1),
-                "min_tap_px": round(self.min_tap_px, 1), "min_contrast": round(self.min_contrast, 2)}
+                "min_tap_px": round(self.min_tap_px, 1), "min_contrast": round(self.min_contrast, 2),
+                "min_line_height": round(min((r for _, r in self.line_heights), default=0.0), 2)}
 
 
 def _hex(rgb: tuple[float, ...]) -> str:
@@ -346,6 +361,13 @@ _COLLECT = r"""
     // Reading measure is about running text; centred footer lines are short by design.
     if (cs.textAlign !== 'center') maxChars = Math.max(maxChars, column / average);
   }
+  const lineHeights = [...document.querySelectorAll('p, li')].filter(el => shown(el) && el.textContent.trim())
+    .map(el => { const cs = getComputedStyle(el);
+      return [el.textContent.trim().slice(0, 40), parseFloat(cs.lineHeight) / parseFloat(cs.fontSize)]; });
+  const justified = [...document.body.querySelectorAll('*')]
+    .filter(el => /justify/.test(getComputedStyle(el).textAlign) && el.textContent.trim() && shown(el))
+    .map(el => el.textContent.trim().slice(0, 40));
+  const animations = document.getAnimations().length + document.querySelectorAll('marquee, blink').length;
   const headings = [...document.querySelectorAll('h1, h2, h3')].filter(shown)
     .map(h => parseFloat(getComputedStyle(h).fontSize));
   const taps = [...document.querySelectorAll('a')].filter(a => /^read more/i.test(a.textContent.trim()) && shown(a))
@@ -374,7 +396,7 @@ _COLLECT = r"""
       .map(t => t.getBoundingClientRect().width)),
     right: Math.max(0, ...[...document.body.querySelectorAll('*')].map(e => e.getBoundingClientRect())
       .filter(r => r.width > 0 && r.height > 0).map(r => r.right + window.scrollX)),
-    texts, headings, paragraphs, maxChars, taps, images, required,
+    texts, headings, paragraphs, maxChars, taps, images, required, lineHeights, justified, animations,
     preheaderShown: !!preheader && body.includes(preheader.replace(/\s+/g, ' ')),
     canvas: getComputedStyle(root).backgroundColor, bodyBg: getComputedStyle(document.body).backgroundColor,
   };
@@ -423,6 +445,8 @@ def measure(html_path: Path, width: int, scheme: str, *, browser: Any | None = N
         max_chars_per_line=float(raw["maxChars"]), tap_targets=tuple(raw["taps"]),
         images=tuple(ImageBox(**i) for i in raw["images"]), required=dict(raw["required"]),
         preheader_shown=bool(raw["preheaderShown"]), blocked_requests=tuple(blocked),
+        line_heights=tuple((text, float(ratio)) for text, ratio in raw["lineHeights"]),
+        justified=tuple(raw["justified"]), animations=int(raw["animations"]),
     )
 
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from .models import RenderedEmail
-from .render import PLACEHOLDERS
+from .glossary import Glossary, load_glossary, unexplained_terms
+from .models import Issue, RenderedEmail
+from .readability import Readability, issue_readability, summary_body
+from .render import PLACEHOLDERS, disclaimer_text
+from .settings import Settings
 from .text import is_safe_link
 
-__all__ = ["Finding", "CheckReport", "check_email", "WARN_BYTES", "CLIP_BYTES"]
+__all__ = ["Finding", "CheckReport", "check_email", "check_issue", "readability_findings", "glossary_findings",
+           "WARN_BYTES", "CLIP_BYTES"]
 
 WARN_BYTES = 90 * 1024
 CLIP_BYTES = 102 * 1024  # Gmail clips larger HTML parts
 SUBJECT_LIMIT = 78
 TEXT_COLUMNS = 78
-_DISCLAIMER_MARKERS = ("read the original studies", "healthcare professionals")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class CheckReport:
     text_bytes: int
     links: int
     findings: tuple[Finding, ...] = field(default=())
+    readability: tuple[Readability, ...] = field(default=())
 
     @property
     def errors(self) -> list[Finding]:
@@ -112,9 +116,12 @@ def check_email(email: RenderedEmail) -> CheckReport:
 
     visible = " ".join(_visible_text(html).split()).lower()
     plain = " ".join(text.split()).lower()
+    # Word for word, so a template override can neither drop the disclaimer nor lose part of it.
+    disclaimer = " ".join(disclaimer_text(list(email.journals)).split()).lower()
     for name, doc in (("HTML", visible), ("text", plain)):
-        if not all(m in doc for m in _DISCLAIMER_MARKERS):
-            error("disclaimer", f"research disclaimer missing from the {name} part")
+        if disclaimer not in doc:
+            error("disclaimer", f"the research disclaimer is missing from the {name} part, or changed; "
+                                "templates must show {{ disclaimer }} as it is")
         for journal in email.journals:
             if journal.lower() not in doc:
                 error("disclaimer", f"the {name} part does not name the journal {journal!r}")
@@ -125,3 +132,50 @@ def check_email(email: RenderedEmail) -> CheckReport:
             warn("text-width", f"text line {number} is {len(line)} columns (limit {TEXT_COLUMNS})")
     return CheckReport(issue_id=email.issue_id, html_bytes=size, text_bytes=len(text.encode("utf-8")),
                        links=len(set(hrefs)), findings=tuple(out))
+
+
+def readability_findings(rows: tuple[Readability, ...], *, warn_grade: float,
+                         error_grade: float) -> list[Finding]:
+    """One finding per text that reads above the grade thresholds, naming the sentence to shorten.
+
+    Only our own words can fail: a partner's feed entry above the error grade is a warning, so it
+    cannot stop a scheduled digest that nobody is there to edit.
+    """
+    out: list[Finding] = []
+    for r in rows:
+        if r.grade <= warn_grade:
+            continue
+        level = "error" if r.grade > error_grade and r.ours else "warning"
+        limit = error_grade if level == "error" else warn_grade
+        what = f"the {r.part}" if r.part in ("intro", "disclaimer") else f"the {r.part} of {r.label}"
+        out.append(Finding(level, "readability",
+                           f"{r.where}: {what} reads at grade {r.grade:.1f} (limit {limit:g}); shorten or "
+                           f"split this sentence first: \"{r.hardest_sentence}\""))
+    return out
+
+
+def glossary_findings(issue: Issue, glossary: Glossary) -> list[Finding]:
+    """A warning for each glossary term a summary uses with no plain explanation beside it."""
+    out: list[Finding] = []
+    for s in issue.summaries:
+        body = summary_body(s.findings, s.why_it_matters, s.limitations)
+        texts = [("teaser", s.teaser)] + ([("body", body)] if body.strip() != s.teaser.strip() else [])
+        for part, text in texts:
+            for term, sentence in unexplained_terms(glossary, text):
+                out.append(Finding("warning", "glossary",
+                                   f"{s.origin or s.id}: the {part} of {s.id} uses \"{term.term}\" without "
+                                   f"explaining it nearby, in: \"{sentence}\"; you could add: \"{term.plain}\""))
+    return out
+
+
+def check_issue(issue: Issue, email: RenderedEmail, settings: Settings,
+                *, glossary: Glossary | None = None) -> CheckReport:
+    """check_email plus the content rules that need the issue: readability and the glossary."""
+    report = check_email(email)
+    if glossary is None:
+        glossary = load_glossary(settings.path(settings.glossary))
+    rows = issue_readability(issue, disclaimer_text(list(email.journals)))
+    extra = readability_findings(rows, warn_grade=settings.readability_warn_grade,
+                                 error_grade=settings.readability_error_grade)
+    extra += glossary_findings(issue, glossary)
+    return replace(report, findings=report.findings + tuple(extra), readability=rows)

@@ -115,10 +115,12 @@ def build(ctx: Context, issue: str) -> None:
     from .pipeline import build as build_issue, issue_folder
 
     s = ctx.settings
-    result = build_issue(s, issue_folder(s, issue))
+    result = build_issue(s, issue_folder(s, issue), content_checks=False)
     out = result.issue.build_dir
     console.print(f"Built {_rel(out / 'email.html', s)} and {_rel(out / 'email.txt', s)}")
     _print_report(result.report, as_json=False)
+    console.print(f"Readability and plain-language checks: newsletter check {_rel(result.issue.folder, s)}",
+                  markup=False)
 
 
 @cli.command()
@@ -126,11 +128,17 @@ def build(ctx: Context, issue: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @pass_ctx
 def check(ctx: Context, issue: str, as_json: bool) -> None:
-    """Preflight ISSUE: size, links, alt text, subject, disclaimer, unsubscribe. Exit 1 on errors."""
+    """Preflight ISSUE: size, links, alt text, subject, disclaimer, unsubscribe, readability. Exit 1 on errors."""
     from .pipeline import build as build_issue, issue_folder
 
     s = ctx.settings
     result = build_issue(s, issue_folder(s, issue), write=False)
+    if not as_json and result.report.readability:
+        from .readability import format_table
+
+        console.print(f"Readability (Flesch-Kincaid grade: warn over {s.readability_warn_grade:g}, "
+                      f"error over {s.readability_error_grade:g}; ease: higher is easier)")
+        console.print(escape(format_table(result.report.readability)), soft_wrap=True, highlight=False)
     _print_report(result.report, as_json=as_json)
     if not result.report.ok:
         raise CheckFailed(f"{len(result.report.errors)} error(s) in {result.issue.id}")

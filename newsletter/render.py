@@ -73,13 +73,16 @@ def _join(names: list[str]) -> str:
 
 
 def disclaimer_text(journals: list[str]) -> str:
-    """The research disclaimer, naming every journal cited in the issue."""
-    where = (f"The studies summarised in this issue were published in {_join(journals)}. "
-             if journals else "")
-    return (f"{where}Research varies in size and maturity: some studies are small, early or done in the "
-            "laboratory, and later work may change the picture. Our summaries are simplified; please read "
-            "the original studies for the full details, and talk with your healthcare professionals "
-            "before you change your treatment, diet or supplements.")
+    """The research disclaimer, naming every journal cited in the issue.
+
+    Written to read at grade 8 or below (`newsletter check` shows its grade): the part of the email
+    that tells people to talk to their healthcare team must be the easiest to read.
+    """
+    where = f"The studies in this issue come from {_join(journals)}. " if journals else ""
+    return (f"{where}Studies are not all the same. Some are big and some are small. Some are at an early "
+            "stage, or were done in a lab and not in people. Later studies may change what we know. Our "
+            "summaries are short and leave things out, so please read the original studies to learn more. "
+            "Talk with your healthcare team before you change your treatment, diet or supplements.")
 
 
 @lru_cache(maxsize=8)

@@ -60,12 +60,15 @@ class Settings:
     # After the send (docs/bounces.md): VERP, the bounce mailbox, scoring, the auto-pause, webhooks.
     verp_address: str | None = None  # e.g. bounces@bounce.example.org; None = envelope sender is sender_email
     bounce_mailbox: str | None = None  # maildir:PATH or imaps://USER@HOST/INBOX
-    bounce_fetch_minutes: int = 10  # `newsletter schedule bounces` runs the fetch this often
+    bounce_fetch_minutes: int = 10  # `newsletter scheduler` reads the bounce mailbox this often
     soft_bounce_threshold: float = 1.0
     pause_complaint_rate: float = 0.003
     pause_hard_bounce_rate: float = 0.05
     pause_min_delivered: int = 1000
     ses_topic_arn: str | None = None  # the one SNS topic /hooks/ses accepts
+    glossary: Path = Path("content/glossary.yml")  # plain explanations `check` suggests
+    readability_warn_grade: float = 8.0  # Flesch-Kincaid grade above which `check` warns (NIH, AMA: 6-8)
+    readability_error_grade: float = 12.0  # above this our own texts fail `check`; feed entries only warn
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
     bounce_password: str | None = None  # from NEWSLETTER_BOUNCE_PASSWORD
@@ -85,7 +88,8 @@ class Settings:
         return f"Settings(root={self.root!s}, transport={mask_url(self.transport)!r})"
 
 
-_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers"}
+_PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "glossary"}
+_GRADE_KEYS = {"readability_warn_grade", "readability_error_grade"}
 _SECRET_KEYS = {"secret", "smtp_password", "bounce_password", "webhook_keys"}
 _ALLOWED = {f.name for f in fields(Settings)} - {"root"} - _SECRET_KEYS
 
@@ -111,6 +115,10 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
             else:
                 raise ConfigError("must be a string or {location=..., journal=...}", key=f"feeds[{i}]", path=path)
         return tuple(out)
+    if key in _GRADE_KEYS:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 30:
+            raise ConfigError("must be a school grade between 0 and 30, e.g. 8", key=key, path=path)
+        return float(value)
     if key == "rate":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError("must be a positive number (messages per second)", key=key, path=path)
@@ -164,6 +172,9 @@ def _validate(s: Settings, path: Path | str) -> Settings:
             raise ConfigError("must be a fraction between 0 and 1 (0.003 = 0.3 %)", key=key, path=path)
     if not s.postal_address.strip():
         raise ConfigError("a postal address is required in every commercial email footer", key="postal_address", path=path)
+    if s.readability_error_grade < s.readability_warn_grade:
+        raise ConfigError(f"must not be below readability_warn_grade ({s.readability_warn_grade:g})",
+                          key="readability_error_grade", path=path)
     for key in ("sender_name", "postal_address", "site_name", "list_id"):
         if any(c in getattr(s, key) for c in "\r\n\0"):
             raise ConfigError("must be a single line", key=key, path=path)

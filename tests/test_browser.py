@@ -108,13 +108,14 @@ def test_reader_meets_no_problem(measured: Measure, samples: dict[str, BuildResu
     # The same facts spelled out, so a regression names the figure that moved.
     assert m.scroll_width <= m.viewport_width == width and m.content_right <= width
     assert m.content_width <= min(width, MAX_CONTENT_PX)
-    assert m.min_font_px >= 14
+    assert m.min_font_px >= 16  # at 375 px too: readers with optic neuritis, no pinch-zoom needed
+    assert m.line_heights and min(r for _, r in m.line_heights) >= 1.5 - 0.01
+    assert m.justified == () and m.animations == 0
     assert min(m.heading_px) > max(m.paragraph_px)
     assert m.min_tap_px >= 44 and len(m.tap_targets) == len(samples[variant].issue.summaries)
     assert m.min_contrast >= MIN_CONTRAST
     assert all(m.required.values()) and not m.preheader_shown
-    if width == 600:
-        assert m.max_chars_per_line <= 75
+    assert m.max_chars_per_line <= 70
 
 
 @pytest.mark.browser
@@ -141,7 +142,7 @@ def _luminance(rgb: tuple[float, ...]) -> float:
 def test_dark_mode_really_turns_dark(measured: Measure, width: int) -> None:
     light, dark = measured("sample", width, "light"), measured("sample", width, "dark")
     for m, text_is_light in ((light, False), (dark, True)):
-        for sample in (_sample(m, block="h1"), _sample(m, block="h2"), _sample(m, block="p", text="Relapses usually")):
+        for sample in (_sample(m, block="h1"), _sample(m, block="h2"), _sample(m, block="p", text="Relapses, when MS")):
             assert (_luminance(sample.color) > 0.5) is text_is_light, sample
             assert (_luminance(sample.background) < 0.05) is text_is_light, sample
     # premailer inlined the light colours; the dark rules must beat them (they carry !important)
@@ -232,8 +233,8 @@ def test_outlook_conditional_comments_survive_inlining(settings: Any, monkeypatc
 def test_preheader_is_hidden_and_padded(samples: dict[str, BuildResult]) -> None:
     result = samples["sample"]
     html = result.email.html
-    hidden = re.search(r'<div class="preheader" style="([^"]*)">([^<]*)</div>', html)
-    assert hidden, "the preheader is the hidden first element of the body"
+    hidden = re.search(r'<div class="preheader" aria-hidden="true" style="([^"]*)">([^<]*)</div>', html)
+    assert hidden, "the preheader is the hidden first element of the body, hidden from screen readers too"
     style, content = hidden.groups()
     for rule in ("display:none", "mso-hide:all", "max-height:0", "overflow:hidden", "opacity:0"):
         assert rule in style.replace(" ", "")

@@ -61,7 +61,7 @@ def test_unresolved_placeholders(email: RenderedEmail) -> None:
 def test_disclaimer_and_unsubscribe_required(email: RenderedEmail) -> None:
     no_unsub = dataclasses.replace(email, html=email.html.replace("__NL_UNSUBSCRIBE_URL__", "https://x.org"))
     assert "unsubscribe" in codes(no_unsub)
-    no_disclaimer = dataclasses.replace(email, text=email.text.replace("healthcare professionals", "friends"))
+    no_disclaimer = dataclasses.replace(email, text=email.text.replace("healthcare team", "friends"))
     assert "disclaimer" in codes(no_disclaimer)
     extra_journal = dataclasses.replace(email, journals=email.journals + ("The Lancet",))
     assert "disclaimer" in codes(extra_journal)

@@ -69,7 +69,7 @@ def test_disclaimer_names_exactly_the_journals_in_the_issue(built, settings: Set
 
     others = {s.journal for s in gather(settings)} - used
     assert others, "sample corpus should have journals outside this issue"
-    sentence = re.search(r"published in (.+?)\. Research varies", " ".join(built.email.text.split()))
+    sentence = re.search(r"come from (.+?)\. Studies are not all the same", " ".join(built.email.text.split()))
     assert sentence
     named = sentence.group(1)
     assert all(j in named for j in used)

@@ -52,7 +52,7 @@ def test_reads_top_to_bottom(built: BuildResult, settings: Settings) -> None:
         positions.append(flat.index(heading))
     assert positions == sorted(positions), "summaries in the editor's order"
     assert _flat(built.email.text).count("Read more: [") == len(issue.summaries)
-    for marker in ("ABOUT THIS RESEARCH", "read the original studies", "healthcare professionals"):
+    for marker in ("ABOUT THIS RESEARCH", "read the original studies", "healthcare team"):
         assert marker in flat
     for journal in built.email.journals:
         assert journal in flat

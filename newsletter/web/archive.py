@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -108,7 +109,20 @@ def sent_issue(conn: sqlite3.Connection, settings: Settings, issue_id: str) -> A
 def web_version(settings: Settings, issue: ArchivedIssue) -> str:
     """The sent email.html as anyone may see it: no name, the generic unsubscribe page."""
     email, _ = read_build(_build_dir(settings, issue.id))
-    return fill_placeholders(email.html, neutral_values(settings, issue.id), html=True)
+    return as_web_page(fill_placeholders(email.html, neutral_values(settings, issue.id), html=True))
+
+
+def as_web_page(html: str) -> str:
+    """Wrap the email's body in <main>: on our own page it is the main content.
+
+    The email itself has no <main>: a mail client shows it inside its own main landmark, so it is
+    marked up as role="article" (the email-accessibility community's pattern) instead.
+    """
+    start = re.search(r"(?i)<body\b[^>]*>", html)
+    end = html.lower().rfind("</body>")
+    if not start or end < start.end():
+        return html
+    return html[:start.end()] + "<main>" + html[start.end():end] + "</main>" + html[end:]
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
