@@ -17,6 +17,7 @@ MEASUREMENTS = {
     "send": "benchmarks.bench_send",
     "scale": "benchmarks.bench_scale",
     "ledger": "benchmarks.bench_ledger",
+    "postfix": "benchmarks.bench_postfix",
 }
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         print(f"{name} ...", flush=True)
         options = {}
-        if name in ("send", "ledger") and args.messages:
+        if name in ("send", "ledger", "postfix") and args.messages:
             options["messages"] = args.messages
         if name == "scale" and args.subscribers:
             options["subscribers"] = args.subscribers

@@ -71,20 +71,46 @@ def cli(click_ctx: click.Context, config: Path | None) -> None:
 @cli.command()
 @click.option("--date", "date_", metavar="YYYY-MM-DD", help="Issue date (default: today in the configured timezone).")
 @click.option("--limit", type=click.IntRange(1, 50), help="How many summaries (default from settings).")
-@click.option("--force", is_flag=True, help="Replace an existing issue.toml for that date.")
+@click.option("--force", is_flag=True, help="Replace an existing issue.toml for that date (never a sent one).")
+@click.option("--correction-of", "correction_of", metavar="ISSUE",
+              help="Start a correction of a sent ISSUE: a copy of its issue.toml in ISSUE-correction.")
 @click.option("--skip-invalid", is_flag=True, help="Skip broken summary files with a warning instead of stopping.")
 @pass_ctx
-def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, skip_invalid: bool) -> None:
+def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, correction_of: str | None,
+            skip_invalid: bool) -> None:
     """Pick the latest unsent summaries and write issues/<date>/issue.toml."""
-    from .pipeline import compose as compose_issue
+    from .pipeline import compose_with_notes
 
     s = ctx.settings
-    issue = compose_issue(s, date=_parse_date(date_, s), limit=limit, force=force, skip_invalid=skip_invalid,
-                          warn=_warn_source)
+    if correction_of:
+        from .freeze import start_correction
+        from .pipeline import issue_folder
+
+        target = start_correction(s, issue_folder(s, correction_of))
+        console.print(f"Started {_rel(target / 'issue.toml', s)} from {correction_of}. Edit it, then: "
+                      f"newsletter build {_rel(target, s)}", markup=False)
+        return
+    composed = compose_with_notes(s, date=_parse_date(date_, s), limit=limit, force=force,
+                                  skip_invalid=skip_invalid, warn=_warn_source)
+    issue = composed.issue
     console.print(f"Composed [bold]{_rel(issue.folder / 'issue.toml', s)}[/] with {len(issue.summaries)} summaries:")
     for n, summary in enumerate(issue.summaries, start=1):
-        console.print(f"  {n}. {summary.date.isoformat()}  {summary.title}  [dim]({summary.id})[/]")
+        console.print(f"  {n}. {summary.date.isoformat()}  {escape(summary.title)}  [dim]({summary.id})[/]")
+    if composed.held_back:
+        console.print(f"Held back {len(composed.held_back)} (max_age_days = {s.max_age_days} in newsletter.toml "
+                      "sets how old a summary may be):", markup=False)
+        old = [n for n in composed.held_back if n.reason == "too-old"]
+        shown_notes = [n for n in composed.held_back if n.reason != "too-old"] + old[:_OLD_SHOWN]
+        for note in shown_notes:
+            origin = note.summary.origin
+            shown = _rel(Path(origin), s) if origin and not origin.startswith(("http://", "https://")) else origin
+            console.print(f"  {note.describe(shown)}", markup=False)
+        if len(old) > _OLD_SHOWN:
+            console.print(f"  … and {len(old) - _OLD_SHOWN} more too old")
     console.print(f"Review it, then: newsletter build {_rel(issue.folder, s)}")
+
+
+_OLD_SHOWN = 5  # the newest too-old summaries named by compose; an old archive would fill the screen
 
 
 def _rel(path: Path, settings: Settings) -> str:
@@ -102,7 +128,7 @@ def _print_report(report: Any, *, as_json: bool) -> None:
                   f"{report.links} links")
     for f in report.findings:
         colour = "red" if f.level == "error" else "yellow"
-        console.print(f"  [{colour}]{f.level}[/] [{f.code}] {f.message}", soft_wrap=True)
+        console.print(f"  [{colour}]{f.level}[/] {escape(f'[{f.code}]')} {escape(f.message)}", soft_wrap=True)
     if report.ok:
         console.print(f"[green]ok[/]: no errors, {len(report.warnings)} warning(s)")
 
@@ -121,6 +147,13 @@ def build(ctx: Context, issue: str) -> None:
     _print_report(result.report, as_json=False)
     console.print(f"Readability and plain-language checks: newsletter check {_rel(result.issue.folder, s)}",
                   markup=False)
+    _fail_on_errors(result)
+
+
+def _fail_on_errors(result: Any) -> None:
+    """One rule for every command: errors it found make it exit non-zero (the output stays for a preview)."""
+    if not result.report.ok:
+        raise CheckFailed(f"{len(result.report.errors)} error(s) in {result.issue.id}; fix them before approving")
 
 
 @cli.command()
@@ -157,8 +190,7 @@ def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
     s = ctx.settings
     folder = issue_folder(s, issue)
     target = folder / "build" / "preview.html"
-    if not target.exists():
-        build_issue(s, folder)
+    result = build_issue(s, folder) if not target.exists() else None
     click.echo(str(target))
     if screenshots:
         from .browser import take_screenshots
@@ -169,6 +201,9 @@ def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
         import webbrowser
 
         webbrowser.open(target.resolve().as_uri())
+    if result is not None and not result.report.ok:
+        _print_report(result.report, as_json=False)
+        _fail_on_errors(result)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,7 +243,7 @@ def subscribers_group() -> None:
 @click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False))
 @pass_ctx
 def subscribers_import(ctx: Context, csv_file: Path) -> None:
-    """Import CSV_FILE (email,name[,...]); bad rows are listed by line, unsubscribed people stay unsubscribed."""
+    """Import CSV_FILE (email,name,first_name); bad rows are listed by line, unsubscribed people stay unsubscribed."""
     from . import subscribers
     from .deliver import database
 
@@ -226,16 +261,17 @@ def subscribers_import(ctx: Context, csv_file: Path) -> None:
 
 @subscribers_group.command(name="add")
 @click.argument("email")
-@click.option("--name", default="", help="Display name used in the greeting and To header.")
+@click.option("--name", default="", help="Full name, shown in the To header.")
+@click.option("--first-name", default="", help="The name the greeting uses (\"Hello Ann,\"); none: \"Hello,\".")
 @click.option("--resubscribe", is_flag=True, help="Resubscribe an address that had unsubscribed or bounced.")
 @pass_ctx
-def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool) -> None:
+def subscribers_add(ctx: Context, email: str, name: str, first_name: str, resubscribe: bool) -> None:
     """Add EMAIL."""
     from . import subscribers
     from .deliver import database
 
     with database(ctx.settings) as conn:
-        sub = subscribers.add(conn, email, name, resubscribe=resubscribe)
+        sub = subscribers.add(conn, email, name, first_name=first_name, resubscribe=resubscribe)
     console.print(f"{sub.email}: {sub.status}", markup=False)
 
 
@@ -253,7 +289,8 @@ def subscribers_remove(ctx: Context, email: str) -> None:
 
 
 @subscribers_group.command(name="list")
-@click.option("--status", type=click.Choice(["subscribed", "unsubscribed", "bounced"]))
+@click.option("--status", type=click.Choice(["subscribed", "unsubscribed", "bounced"]),
+              help="Only subscribers with this status.")
 @pass_ctx
 def subscribers_list(ctx: Context, status: str | None) -> None:
     """List subscribers."""
@@ -262,9 +299,9 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
 
     with database(ctx.settings) as conn:
         rows = subscribers.list_subscribers(conn, status=status)
-    table = Table("email", "name", "status")
+    table = Table("email", "name", "first name", "status")
     for sub in rows:
-        table.add_row(sub.email, sub.name, sub.status)
+        table.add_row(escape(sub.email), escape(sub.name), escape(sub.first_name), sub.status)
     console.print(table)
     console.print(f"{len(rows)} subscriber(s)")
 
@@ -277,7 +314,10 @@ def approve(ctx: Context, issue: str) -> None:
     from .approval import approve as approve_issue
     from .pipeline import issue_folder
 
+    from .freeze import refuse_if_sent
+
     folder = issue_folder(ctx.settings, issue)
+    refuse_if_sent(ctx.settings, folder, "approve it again")
     approval = approve_issue(folder)
     console.print(f"Approved {folder.name} ({approval.subject!r}), build sha256 {approval.sha256[:12]}…",
                   markup=False)
@@ -388,7 +428,7 @@ def _masked(settings: Settings) -> str:
 
 @cli.command()
 @click.argument("issue")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON, for tools.")
 @pass_ctx
 def status(ctx: Context, issue: str, as_json: bool) -> None:
     """Sent / deferred / failed / remaining for ISSUE, from the ledger."""
@@ -447,3 +487,7 @@ _register(_SCHEDULE_COMMANDS)
 _register(_SERVE_COMMANDS)
 _register(_BOUNCE_COMMANDS)
 subscribers_group.add_command(_subscribers_show)
+
+from .cli_help import finish as _finish_help  # noqa: E402
+
+_finish_help(cli)

@@ -17,12 +17,12 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@click.group(name="bounces")
+@click.group(name="bounces", short_help="Read bounces and complaints that came back.")
 def bounces_group() -> None:
     """Bounces and complaints that arrive after the send (docs/bounces.md)."""
 
 
-@bounces_group.command(name="fetch")
+@bounces_group.command(name="fetch", short_help="Read the bounce mailbox once.")
 @click.option("--limit", type=click.IntRange(1), help="Process at most this many messages.")
 @click.pass_obj
 def bounces_fetch(obj: Any, limit: int | None) -> None:
@@ -39,7 +39,7 @@ def bounces_fetch(obj: Any, limit: int | None) -> None:
                   f"{report.count('refused')} not usable (moved to newsletter-unrecognised)")
 
 
-@click.command(name="show")
+@click.command(name="show", short_help="One subscriber, with their bounces and complaints.")
 @click.argument("email")
 @click.pass_obj
 def subscribers_show(obj: Any, email: str) -> None:

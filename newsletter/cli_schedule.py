@@ -117,7 +117,11 @@ def schedule_list_command(obj: Any) -> None:
     if not views:
         console.print("No scheduled jobs.")
         return
-    table = Table("id", "what", "next run", "next run (UTC)", "state")
+    # `cancel` needs the whole id: its column never shrinks or wraps; the others fold to make room.
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=max(len(v.job_id) for v in views), overflow="ignore")
+    for title in ("what", "next run", "next run (UTC)", "state"):
+        table.add_column(title, overflow="fold")
     for view in views:
         local = f"{view.next_run:%Y-%m-%d %H:%M %Z}" if view.next_run else "—"
         utc = f"{view.next_run.astimezone(UTC):%Y-%m-%d %H:%M}" if view.next_run else "—"

@@ -43,7 +43,7 @@ def _run(settings: Any, *, host: str, port: int, proxy_headers: bool, forwarded_
 
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
 @click.option("--proxy-headers/--no-proxy-headers", default=True, show_default=True,
               help="Take the client address and https scheme from X-Forwarded-For/-Proto "
                    "(only from --forwarded-allow-ips).")

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import tempfile
+import textwrap
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from .errors import IssueError
 from .models import Issue, Summary
-from .text import content_problem
+from .text import content_problem, format_date
 
 __all__ = [
     "ISSUE_FILE",
@@ -77,11 +78,21 @@ def default_preheader(summaries: list[Summary]) -> str:
 
 
 def default_intro(summaries: list[Summary]) -> str:
+    """True to the issue as built: its count and the dates of its research (no "new" for old items).
+
+    Short sentences: it is checked for readability like everything an editor writes.
+    """
     n = len(summaries)
-    return (f"Here {'is' if n == 1 else 'are'} {n} new plain-language "
-            f"{'summary' if n == 1 else 'summaries'} of recent research. Each one explains what the study "
-            "found, why it may matter to people living with MS and those who care for them, and where "
-            "its limits are.")
+    dates = sorted(s.date for s in summaries)
+    one = n == 1
+    text = f"This issue has {n} {'summary' if one else 'summaries'} of research, in plain words."
+    if dates and dates[0] == dates[-1]:
+        text += f" {'The study' if one else 'The studies'} came out on {format_date(dates[0])}."
+    elif dates:
+        first = format_date(dates[0]) if dates[0].year != dates[-1].year else f"{dates[0].day} {dates[0]:%B}"
+        text += f" The studies came out from {first} to {format_date(dates[-1])}."
+    return text + (f" For {'this' if one else 'each'} study, we say what it found and why it may matter to "
+                   "people with MS and their carers. We also say where it falls short.")
 
 
 def _toml_string(value: str) -> str:
@@ -95,6 +106,29 @@ def _toml_multiline(value: str) -> str:
     return _toml_string(value)
 
 
+def _preheader_lines(preheader: str, summaries: list[Summary]) -> list[str]:
+    if preheader:
+        return [f"preheader = {_toml_string(preheader)}"]
+    # Left empty, the preheader is derived at build time from the list below, so it never names a
+    # summary the editor dropped or moved; the comment shows what it says today.
+    return [
+        "# The line inboxes show after the subject. Empty = written for you from the summaries below",
+        f"# when you build (today: {_toml_string(default_preheader(summaries))}).",
+        'preheader = ""',
+    ]
+
+
+def _intro_lines(intro: str, summaries: list[Summary]) -> list[str]:
+    if intro:
+        return ["# Markdown. Links must be https://, http:// or mailto:.", f"intro = {_toml_multiline(intro)}"]
+    # Left empty, the standard introduction is written at build time, so its count stays true.
+    today = textwrap.wrap(default_intro(summaries), 94)
+    return ["# Markdown. Links must be https://, http:// or mailto:. Empty = a standard introduction,",
+            "# counted from the summaries below when you build. Today it would say:",
+            *(f"#   {line}" for line in today),
+            'intro = ""']
+
+
 def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str, intro: str,
                       summaries: list[Summary], *, status: str = "draft") -> str:
     lines = [
@@ -103,10 +137,9 @@ def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str
         f"date = {_toml_string(date.isoformat())}",
         f"status = {_toml_string(status)}",
         f"subject = {_toml_string(subject)}",
-        f"preheader = {_toml_string(preheader)}",
+        *_preheader_lines(preheader, summaries),
         "",
-        "# Markdown. Links must be https://, http:// or mailto:.",
-        f"intro = {_toml_multiline(intro)}",
+        *_intro_lines(intro, summaries),
         "",
         "# Summary ids, in the order readers see them. Delete a line to drop one.",
         "summaries = [",
@@ -125,13 +158,13 @@ def write_issue(issues_dir: Path, issue_id: str, date: dt.date, summaries: list[
         raise IssueError(issues_dir / issue_id, "issue ids are dates (YYYY-MM-DD), optionally with a -suffix")
     if not summaries:
         raise IssueError(issues_dir / issue_id, "no summaries to put in this issue (all are sent, "
-                                                "used by another issue, or dated after the issue date)")
+                                                "used by another issue, dated after the issue date, or older "
+                                                "than max_age_days)")
     folder = issues_dir / issue_id
     target = folder / ISSUE_FILE
     if target.exists() and not force:
         raise IssueError(target, "already exists; edit it, or compose again with --force to replace it")
-    text = render_issue_toml(issue_id, date, subject or default_subject(summaries),
-                             preheader or default_preheader(summaries), intro or default_intro(summaries),
+    text = render_issue_toml(issue_id, date, subject or default_subject(summaries), preheader or "", intro or "",
                              summaries)
     atomic_write(target, text)
     return folder
@@ -189,9 +222,16 @@ def read_issue(folder: Path, summaries_by_id: Mapping[str, Summary] | None = Non
             raise IssueError(path, f"unknown summary id(s): {', '.join(missing)} "
                                    "(no file or feed entry has that id)", field="summaries")
         resolved = tuple(summaries_by_id[i] for i in ids)
+    preheader = " ".join(_str_field(path, data, "preheader", required=False).split())
+    custom_preheader = bool(preheader)
+    if not preheader and resolved:
+        preheader = default_preheader(list(resolved))
+    intro = _str_field(path, data, "intro", required=False)
+    if not intro.strip() and resolved:
+        intro = default_intro(list(resolved))
     return Issue(id=issue_id, date=date, subject=" ".join(_str_field(path, data, "subject").split()),
-                 preheader=" ".join(_str_field(path, data, "preheader").split()),
-                 intro=_str_field(path, data, "intro", required=False), summary_ids=tuple(ids),
+                 preheader=preheader, custom_preheader=custom_preheader,
+                 intro=intro, summary_ids=tuple(ids),
                  folder=folder, status=status, summaries=resolved)
 
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from newsletter.bounces.store import SCHEMA_V2 as _SCHEMA_V2
+from newsletter.bounces.store import SCHEMA_V2 as _SCHEMA_BOUNCES
 from newsletter.errors import LedgerError
 
 __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 WAL_AUTOCHECKPOINT_PAGES = 128
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -61,8 +61,11 @@ _SCHEMA_V1 = (
     """,
 )
 
+# v2: the name a greeting uses ("Hello Jane,"), kept apart from the display name ("Doe, Jane").
+_SCHEMA_V2 = ("ALTER TABLE subscribers ADD COLUMN first_name TEXT NOT NULL DEFAULT ''",)
+
 # Index i holds the statements that take a file from user_version i to i + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)  # v2: delivery_events (bounces)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_BOUNCES)  # v3: delivery_events
 
 
 def utc_now() -> str:

@@ -15,6 +15,7 @@ from . import db, ledger, subscribers
 from .approval import approve, read_approval, require_approval
 from .bounces.pause import Thresholds, pause_check
 from .errors import CheckFailed, IssueError, SubscriberError
+from .freeze import sent_count
 from .models import Subscriber
 from .personalise import Personaliser, prepare
 from .pipeline import build, compose, issue_folder
@@ -178,6 +179,11 @@ def publish(settings: Settings, *, date: dt.date, stop: threading.Event | None =
         compose(settings, date=date)
         composed = True
     folder = issue_folder(settings, folder)
+    if sent_count(settings, folder.name):  # frozen: finish sending what was approved, never rebuild it
+        seeded = seed_subscribers(settings)
+        report = send_full(settings, folder, stop=stop, progress=progress)
+        return PublishResult(folder=folder, composed=False, approved=False,
+                             seeded=seeded.added if seeded else 0, report=report)
     result = build(settings, folder)
     if not result.report.ok:
         problems = "; ".join(f.message for f in result.report.errors)

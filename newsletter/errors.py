@@ -8,6 +8,7 @@ __all__ = [
     "NewsletterError",
     "ConfigError",
     "SourceError",
+    "SourceErrors",
     "IssueError",
     "TemplateError",
     "CheckFailed",
@@ -65,6 +66,17 @@ class SourceError(NewsletterError):
         if field:
             where += f": field '{field}'"
         super().__init__(f"{where}: {message}")
+
+
+class SourceErrors(SourceError):
+    """Several sources are broken; `errors` holds each one, so an editor fixes them all in one go."""
+
+    def __init__(self, errors: list[SourceError]) -> None:
+        self.errors = tuple(errors)
+        first = errors[0]
+        NewsletterError.__init__(self, f"{len(errors)} summary sources are broken:\n"
+                                       + "\n".join(f"  {e}" for e in errors))
+        self.path, self.line, self.field, self.reason = first.path, first.line, first.field, first.reason
 
 
 class IssueError(NewsletterError):

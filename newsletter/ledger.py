@@ -155,7 +155,7 @@ def reopen(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int
 
 
 _PENDING = (
-    "SELECT s.id, s.email, s.name, s.status FROM subscribers s"
+    "SELECT s.id, s.email, s.name, s.status, s.first_name FROM subscribers s"
     " WHERE s.status = 'subscribed' AND s.id > ? AND NOT EXISTS ("
     "  SELECT 1 FROM ledger l WHERE l.issue_id = ? AND l.subscriber_id = s.id AND l.status IN ('sent', 'failed'))"
     " ORDER BY s.id LIMIT ?"
@@ -168,7 +168,7 @@ def pending_subscribers(conn: sqlite3.Connection, issue_id: str, *, batch: int =
     while True:
         rows = conn.execute(_PENDING, (last, issue_id, batch)).fetchall()
         for row in rows:
-            yield Subscriber(id=row[0], email=row[1], name=row[2], status=row[3])
+            yield Subscriber(id=row[0], email=row[1], name=row[2], status=row[3], first_name=row[4])
         if len(rows) < batch:
             return
         last = rows[-1][0]

@@ -45,6 +45,7 @@ class Issue:
     folder: Path
     status: str = "draft"  # draft | discarded
     summaries: tuple[Summary, ...] = ()
+    custom_preheader: bool = True  # False: issue.toml left it empty and it was derived from the summaries
 
     @property
     def build_dir(self) -> Path:
@@ -71,6 +72,7 @@ class Subscriber:
     email: str
     name: str = ""
     status: str = "subscribed"  # subscribed | unsubscribed | bounced
+    first_name: str = ""  # what the greeting uses; empty = "Hello," (never a guess from `name`)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from .models import Message, RenderedEmail, Subscriber
 from .render import PLACEHOLDERS
 from .tokens import make_token
 
-__all__ = ["Personaliser", "prepare", "greeting", "message_id_for"]
+__all__ = ["Personaliser", "prepare", "greeting", "message_id_for", "PROOF_GREETING"]
 
 _TOKEN_RE = re.compile("(" + "|".join(re.escape(t) for t in PLACEHOLDERS.values()) + ")")
 _KEY_BY_TOKEN = {token: key for key, token in PLACEHOLDERS.items()}
@@ -40,6 +40,11 @@ def _list_id(name: str, list_id: str) -> str:
         raise HeaderError("List-Id", f"{list_id!r} must be a dot-separated name like news.example.org")
     phrase = strip_controls(name).replace('"', "").replace("\\", "")
     return f'"{phrase}" <{ident}>' if phrase and phrase.isascii() else f"<{ident}>"
+
+
+#: The greeting line of a proof copy: whoever reads it should know at once what it is.
+PROOF_GREETING = ("PROOF COPY for checking, not sent to subscribers: its unsubscribe link is inactive "
+                  "(each subscriber's copy has their own). Hello,")
 
 
 def greeting(name: str) -> str:
@@ -156,8 +161,11 @@ class Personaliser:
         self._web_html = _encode_value(self.web_url, html=True)
 
     def values(self, subscriber: Subscriber) -> dict[str, str]:
+        if self._test:  # a proof names no subscriber: say so, and send its unsubscribe link to a page that says so
+            return {"greeting": PROOF_GREETING, "unsubscribe_url": f"{self._base}/unsubscribe?proof=1",
+                    "web_url": self.web_url}
         token = make_token(self._secret, "unsubscribe", subscriber.id, subscriber.email)
-        return {"greeting": greeting(subscriber.name),
+        return {"greeting": greeting(subscriber.first_name),
                 "unsubscribe_url": f"{self._base}/unsubscribe/{token}",
                 "web_url": self.web_url}
 
@@ -172,7 +180,7 @@ class Personaliser:
         # here, the SMTPUTF8 option in the transport, and a clear per-recipient failure where it is missing.
         utf8 = self._smtputf8 or not subscriber.email.rpartition("@")[0].isascii()
         list_unsub = f"<{unsubscribe}>"
-        if self._mailto:
+        if self._mailto and not self._test:
             token = unsubscribe.rsplit("/", 1)[1]
             subject = "unsubscribe%20" + token if _URL_SAFE.fullmatch(token) else quote("unsubscribe " + token)
             list_unsub += f",\r\n <mailto:{self._mailto}?subject={subject}>"

@@ -22,7 +22,8 @@ from .compose import atomic_write
 from .errors import SourceError, TemplateError
 from .models import Issue, RenderedEmail, Summary
 from .settings import Settings
-from .text import content_problem, format_date, markdown_to_html, markdown_to_text, teaser, wrap
+from .text import (content_problem, format_date, markdown_links, markdown_to_html, markdown_to_plain,
+                   markdown_to_text, teaser, wrap)
 
 __all__ = [
     "PLACEHOLDERS",
@@ -115,7 +116,9 @@ def _template(env: jinja2.Environment, name: str, *, autoescape: bool) -> jinja2
 def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
     summaries = [_view(s) for s in issue.summaries]
     journals = list(dict.fromkeys(s.journal for s in issue.summaries))
-    links: list[str] = list(dict.fromkeys([s.url for s in summaries] + [settings.site_url]))
+    # The text part lists every link by number: the summaries', the intro's, then the site.
+    links: list[str] = list(dict.fromkeys([s.url for s in summaries] + markdown_links(issue.intro)
+                                          + [settings.site_url]))
     issue_view = {"id": issue.id, "subject": issue.subject, "preheader": issue.preheader,
                   "date_label": format_date(issue.date)}
     return {
@@ -125,7 +128,8 @@ def _context(issue: Issue, settings: Settings) -> dict[str, Any]:
         "journals": journals,
         "disclaimer": disclaimer_text(journals),
         "intro_html": Markup(markdown_to_html(issue.intro)),
-        "intro_text": markdown_to_text(issue.intro),
+        "intro_text": markdown_to_plain(issue.intro,
+                                        number=lambda url: links.index(url) + 1 if url in links else None),
         "links": links,
         "link_number": lambda url: links.index(url) + 1,
     }

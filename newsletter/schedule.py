@@ -26,6 +26,7 @@ from .approval import approve, read_approval, require_approval
 from .compose import used_summary_ids
 from .deliver import SendInProgress, database, send_full
 from .errors import CheckFailed, NewsletterError
+from .freeze import sent_count
 from .pipeline import build, compose, gather, issue_folder
 from .selection import select_latest
 from .send import SendReport
@@ -514,7 +515,8 @@ def _digest(settings: Settings, name: str, today: dt.date, *, min_new: int, auto
     # Summaries dated on the last digest's day that it did not include still count; used ids rule out repeats.
     since = dt.date.fromisoformat(last["last_date"]) - dt.timedelta(days=1) if last else None
     new = select_latest(gather(settings), issue_date=today, limit=limit or settings.default_limit,
-                        used_ids=used_summary_ids(issues_dir), since=since)
+                        used_ids=used_summary_ids(issues_dir), since=since,
+                        oldest=today - dt.timedelta(days=settings.max_age_days))
     if len(new) < min_new:
         after = f"since the last digest ({last['last_issue_id']})" if last else "that no issue holds yet"
         reason = f"{len(new)} new {'summary' if len(new) == 1 else 'summaries'} {after}; need at least {min_new}"
@@ -539,6 +541,9 @@ def _digest(settings: Settings, name: str, today: dt.date, *, min_new: int, auto
 
 
 def _deliver(settings: Settings, folder: Path) -> JobOutcome:
+    if sent_count(settings, folder.name):  # a resumed digest: its build is frozen, finish the send
+        outcome = _send(settings, folder)
+        return JobOutcome(outcome.state, f"{folder.name}: {outcome.message}", folder.name)
     result = build(settings, folder)
     if not result.report.ok:
         problems = "; ".join(f.message for f in result.report.errors)

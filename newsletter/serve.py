@@ -146,7 +146,8 @@ class _Site:
     # --- unsubscribe / resubscribe ---------------------------------------------------------------
 
     async def unsubscribe_help(self, request: Request) -> Response:
-        return self.pages.render(request, "unsubscribe_help.html", {"mailto": self.settings.unsubscribe_mailto})
+        return self.pages.render(request, "unsubscribe_help.html", {"mailto": self.settings.unsubscribe_mailto,
+                                                                    "proof": request.query_params.get("proof") == "1"})
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -255,7 +256,8 @@ def _resubscribe(conn: sqlite3.Connection, secret: str, token: str) -> Subscribe
 def _subscribe(conn: sqlite3.Connection, address: str, name: str) -> Subscriber:
     with db.transaction(conn):
         before = subscribers.find(conn, address)
-        result = subscribers.add(conn, address, name, resubscribe=True)
+        # The form asks for a first name (the one field): it is both how we greet and how we address.
+        result = subscribers.add(conn, address, name, first_name=name, resubscribe=True)
         if before is None or before.status != "subscribed":
             db.log_event(conn, "web.subscribe", detail=f"subscriber {result.id} (confirmed by email)")
         return result

@@ -44,6 +44,7 @@ class Settings:
     list_id: str = "research-news.ms-research.example.org"
     language: str = "en"
     default_limit: int = 6
+    max_age_days: int = 90  # the oldest summary an issue may take, in days before the issue date
     timezone: str = "UTC"
     content_dir: Path = Path("content")
     issues_dir: Path = Path("issues")
@@ -73,6 +74,7 @@ class Settings:
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
     bounce_password: str | None = None  # from NEWSLETTER_BOUNCE_PASSWORD
     webhook_keys: tuple[tuple[str, str], ...] = ()  # (provider, key) from NEWSLETTER_<PROVIDER>_WEBHOOK_KEY
+    config_file: Path | None = None  # the newsletter.toml these came from; None = built-in defaults
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the project root."""
@@ -91,7 +93,7 @@ class Settings:
 _PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "glossary"}
 _GRADE_KEYS = {"readability_warn_grade", "readability_error_grade"}
 _SECRET_KEYS = {"secret", "smtp_password", "bounce_password", "webhook_keys"}
-_ALLOWED = {f.name for f in fields(Settings)} - {"root"} - _SECRET_KEYS
+_ALLOWED = {f.name for f in fields(Settings)} - {"root", "config_file"} - _SECRET_KEYS
 
 
 def _check_type(key: str, value: Any, path: Path) -> Any:
@@ -216,9 +218,10 @@ def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None =
         config = Path(env["NEWSLETTER_CONFIG"])
     if config is None:
         base = root or Path.cwd()
-        candidate = base / CONFIG_NAME
-        config = candidate if candidate.exists() else None
-        root = base
+        # Like git: from a subfolder (content/, issues/<id>/) the project's newsletter.toml is found above.
+        folders = [base] if root is not None else [base, *base.resolve().parents]
+        config = next((f / CONFIG_NAME for f in folders if (f / CONFIG_NAME).is_file()), None)
+        root = config.parent if config is not None else base
     values: dict[str, Any] = {}
     if config is not None:
         if not config.exists():
@@ -244,7 +247,8 @@ def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None =
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    settings = Settings(root=root.resolve(), **values)
+    found = config.resolve() if config is not None else None
+    settings = Settings(root=root.resolve(), config_file=found, **values)
     settings = _validate(settings, config or "defaults")
     return replace(settings, secret=env.get("NEWSLETTER_SECRET", ""), smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD") or None,
                    bounce_password=env.get("NEWSLETTER_BOUNCE_PASSWORD") or None,

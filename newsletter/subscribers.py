@@ -40,7 +40,9 @@ __all__ = [
 
 STATUSES = ("subscribed", "unsubscribed", "bounced")
 MAX_NAME_LENGTH = 200
-_COLUMNS = "id, email, name, status"
+_COLUMNS = "id, email, name, status, first_name"
+#: Header spellings of the first-name column (what the greeting uses); the `name` column never is.
+FIRST_NAME_HEADERS = ("first_name", "first name", "firstname", "given name")
 _INSERT_BATCH = 5000
 
 
@@ -67,7 +69,8 @@ def clean_name(raw: str) -> str:
 
 
 def _row(row: sqlite3.Row) -> Subscriber:
-    return Subscriber(id=row["id"], email=row["email"], name=row["name"], status=row["status"])
+    return Subscriber(id=row["id"], email=row["email"], name=row["name"], status=row["status"],
+                      first_name=row["first_name"])
 
 
 def _check_status(status: str | None) -> None:
@@ -88,33 +91,34 @@ def find(conn: sqlite3.Connection, email: str) -> Subscriber | None:
     return _row(row) if row else None
 
 
-def add(conn: sqlite3.Connection, email: str, name: str = "", *, resubscribe: bool = False) -> Subscriber:
-    """Add (or update the name of) a subscriber; an unsubscribed/bounced one stays so unless `resubscribe`."""
+def add(conn: sqlite3.Connection, email: str, name: str = "", *, first_name: str = "",
+        resubscribe: bool = False) -> Subscriber:
+    """Add (or update the names of) a subscriber; an unsubscribed/bounced one stays so unless `resubscribe`."""
     address = normalise_address(email)
-    key, name, now = email_key(address), clean_name(name), utc_now()
+    key, name, first, now = email_key(address), clean_name(name), clean_name(first_name), utc_now()
     with transaction(conn):
         row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (key,)).fetchone()
         if row is None:
             cursor = conn.execute(
-                "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'subscribed', ?, ?)",
-                (address, key, name, now, now),
+                "INSERT INTO subscribers (email, email_key, name, first_name, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'subscribed', ?, ?)",
+                (address, key, name, first, now, now),
             )
-            return Subscriber(id=int(cursor.lastrowid or 0), email=address, name=name)
+            return Subscriber(id=int(cursor.lastrowid or 0), email=address, name=name, first_name=first)
         current = _row(row)
         if current.status != "subscribed" and not resubscribe:
             return current
         if current.status != "subscribed" and has_complained(conn, current.id):
             raise ComplainedError(f"{current.email} reported our email as spam; it is not resubscribed",
                                   address=current.email)
-        new_name = name or current.name
-        if current.status == "subscribed" and new_name == current.name:
+        new_name, new_first = name or current.name, first or current.first_name
+        if current.status == "subscribed" and (new_name, new_first) == (current.name, current.first_name):
             return current
         conn.execute(
-            "UPDATE subscribers SET name = ?, status = 'subscribed', updated_at = ? WHERE id = ?",
-            (new_name, now, current.id),
+            "UPDATE subscribers SET name = ?, first_name = ?, status = 'subscribed', updated_at = ? WHERE id = ?",
+            (new_name, new_first, now, current.id),
         )
-        return Subscriber(id=current.id, email=current.email, name=new_name)
+        return Subscriber(id=current.id, email=current.email, name=new_name, first_name=new_first)
 
 
 def _set_status(conn: sqlite3.Connection, subscriber_id: int, status: str, *, commit: bool) -> Subscriber:
@@ -227,12 +231,24 @@ def _read_text(path: Path) -> str:
         ) from exc
 
 
-def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str]], list[RowProblem]]:
-    """Rows as (line, address, key, name), plus the rows rejected for a bad or duplicate address."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    email_col = name_col = -1
+def _delimiter(text: str) -> str:
+    """`,` or what the header line uses instead: `;` (Excel in much of Europe) or a tab."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    for candidate in (",", ";", "\t"):
+        if "email" in (cell.strip().strip('"').strip().lower() for cell in header.split(candidate)):
+            return candidate
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t").delimiter
+    except csv.Error:
+        return ","
+
+
+def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str, str]], list[RowProblem]]:
+    """Rows as (line, address, key, name, first name), plus the rows rejected for a bad or duplicate address."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    email_col = name_col = first_col = -1
     line_before = 0
-    rows: list[tuple[int, str, str, str]] = []
+    rows: list[tuple[int, str, str, str, str]] = []
     errors: list[RowProblem] = []
     first_line: dict[str, int] = {}
     try:
@@ -243,9 +259,11 @@ def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str]],
             if email_col < 0:
                 header = [cell.strip().lower() for cell in record]
                 if "email" not in header:
-                    raise SubscriberError(f"{path}: line {line}: no 'email' column in the header {record!r}", line=line)
+                    raise SubscriberError(f"{path}: line {line}: no 'email' column in the header {record!r}; the "
+                                          "first line must name the columns, e.g. email,name,first_name", line=line)
                 email_col = header.index("email")
                 name_col = header.index("name") if "name" in header else -1
+                first_col = next((header.index(h) for h in FIRST_NAME_HEADERS if h in header), -1)
                 continue
             raw = record[email_col].strip() if email_col < len(record) else ""
             if not raw:
@@ -262,7 +280,8 @@ def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str]],
                 continue
             first_line[key] = line
             name = clean_name(record[name_col]) if 0 <= name_col < len(record) else ""
-            rows.append((line, address, key, name))
+            first = clean_name(record[first_col]) if 0 <= first_col < len(record) else ""
+            rows.append((line, address, key, name, first))
     except csv.Error as exc:
         raise SubscriberError(f"{path}: line {reader.line_num}: {exc}", line=reader.line_num) from exc
     if email_col < 0:
@@ -271,18 +290,22 @@ def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str]],
 
 
 def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
-    """Import a CSV (`email`, optional `name`) in one transaction; bad rows are reported by line, not fatal."""
+    """Import a CSV (`email`, optional `name` and `first_name`) in one transaction; bad rows are reported by line.
+
+    The greeting uses `first_name` only: without that column nobody is greeted by name, because no rule can
+    tell the first name inside "Doe, Jane" or "Li Wei".
+    """
     path = Path(path)
     rows, errors = _parse_rows(path, _read_text(path))
     now = utc_now()
     with transaction(conn):
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS import_rows"
-            " (line INTEGER, email TEXT, email_key TEXT PRIMARY KEY, name TEXT)"
+            " (line INTEGER, email TEXT, email_key TEXT PRIMARY KEY, name TEXT, first_name TEXT)"
         )
         conn.execute("DELETE FROM temp.import_rows")
         for start in range(0, len(rows), _INSERT_BATCH):
-            conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?)", rows[start : start + _INSERT_BATCH])
+            conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?)", rows[start : start + _INSERT_BATCH])
         skipped_rows = tuple(
             RowProblem(line, email, f"skipped: {status}")
             for line, email, status in conn.execute(
@@ -292,14 +315,18 @@ def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
         )
         # An empty name in the file means "no name given", never "erase the name we have".
         updated = conn.execute(
-            "UPDATE subscribers SET name = i.name, updated_at = ? FROM temp.import_rows i"
+            "UPDATE subscribers SET"
+            " name = CASE WHEN i.name != '' THEN i.name ELSE subscribers.name END,"
+            " first_name = CASE WHEN i.first_name != '' THEN i.first_name ELSE subscribers.first_name END,"
+            " updated_at = ? FROM temp.import_rows i"
             " WHERE subscribers.email_key = i.email_key AND subscribers.status = 'subscribed'"
-            " AND i.name != '' AND subscribers.name != i.name",
+            " AND ((i.name != '' AND subscribers.name != i.name)"
+            " OR (i.first_name != '' AND subscribers.first_name != i.first_name))",
             (now,),
         ).rowcount
         added = conn.execute(
-            "INSERT INTO subscribers (email, email_key, name, status, created_at, updated_at)"
-            " SELECT email, email_key, name, 'subscribed', ?, ? FROM temp.import_rows i"
+            "INSERT INTO subscribers (email, email_key, name, first_name, status, created_at, updated_at)"
+            " SELECT email, email_key, name, first_name, 'subscribed', ?, ? FROM temp.import_rows i"
             " WHERE NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = i.email_key) ORDER BY line",
             (now, now),
         ).rowcount

@@ -7,9 +7,11 @@ import html
 import re
 import textwrap
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 __all__ = [
     "RESERVED_MARK",
@@ -17,6 +19,9 @@ __all__ = [
     "is_safe_link",
     "markdown_to_html",
     "markdown_to_text",
+    "unsafe_links",
+    "markdown_links",
+    "markdown_to_plain",
     "teaser",
     "format_date",
     "wrap",
@@ -67,6 +72,25 @@ def _markdown() -> MarkdownIt:
 
 _MD = _markdown()
 
+# Parses every link, safe or not, so that unsafe ones can be named instead of silently dropped.
+_MD_ALL_LINKS = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+_MD_ALL_LINKS.validateLink = lambda url: True  # type: ignore[method-assign]
+
+
+def unsafe_links(source: str, *, allow_mailto: bool = True) -> list[str]:
+    """Link and image targets in Markdown that are not absolute http(s) (or mailto:) links, in order."""
+    found: list[str] = []
+    stack = list(_MD_ALL_LINKS.parse(source or ""))
+    while stack:
+        token = stack.pop(0)
+        if token.children:
+            stack[:0] = token.children
+        if token.type in ("link_open", "image"):
+            target = str(token.attrGet("href" if token.type == "link_open" else "src") or "")
+            if not is_safe_link(target, allow_mailto=allow_mailto and token.type == "link_open"):
+                found.append(target)
+    return list(dict.fromkeys(found))
+
 
 def markdown_to_html(source: str) -> str:
     """Render Markdown with raw HTML disabled and only http(s)/mailto links kept."""
@@ -86,6 +110,78 @@ def markdown_to_text(source: str) -> str:
     text = _HTML_TAG.sub("", text)
     text = html.unescape(text)
     return " ".join(text.split())
+
+
+def markdown_links(source: str) -> list[str]:
+    """The safe http(s) link targets in Markdown, in order of appearance, each once."""
+    found = []
+    for token in _MD.parse(source or ""):
+        for child in token.children or ():
+            if child.type == "link_open":
+                href = str(child.attrGet("href") or "")
+                if href.lower().startswith(("http://", "https://")):
+                    found.append(href)
+    return list(dict.fromkeys(found))
+
+
+def _inline_plain(token: Token, number: Callable[[str], int | None]) -> str:
+    out: list[str] = []
+    link: tuple[str, int] | None = None  # (href, where its words start in out)
+    for child in token.children or ():
+        if child.type in ("text", "code_inline"):
+            out.append(child.content)
+        elif child.type == "softbreak":
+            out.append(" ")
+        elif child.type == "hardbreak":
+            out.append("\n")
+        elif child.type == "image":
+            out.append(child.content or str(child.attrGet("alt") or ""))
+        elif child.type == "link_open":
+            link = (str(child.attrGet("href") or ""), len(out))
+        elif child.type == "link_close" and link is not None:
+            href, start = link
+            words = "".join(out[start:]).strip()
+            if href.lower().startswith("mailto:"):
+                address = href[len("mailto:"):].split("?")[0]
+                if words != address:
+                    out.append(f" ({address})")
+            else:
+                n = number(href)
+                out.append(f" [{n}]" if n is not None else f" <{href}>")
+            link = None
+    return "".join(out)
+
+
+def markdown_to_plain(source: str, *, number: Callable[[str], int | None] = lambda _url: None) -> str:
+    """Markdown as readable plain text: paragraphs apart, list items one per line ("- ", "1. "), and each
+    link's words followed by its number in the text part's link list (`number`), or the address itself."""
+    blocks: list[tuple[str, int]] = []  # (text, top-level list it belongs to, or -1 for a paragraph)
+    lists: list[list[int]] = []  # per open list: [next number] (ordered) or [] (bullets)
+    group, marker = 0, ""
+    for token in _MD.parse(source or ""):
+        if token.type in ("bullet_list_open", "ordered_list_open"):
+            if not lists:
+                group += 1
+            lists.append([int(token.attrGet("start") or 1)] if token.type == "ordered_list_open" else [])
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            lists.pop()
+        elif token.type == "list_item_open":
+            counter = lists[-1]
+            marker = "  " * (len(lists) - 1) + (f"{counter[0]}. " if counter else "- ")
+            if counter:
+                counter[0] += 1
+        elif token.type == "inline":
+            text = html.unescape(_inline_plain(token, number)).strip()
+            blocks.append((marker + text, group if lists else -1))
+            marker = ""
+        elif token.type in ("fence", "code_block"):
+            blocks.append((token.content.rstrip("\n"), -1))
+    out = ""
+    for i, (text, in_list) in enumerate(blocks):
+        if i:
+            out += "\n" if in_list >= 0 and in_list == blocks[i - 1][1] else "\n\n"
+        out += text
+    return out
 
 
 def teaser(text: str, limit: int = TEASER_LIMIT) -> str:
@@ -112,11 +208,36 @@ def format_date(value: dt.date) -> str:
     return f"{value.day} {value:%B %Y}"
 
 
+_LIST_ITEM = re.compile(r"^(\s*)(-|\d+\.) ")
+
+
 def wrap(text: str, width: int = 78, *, indent: str = "", subsequent: str | None = None) -> str:
-    """Wrap plain text for the text part without breaking URLs or words."""
+    """Wrap plain text for the text part without breaking URLs or words.
+
+    Paragraphs are separated by blank lines; within one, a line starting with "- " or "1. " is a list
+    item, wrapped on its own with a hanging indent (unless `subsequent` sets the indent).
+    """
     paragraphs = [p for p in re.split(r"\n\s*\n", text or "")]
     out = []
     for para in paragraphs:
+        lines = para.split("\n")
+        if subsequent is None and any(_LIST_ITEM.match(line) for line in lines):
+            items: list[str] = []
+            for line in lines:
+                if _LIST_ITEM.match(line) or not items:
+                    items.append(line.rstrip())
+                else:
+                    items[-1] += " " + line.strip()
+            wrapped = []
+            for item in items:
+                m = _LIST_ITEM.match(item)
+                hang = indent + " " * (len(m.group(0)) if m else 0)
+                lead = indent + (m.group(1) if m else "")
+                body = " ".join(item[len(m.group(1)) if m else 0:].split())
+                wrapped.append(textwrap.fill(body, width=width, initial_indent=lead, subsequent_indent=hang,
+                                             break_long_words=False, break_on_hyphens=False))
+            out.append("\n".join(wrapped))
+            continue
         out.append(textwrap.fill(" ".join(para.split()), width=width, initial_indent=indent,
                                  subsequent_indent=indent if subsequent is None else subsequent,
                                  break_long_words=False, break_on_hyphens=False))

@@ -262,3 +262,19 @@ def test_the_scheduler_fetches_bounces_when_a_mailbox_is_set(sent: Settings, pro
     log = (tmp_path / "scheduler.log").read_text()
     assert "bounces:fetch: reading maildir:bounces every 5 minute(s)" in log
     assert "bounces:fetch: b: hard 5.1.1" in log
+
+
+def test_a_version_2_database_gains_the_events_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db.connect(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("DROP TABLE delivery_events")
+    raw.execute("PRAGMA user_version = 2")  # as the release before bounce handling left it
+    raw.commit()
+    raw.close()
+    conn = db.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 3
+    assert conn.execute("SELECT COUNT(*) FROM delivery_events").fetchone()[0] == 0
+    conn.close()

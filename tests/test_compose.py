@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tomllib
 from pathlib import Path
@@ -21,9 +22,12 @@ def test_compose_writes_reviewable_toml(settings: Settings, project: Path) -> No
     path = project / "issues/2026-11-25/issue.toml"
     data = tomllib.loads(path.read_text())
     assert data["summaries"] == list(issue.summary_ids)
-    assert len(issue.summary_ids) == 6
+    assert len(issue.summary_ids) == 4  # what the 90 days before the issue date hold, not padded to 6
+    assert all((DATE - s.date).days <= settings.max_age_days for s in issue.summaries)
     assert data["subject"] == issue.summaries[0].title
-    assert data["preheader"] and data["intro"]
+    assert data["preheader"] == data["intro"] == ""  # empty: derived from the summaries at build time
+    assert issue.intro.startswith("This issue has 4 summaries of research")
+    assert issue.preheader.startswith("Also inside: ") and not issue.custom_preheader
     assert all(s.date <= DATE for s in issue.summaries)
     dates = [s.date for s in issue.summaries]
     assert dates == sorted(dates, reverse=True)
@@ -48,6 +52,7 @@ def test_next_issue_skips_summaries_of_earlier_issues(settings: Settings) -> Non
 
 
 def test_discarded_issue_gives_its_summaries_back(settings: Settings, project: Path) -> None:
+    settings = dataclasses.replace(settings, max_age_days=3650)  # the second issue is two months later
     first = compose(settings, date=dt.date(2026, 10, 1), limit=3)
     path = first.folder / "issue.toml"
     path.write_text(path.read_text().replace('status = "draft"', 'status = "discarded"'))

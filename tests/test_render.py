@@ -16,6 +16,7 @@ import lxml.html
 import pytest
 
 from newsletter.check import check_email
+from newsletter.errors import IssueError
 from newsletter.pipeline import build, compose
 from newsletter.render import PLACEHOLDERS, fill_placeholders, inline_css
 from newsletter.settings import Settings
@@ -104,7 +105,7 @@ teaser: "Teaser with <b>tags</b> and [a link](javascript:alert(5))"
 
 ## What the study found
 
-[click](javascript:alert(6)) <script>alert(7)</script>
+[click](https://ms-research.example.org/x) <script>alert(7)</script>
 
 ## Why this matters
 
@@ -148,9 +149,12 @@ def test_intro_markdown_with_script_and_bad_link(settings: Settings) -> None:
     issue = compose(settings, date=DATE)
     path = issue.folder / "issue.toml"
     text = path.read_text()
-    text = re.sub(r"intro = '''\n.*?'''", "intro = '''\nHi <script>alert(1)</script> [x](javascript:alert(1)) "
+    text = re.sub(r"intro = \"\"", "intro = '''\nHi <script>alert(1)</script> [x](javascript:alert(1)) "
                   "[site](https://ms-research.example.org)\n'''", text, flags=re.S)
     path.write_text(text)
+    with pytest.raises(IssueError, match="intro.*javascript:alert"):  # refused, naming the link
+        build(settings, issue.folder)
+    path.write_text(text.replace(" [x](javascript:alert(1))", ""))
     html = build(settings, issue.folder).email.html
     assert "<script>" not in html and 'href="javascript' not in html
     assert 'href="https://ms-research.example.org"' in html

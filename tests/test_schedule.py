@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -304,7 +305,10 @@ def test_digest_skips_when_nothing_is_new_and_composes_when_something_is(setting
 
 
 def test_digest_auto_send_takes_a_suffix_when_the_date_is_taken(settings: Settings) -> None:
-    compose(settings, date=DATE)  # an editor's issue already has today's date
+    compose(settings, date=DATE)  # an editor's issue already has today's date (the last 90 days' summaries)
+    cfg = settings.root / "newsletter.toml"
+    # So the digest has older summaries left to take:
+    cfg.write_text(re.sub(r"(?m)^max_age_days = .*$", "max_age_days = 3650", cfg.read_text()))
     conn = db.connect(settings.path(settings.database))
     subscribers.import_csv(conn, settings.root / "content" / "subscribers.csv")
     conn.close()
@@ -449,3 +453,21 @@ def test_cli_schedule_list_cancel(settings: Settings, approved: Path, monkeypatc
     r = runner.invoke(group, ["schedule", "list"])
     assert "No scheduled jobs." in r.output
     assert stored_jobs(settings) == []
+
+
+def test_schedule_list_never_cuts_an_id_at_80_columns(settings: Settings, approved: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_schedule, "console", Console(width=80, highlight=False, soft_wrap=True))
+    runner = CliRunner()
+    group = newsletter_cli()
+    name = "research-digest-for-caregivers"  # 30 characters: "digest:" + it is the longest kind of id
+    r = runner.invoke(group, ["schedule", "digest", "--every", "mon 08:00", "--tz", "America/New_York",
+                              "--name", name, "--auto-send"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(group, ["schedule", "issues/2026-11-25", "--at", "2030-12-01 08:00", "--tz", "Europe/Berlin"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(group, ["schedule", "list"])
+    assert r.exit_code == 0, r.output
+    assert f"digest:{name}" in r.output and "send:2026-11-25" in r.output, r.output
+    r = runner.invoke(group, ["schedule", "cancel", f"digest:{name}"])
+    assert r.exit_code == 0 and f"Cancelled digest:{name}" in r.output

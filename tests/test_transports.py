@@ -6,6 +6,7 @@ import email
 import email.policy
 import mailbox
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -219,6 +220,29 @@ def test_auth_over_starttls(tmp_path: Path) -> None:
         assert len(server.handler.messages) == 1
 
 
+@pytest.mark.parametrize("mode", ["plain", "starttls", "smtps"])
+def test_every_smtp_socket_has_nagle_off(tmp_path: Path, mode: str) -> None:
+    """With Nagle on, the last small TLS record of a message waits ~40 ms for a delayed ACK (issue 19)."""
+    servers = {
+        "plain": lambda: smtp_server(),
+        "starttls": lambda: starttls_server(tmp_path),
+        "smtps": lambda: smtps_server(tmp_path),
+    }
+    with servers[mode]() as server:
+        if mode == "plain":
+            url = server.url(query="starttls=off")
+        else:
+            url = server.url("smtps" if mode == "smtps" else "smtp", query=f"cafile={server.ca_path}")
+        transport = smtp(url)
+        assert isinstance(transport, SMTPTransport)
+        transport.send(simple_message(ISSUE, person(1)))
+        sock = transport._smtp.sock  # the live connection, after STARTTLS where there is one
+        assert (mode != "plain") == isinstance(sock, ssl.SSLSocket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        transport.close()
+        assert len(server.handler.messages) == 1
+
+
 def test_connection_refused_is_refused_for_all() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -265,6 +289,18 @@ def test_relay_denied_is_refused_for_all() -> None:
     handler = FaultHandler([Fault(".", "554 5.7.1 <x@example.com>: Relay access denied")])
     with smtp_server(handler) as server, pytest.raises(ConnectionRefusedForAll, match="Relay access denied"):
         smtp(server.url(query="starttls=off")).send(simple_message(ISSUE, person(1)))
+
+
+def test_size_refusal_of_mail_from_fails_that_message_only() -> None:
+    """552 to MAIL FROM (RFC 1870: the SIZE= given is too large) is about the message, not the sender."""
+    handler = FaultHandler(mail_reply="552 5.3.4 Message size exceeds fixed limit")
+    with smtp_server(handler) as server:
+        transport = smtp(server.url(query="starttls=off"))
+        with pytest.raises(PermanentDeliveryError, match="552 5.3.4 Message size exceeds fixed limit") as info:
+            transport.send(simple_message(ISSUE, person(1)))
+        assert not isinstance(info.value, ConnectionRefusedForAll)
+        assert info.value.recipient == "reader1@example.com"
+        transport.close()
 
 
 def test_transport_repr_hides_password() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import SourceError
+from ..errors import SourceError, SourceErrors
 from ..models import Summary
 
 __all__ = ["Reader", "register", "reader_for", "read_source", "load_summaries", "READERS"]
@@ -53,8 +53,8 @@ def load_summaries(
 ) -> list[Summary]:
     """Every summary file at the top of content_dir (Markdown), then every configured feed.
 
-    A broken source stops the load with its SourceError, unless skip_invalid, where it is reported to
-    `warn` and left out.
+    Broken sources stop the load with one error listing every one of them (SourceErrors when several),
+    unless skip_invalid, where each is reported to `warn` and left out.
     """
     if not content_dir.is_dir():
         raise SourceError(content_dir, "content folder not found")
@@ -64,14 +64,19 @@ def load_summaries(
         if p.is_file() and p.suffix.lower() in _CONTENT_SUFFIXES and not p.name.startswith(".")
     ]
     locations += [(loc, {"journal": journal}) for loc, journal in feeds]
+    broken: list[SourceError] = []
     for location, options in locations:
         try:
             found.extend(read_source(location, **options))
         except SourceError as exc:
             if not skip_invalid:
-                raise
-            if warn:
+                broken.append(exc)
+            elif warn:
                 warn(exc)
+    if len(broken) == 1:
+        raise broken[0]
+    if broken:
+        raise SourceErrors(broken)
     _check_unique_ids(found)
     return found
 

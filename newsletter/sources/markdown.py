@@ -11,7 +11,7 @@ import yaml
 
 from ..errors import SourceError
 from ..models import Summary
-from ..text import content_problem, is_safe_link, markdown_to_text
+from ..text import content_problem, is_safe_link, markdown_to_text, unsafe_links
 from . import register
 
 __all__ = ["read_markdown", "SECTION_HEADINGS", "MAX_BYTES", "SUFFIXES"]
@@ -31,6 +31,32 @@ _SECTIONS = (("What the study found", "findings"), ("Why this matters", "why_it_
              ("Limitations", "limitations"))
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a value YAML cannot construct is a YAMLError that knows its line."""
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except (ValueError, OverflowError) as exc:  # 2026-02-30, month 13: the regex matched, the calendar did not
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a real date ({exc}); write it as YYYY-MM-DD", node.start_mark,
+        ) from None
+
+
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
+def _key_at(front: str, line: int | None) -> str:
+    """The front-matter key written on `line` (file numbering), or "front matter"."""
+    lines = front.splitlines()
+    if line is not None and 2 <= line < len(lines) + 2:
+        m = re.match(r"^([A-Za-z_][\w-]*)\s*:", lines[line - 2])
+        if m:
+            return m.group(1)
+    return "front matter"
 
 
 def _line_of(front: str, key: str) -> int | None:
@@ -115,6 +141,11 @@ def _sections(path: Path, body: str, body_line: int) -> dict[str, str]:
         if problem:
             offset = next((n for n, line in enumerate(body.split("\n")) if content_problem(line)), 0)
             raise SourceError(path, problem, line=body_line + offset, field=key)
+        bad = unsafe_links(text, allow_mailto=False)
+        if bad:
+            offset = next((n for n, line in enumerate(body.split("\n")) if bad[0] in line), 0)
+            raise SourceError(path, f"link {bad[0]!r} is not an absolute http(s) link (write the whole "
+                                    "address, e.g. https://example.org/page)", line=body_line + offset, field=key)
     for heading, key in _SECTIONS:
         if not out.get(key):
             raise SourceError(path, f"section '## {heading}' is missing or empty", field=key)
@@ -132,12 +163,20 @@ def read_markdown(location: str, **_: object) -> list[Summary]:
                                 "the fields, then another '---' line", line=1, field="front matter")
     front = m.group(1) or ""
     try:
-        meta = yaml.safe_load(front)
+        meta = yaml.load(front, Loader=_FrontMatterLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 2 if mark is not None else None
+        raise SourceError(path, exc.problem or str(exc).splitlines()[0], line=line,
+                          field=_key_at(front, line)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SourceError(path, f"front matter is not valid YAML: {problem}", line=line,
+                          field="front matter") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # any other value YAML cannot build
+        raise SourceError(path, f"front matter has a value that cannot be read: {exc}", line=2,
                           field="front matter") from None
     if meta is None:
         meta = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import smtplib
+import socket
 import ssl
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -55,7 +56,17 @@ def _dot_stuff(data: bytes) -> bytes:
 
 
 class _FastData:
-    """smtplib's DATA step (reply check, dot-stuffing, final CRLF.CRLF) with the dot-stuffing above."""
+    """smtplib's DATA step (reply check, dot-stuffing, final CRLF.CRLF) with the dot-stuffing above,
+    on a socket with Nagle's algorithm off."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        # Over TLS a message leaves as several records, the last one small; with Nagle on, the kernel
+        # holds it until the server ACKs the one before, which Linux delays by 40 ms (issue 19).
+        # STARTTLS wraps this same descriptor later, so the option holds for the whole session.
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def data(self, msg: bytes) -> tuple[int, bytes]:
         smtp: smtplib.SMTP = self  # type: ignore[assignment]
@@ -63,11 +74,64 @@ class _FastData:
         code, reply = smtp.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
-        body = _dot_stuff(msg)  # sendmail() hands bytes over (it encodes a str itself)
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        smtp.send(body + b".\r\n")
+        _send_body(smtp, msg)  # sendmail() hands bytes over (it encodes a str itself)
         return smtp.getreply()
+
+    def sendmail_pipelined(self, sender: str, recipient: str, msg: bytes, options: list[str]) -> None:
+        """sendmail() for one recipient with MAIL, RCPT and DATA in one write (RFC 2920), raising what it raises.
+
+        Saves two round trips per message. The replies are read in order; on any refusal the body is not sent
+        (or, if the server said 354 anyway, an empty one ends the data) and RSET leaves the session clean.
+        """
+        smtp: smtplib.SMTP = self  # type: ignore[assignment]
+        for address in (sender, recipient):
+            if "\r" in address or "\n" in address:
+                raise ValueError("address contains CR or LF")
+        options = [*options, f"SIZE={len(msg)}"] if smtp.has_extn("size") else list(options)
+        if "SMTPUTF8" in options:
+            smtp.command_encoding = "utf-8"  # as smtplib's mail() does
+        mail = f"MAIL FROM:{smtplib.quoteaddr(sender)}" + "".join(" " + option for option in options)
+        smtp.send(f"{mail}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n")
+        refusals = (
+            lambda code, reply: smtplib.SMTPSenderRefused(code, reply, sender),
+            lambda code, reply: smtplib.SMTPRecipientsRefused({recipient: (code, reply)}),
+            lambda code, reply: smtplib.SMTPDataError(code, reply),
+        )
+        refused: smtplib.SMTPException | None = None
+        for wanted, refusal in zip(((250,), (250, 251), (354,)), refusals):
+            code, reply = smtp.getreply()
+            if code == 421:  # the server is closing: the replies after this one will never come
+                smtp.close()
+                raise refusal(code, reply)
+            if refused is None and code not in wanted:
+                refused = refusal(code, reply)
+        if refused is not None:
+            if code == 354:  # DATA accepted after a refused MAIL or RCPT: end it with nothing in it
+                smtp.send(b".\r\n")
+                smtp.getreply()
+            _rset(smtp)
+            raise refused
+        _send_body(smtp, msg)
+        code, reply = smtp.getreply()
+        if code != 250:
+            if code == 421:
+                smtp.close()
+            else:
+                _rset(smtp)
+            raise smtplib.SMTPDataError(code, reply)
+
+
+def _send_body(smtp: smtplib.SMTP, msg: bytes) -> None:
+    body = _dot_stuff(msg)
+    # Body and terminator in one sendall: over TLS that is one SSL_write of full records.
+    smtp.send(body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+
+
+def _rset(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.rset()
+    except smtplib.SMTPServerDisconnected:
+        pass  # the next send reconnects
 
 
 class _SMTP(_FastData, smtplib.SMTP):
@@ -234,19 +298,32 @@ class SMTPTransport:
             options.append("SMTPUTF8")
         if not message.data.isascii() and smtp.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
+        limit = smtp.esmtp_features.get("size", "")
+        if limit.isdigit() and 0 < int(limit) < len(message.data):  # RFC 1870: SIZE 0 means no limit
+            raise PermanentDeliveryError(
+                f"message is {len(message.data):,} bytes; the server accepts at most {int(limit):,} (SIZE)",
+                recipient=message.recipient,
+            )
         try:
-            smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
+            if isinstance(smtp, _FastData) and smtp.has_extn("pipelining"):
+                smtp.sendmail_pipelined(message.sender, message.recipient, message.data, options)
+            else:
+                smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()), (0, b"recipient refused"))
             raise self._reply_error(code, _text(reply), message.recipient) from exc
         except smtplib.SMTPSenderRefused as exc:
             error = self._reply_error(exc.smtp_code, _text(exc.smtp_error), message.recipient)
-            if isinstance(error, PermanentDeliveryError):
+            # 552 to MAIL FROM ... SIZE=n is about this message's size (RFC 1870), not the sender.
+            if isinstance(error, PermanentDeliveryError) and exc.smtp_code != 552:
                 # A refused envelope sender is refused for every recipient.
                 error = self._refused(f"server refuses the sender {message.sender}: {error.reason}")
             raise error from exc
         except smtplib.SMTPResponseException as exc:  # SMTPDataError and friends
-            raise self._reply_error(exc.smtp_code, _text(exc.smtp_error), message.recipient) from exc
+            text = _text(exc.smtp_error)
+            if exc.smtp_code == 552:  # servers word it differently ("message file too big"): give the size too
+                text += f" (message of {len(message.data):,} bytes)"
+            raise self._reply_error(exc.smtp_code, text, message.recipient) from exc
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _Reconnect(None, f"connection to {self.host}:{self.port} lost: {exc}") from exc
         except smtplib.SMTPException as exc:

@@ -1,0 +1,58 @@
+"""Freeze: once any subscriber has an issue, its issue.toml and build stay as they were sent."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from . import db, ledger
+from .compose import ISSUE_FILE, atomic_write
+from .errors import IssueError
+from .settings import Settings
+
+__all__ = ["sent_count", "refuse_if_sent", "start_correction", "IssueFrozen"]
+
+
+class IssueFrozen(IssueError):
+    """The issue has `sent` ledger rows: editing, rebuilding or re-approving it would rewrite history."""
+
+
+def sent_count(settings: Settings, issue_id: str) -> int:
+    """How many subscribers have this issue (0 when there is no database yet)."""
+    path = settings.path(settings.database)
+    if not path.exists():
+        return 0
+    conn = db.connect(path)
+    try:
+        return ledger.counts(conn, issue_id).sent
+    except sqlite3.Error as exc:
+        raise db.ledger_error(conn, exc, what="reading the send ledger") from exc
+    finally:
+        conn.close()
+
+
+def refuse_if_sent(settings: Settings, folder: Path, action: str) -> None:
+    """IssueFrozen when `folder`'s issue went to anyone; the message says how to send a correction."""
+    sent = sent_count(settings, folder.name)
+    if sent:
+        raise IssueFrozen(folder, f"cannot {action}: this issue was already sent to {sent} subscriber(s), so its "
+                                  "issue.toml and build stay as they received them (the web archive shows the "
+                                  f"same). To send a correction, start a new issue from this one: newsletter compose "
+                                  f"--correction-of {folder.name}, edit it, then build, approve and send it")
+
+
+def start_correction(settings: Settings, folder: Path) -> Path:
+    """A new draft issue <id>-correction (or -correction-2 …) holding a copy of a sent issue's issue.toml."""
+    base = f"{folder.name}-correction"
+    issues_dir = settings.path(settings.issues_dir)
+    target, n = issues_dir / base, 1
+    while (target / ISSUE_FILE).exists():
+        n += 1
+        target = issues_dir / f"{base}-{n}"
+    text = (folder / ISSUE_FILE).read_text(encoding="utf-8-sig")
+    text = re.sub(r'(?m)^subject = "(?!Correction: )', 'subject = "Correction: ', text, count=1)
+    text = re.sub(r'(?m)^status = .*$', 'status = "draft"', text, count=1)
+    note = f"# A correction of issue {folder.name}, which subscribers already have.\n"
+    atomic_write(target / ISSUE_FILE, note + text)
+    return target
