@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -197,14 +196,12 @@ def test_file_without_email_header_is_refused(conn: sqlite3.Connection, tmp_path
         subscribers.import_csv(conn, write(tmp_path / "l.csv", text))
 
 
-def test_import_100k_rows_in_seconds(conn: sqlite3.Connection, tmp_path: Path) -> None:
+def test_import_100k_rows(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    # How fast is a benchmark (python -m benchmarks --only scale), not a timed test: CI machines are shared.
     csv_file = tmp_path / "big.csv"
     with csv_file.open("w", encoding="utf-8") as out:
         out.write("email,name\n")
         out.writelines(f"reader{i}@example.org,Reader {i}\n" for i in range(100_000))
-    started = time.perf_counter()
     report = subscribers.import_csv(conn, csv_file)
-    elapsed = time.perf_counter() - started
     assert report.added == 100_000 and report.ok
     assert subscribers.count(conn, "subscribed") == 100_000
-    assert elapsed < 15, f"import took {elapsed:.1f}s"
