@@ -29,8 +29,8 @@ def test_hard_bounces_pause_the_send_and_say_how_to_resume(settings: Settings, t
                                    pause_min_delivered=4)
         first = sent_issue_paused(smtp)
         assert first.stopped_early and first.stopped_early.startswith("paused: 2 of 4 addresses")
-        # the pause comes at the 4th result; the message already handed to the server finishes
-        assert "--no-pause" in first.stopped_early and first.sent in (2, 3) and first.failed == 2
+        # the pause comes once 4 results are recorded; messages already handed over (1-2) still finish
+        assert "--no-pause" in first.stopped_early and 2 <= first.sent <= 4 and first.failed == 2
         folder = smtp.root / "issues" / ISSUE
         again = send_full(smtp, folder, pause_interval=0)  # still over the limit: pauses before sending any
         assert again.sent == 0 and again.stopped_early and again.stopped_early.startswith("paused")
