@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ def test_hard_bounces_pause_the_send_and_say_how_to_resume(settings: Settings, t
         smtp = dataclasses.replace(settings, transport=server.url(query=f"cafile={server.ca_path}"),
                                    pause_min_delivered=4)
         first = sent_issue_paused(smtp)
-        assert first.stopped_early and first.stopped_early.startswith("paused: 2 of 4 addresses")
+        # results are recorded as they come back, so the first check may already see 5 or 6
+        assert first.stopped_early and re.match(r"paused: 2 of [4-6] addresses", first.stopped_early)
         # the pause comes once 4 results are recorded; messages already handed over (1-2) still finish
         assert "--no-pause" in first.stopped_early and 2 <= first.sent <= 4 and first.failed == 2
         folder = smtp.root / "issues" / ISSUE
