@@ -18,6 +18,7 @@ MEASUREMENTS = {
     "scale": "benchmarks.bench_scale",
     "ledger": "benchmarks.bench_ledger",
     "postfix": "benchmarks.bench_postfix",
+    "desk": "benchmarks.bench_desk",
 }
 
 

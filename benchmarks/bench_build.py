@@ -64,13 +64,14 @@ def _child(root: Path, issue: Path, mjml_out: Path) -> None:
     """In a fresh process, so "cold" is cold: each stage of render_email timed on its own (ms)."""
     t: dict[str, Any] = {}
     start = time.perf_counter()
-    from newsletter import pipeline, render
+    from newsletter import render
+    from newsletter.jobs import issues as jobs
     from newsletter.settings import load_settings
 
     t["import_build_modules"] = (time.perf_counter() - start) * 1000
     settings = load_settings(root / "newsletter.toml", env=ENV)
     start = time.perf_counter()
-    loaded = pipeline.load_issue(settings, issue)
+    loaded = jobs.load_issue(settings, issue)
     t["load_issue"] = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     env = render._environment(str(settings.path(settings.templates_dir)))
@@ -146,7 +147,7 @@ def _process_rows(root: Path, issue: Path, mjml_file: Path, runs: int) -> list[R
 
 def _stage_rows(stages: dict[str, Any], cli_ms: float | None, cli_name: str) -> list[Row]:
     rows = [
-        info(SECTION, "stage: import pipeline + render", stages["import_build_modules"], "ms"),
+        info(SECTION, "stage: import jobs.issues + render", stages["import_build_modules"], "ms"),
         info(SECTION, "stage: load issue (summaries + feed)", stages["load_issue"], "ms"),
         info(SECTION, "stage: Jinja (first render, incl. template compile)", stages["jinja"], "ms"),
         ratio_row(SECTION, "stage: MJML compile, mjml-python in-process (warm)", stages["mjml_warm"], "ms", cli_ms,
@@ -164,7 +165,7 @@ def _stage_rows(stages: dict[str, Any], cli_ms: float | None, cli_name: str) -> 
 def _flat_rows(work: Path, recipients: int) -> list[Row]:
     """MJML compiles once per issue: count compiles, and per-recipient cost with 3 vs 30 summaries."""
     import newsletter.render as render_module
-    from newsletter.deliver import personaliser_for
+    from newsletter.jobs.delivery import personaliser_for
     from newsletter.models import Subscriber
 
     from .project import subscriber_rows

@@ -18,7 +18,7 @@ from .project import (
     settings_for,
     temp_dir,
 )
-from newsletter.db import WAL_AUTOCHECKPOINT_PAGES
+from newsletter.store.sqlite import WAL_AUTOCHECKPOINT_PAGES
 
 from .report import Row, info, ratio_row
 
@@ -48,19 +48,19 @@ def register_null() -> None:
 
 def _send_issue(conn: sqlite3.Connection, folder: Path, p, *,
                 connections: int = 1) -> tuple[float, int]:
-    from newsletter.send import send_issue
+    from newsletter.send import SendPolicy, send_issue
 
     conn.execute("DELETE FROM ledger")
     conn.commit()
     start = time.perf_counter()
     report = send_issue(conn, folder.name, make_message=p.message, transport_factory=NullTransport,
-                        connections=connections)
+                        policy=SendPolicy(connections=connections))
     return time.perf_counter() - start, report.sent
 
 
 def _ledger_off(conn: sqlite3.Connection, p) -> tuple[float, int]:
     """The same messages without the database in the loop: personalise + transport.send."""
-    from newsletter.subscribers import iter_subscribed
+    from newsletter.store.subscribers import iter_subscribed
 
     people = list(iter_subscribed(conn))
     transport = NullTransport()
@@ -73,8 +73,8 @@ def _ledger_off(conn: sqlite3.Connection, p) -> tuple[float, int]:
 
 def _variants(conn: sqlite3.Connection, folder: Path, p) -> list[tuple[str, tuple[float, int]]]:
     """One round of every variant, in a fixed order: (label, (seconds, messages))."""
-    from newsletter.ledger import Ledger
-    from newsletter.subscribers import iter_subscribed
+    from newsletter.store.ledger import Ledger
+    from newsletter.store.subscribers import iter_subscribed
 
     prebuilt = {s.id: p.message(s) for s in iter_subscribed(conn)}
     out = [("normal", _send_issue(conn, folder, p)), ("off", _ledger_off(conn, p))]
@@ -97,13 +97,13 @@ def _variants(conn: sqlite3.Connection, folder: Path, p) -> list[tuple[str, tupl
     out.append(("bare", (time.perf_counter() - start, len(prebuilt))))
     conn.execute("PRAGMA synchronous = FULL")
     out.append(("full", _send_issue(conn, folder, p)))
-    conn.execute("PRAGMA synchronous = NORMAL")  # the ledger's own setting (newsletter/db.py)
+    conn.execute("PRAGMA synchronous = NORMAL")  # the ledger's own setting (newsletter/store/sqlite.py)
     return out
 
 
 def _wal_frames_per_message(db_path: Path, folder: Path, p) -> float:
     """WAL frames one message's ledger writes cost, counted with automatic checkpoints off for the count."""
-    from newsletter import db
+    from newsletter.store import sqlite as db
 
     conn = db.connect(db_path)
     try:
@@ -121,9 +121,9 @@ def _wal_frames_per_message(db_path: Path, folder: Path, p) -> float:
 
 def _crash_child(root: Path, folder: Path, log: Path, kill_after: int, connections: int) -> None:
     """Send with a transport that records each accepted message, then dies like kill -9 after `kill_after`."""
-    from newsletter import db
-    from newsletter.deliver import personaliser_for
-    from newsletter.send import send_issue
+    from newsletter.store import sqlite as db
+    from newsletter.jobs.delivery import personaliser_for
+    from newsletter.send import SendPolicy, send_issue
 
     settings = settings_for(root)
     p = personaliser_for(settings, folder)
@@ -138,11 +138,12 @@ def _crash_child(root: Path, folder: Path, log: Path, kill_after: int, connectio
                     os._exit(137)
 
         conn = db.connect(settings.path(settings.database))
-        send_issue(conn, folder.name, make_message=p.message, transport_factory=Dying, connections=connections)
+        send_issue(conn, folder.name, make_message=p.message, transport_factory=Dying,
+                  policy=SendPolicy(connections=connections))
 
 
 def _crash_once(root: Path, folder: Path, work: Path, kill_after: int, connections: int) -> dict[str, int]:
-    from newsletter import db
+    from newsletter.store import sqlite as db
 
     settings = settings_for(root)
     conn = db.connect(settings.path(settings.database))
@@ -169,8 +170,8 @@ def _crash_once(root: Path, folder: Path, work: Path, kill_after: int, connectio
 
 
 def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
-    from newsletter import db
-    from newsletter.deliver import personaliser_for
+    from newsletter.store import sqlite as db
+    from newsletter.jobs.delivery import personaliser_for
 
     messages = messages or (1000 if quick else 5000)
     rounds = 2 if quick else 3

@@ -57,7 +57,7 @@ def _rate(fn, items) -> float:
 
 
 def run(*, quick: bool, out=print) -> list[Row]:
-    from newsletter.deliver import personaliser_for
+    from newsletter.jobs.delivery import personaliser_for
     from newsletter.render import read_build
 
     fast_n, naive_n, rounds = (5_000, 200, 3) if quick else (20_000, 1_000, 5)

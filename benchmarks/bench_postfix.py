@@ -114,7 +114,7 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
         out(f"  postfix: importing {messages} subscribers ...")
         import_subscribers(root, messages)
         settings = settings_for(root)
-        from newsletter.deliver import personaliser_for
+        from newsletter.jobs.delivery import personaliser_for
         from newsletter.models import Subscriber
 
         size = len(personaliser_for(settings, folder).message(Subscriber(id=1, email="reader000001@example.org",

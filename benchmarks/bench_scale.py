@@ -40,8 +40,8 @@ def _rss_mb() -> tuple[float, float]:
 
 
 def _child(step: str, root: Path, arg: Path) -> None:
-    from newsletter import db, subscribers
-    from newsletter.deliver import send_full
+    from newsletter.store import sqlite as db, subscribers
+    from newsletter.jobs.delivery import send_full
 
     from .bench_ledger import register_null
 

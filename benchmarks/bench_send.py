@@ -28,7 +28,7 @@ SENDER, RECIPIENT = "newsletter@ms-research.example.org", "reader@example.org"
 
 def reset_ledger(settings) -> None:
     """Forget every send, so the next run sends to everyone again (same database file, same pages)."""
-    from newsletter import db
+    from newsletter.store import sqlite as db
 
     conn = db.connect(settings.path(settings.database))
     try:
@@ -42,7 +42,7 @@ def reset_ledger(settings) -> None:
 
 def send_once(settings, folder: Path, *, connections: int) -> tuple[float, int]:
     """(seconds, messages sent) for one full send of the issue."""
-    from newsletter.deliver import send_full
+    from newsletter.jobs.delivery import send_full
 
     reset_ledger(settings)
     start = time.perf_counter()
@@ -94,7 +94,7 @@ def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size
             percent=True, goal=">= 60 % of smtp-source" if goal else "",
             check=(lambda f, r: r is not None and r >= 60) if goal else None,
             note=f"best of {rounds} alternating rounds of {messages} messages of ~{size / 1024:.0f} KB; ours: "
-                 f"deliver.send_full with the ledger (SQLite file), reference: smtp-source with the same count, "
+                 f"jobs.send_full with the ledger (SQLite file), reference: smtp-source with the same count, "
                  f"size and sessions, reusing connections (-d){check_note}",
             samples={"ours_per_s": [round(x) for x in ours], "smtp_source_per_s": [round(x) for x in theirs]}))
     if goal:  # where the time goes: CPU (user + system, all threads) per message, 1 connection
@@ -153,7 +153,7 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
         out(f"  send: importing {messages} subscribers ...")
         import_subscribers(root, messages)
         settings = settings_for(root)
-        from newsletter.deliver import personaliser_for
+        from newsletter.jobs.delivery import personaliser_for
         from newsletter.models import Subscriber
 
         sample = personaliser_for(settings, folder).message(Subscriber(id=1, email="reader000001@example.org",
@@ -180,7 +180,7 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
 
 def _limit_subscribers(settings, count: int) -> None:
     """Unsubscribe everyone after the first `count`, so a slow transport gets a smaller run."""
-    from newsletter import db
+    from newsletter.store import sqlite as db
 
     conn = db.connect(settings.path(settings.database))
     try:

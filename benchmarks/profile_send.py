@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--null", action="store_true")
     ap.add_argument("--cprofile", metavar="FILE")
     args = ap.parse_args()
-    from newsletter.deliver import send_full
+    from newsletter.jobs.delivery import send_full
 
     from .bench_ledger import register_null
 

@@ -89,7 +89,7 @@ def settings_for(root: Path, **replace: object):  # -> Settings (imported lazily
 def compose_and_build(root: Path, *, limit: int, approve: bool = True) -> Path:
     """Compose the sample date with `limit` summaries, build it (and approve it); the issue folder."""
     from newsletter.approval import approve as approve_issue
-    from newsletter.pipeline import build, compose
+    from newsletter.jobs.issues import build, compose
 
     s = settings_for(root, max_age_days=3650)  # the workload needs every sample summary, however old
     issue = compose(s, date=DATE, limit=limit, force=True)
@@ -122,7 +122,7 @@ def write_subscribers(path: Path, count: int) -> Path:
 
 def import_subscribers(root: Path, count: int) -> int:
     """Generate `count` subscribers and import them into the project's database; how many were added."""
-    from newsletter import db, subscribers
+    from newsletter.store import sqlite as db, subscribers
 
     s = settings_for(root)
     csv_path = write_subscribers(root / "subscribers.csv", count)

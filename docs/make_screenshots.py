@@ -18,7 +18,7 @@ from pathlib import Path
 
 from newsletter.browser import take_screenshots
 from newsletter.errors import NewsletterError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.render import PREVIEW_FILE
 from newsletter.settings import load_settings
 

@@ -8,17 +8,14 @@ the machine.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import struct
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .colours import contrast_ratio, hex_colour, over, parse_colour, placeholder_png
 from .errors import NewsletterError
 
 __all__ = [
@@ -150,7 +147,7 @@ class Measurement:
                 out.append(f"text {where} is {t.font_px:g} px (limit {MIN_FONT_PX:g}): <{t.tag}> {t.text!r}")
             if t.contrast < MIN_CONTRAST:
                 out.append(f"contrast {where} is {t.contrast:.2f}:1 (limit {MIN_CONTRAST}): <{t.tag}> {t.text!r} "
-                           f"colour {_hex(t.color)} on {_hex(t.background)}")
+                           f"colour {hex_colour(t.color)} on {hex_colour(t.background)}")
         if self.heading_px and self.paragraph_px and min(self.heading_px) <= max(self.paragraph_px):
             out.append(f"headings {where} ({min(self.heading_px):g} px) are not larger than body text "
                        f"({max(self.paragraph_px):g} px)")
@@ -195,65 +192,6 @@ class Measurement:
                 "max_chars_per_line": round(self.max_chars_per_line, 1),
                 "min_tap_px": round(self.min_tap_px, 1), "min_contrast": round(self.min_contrast, 2),
                 "min_line_height": round(min((r for _, r in self.line_heights), default=0.0), 2)}
-
-
-def _hex(rgb: tuple[float, ...]) -> str:
-    return "#" + "".join(f"{round(c):02x}" for c in rgb[:3])
-
-
-def _luminance(rgb: tuple[float, ...]) -> float:
-    def channel(c: float) -> float:
-        c /= 255
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-    r, g, b = (channel(c) for c in rgb[:3])
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast_ratio(foreground: tuple[float, ...], background: tuple[float, ...]) -> float:
-    """WCAG 2 contrast ratio of two sRGB colours (0-255 channels); a translucent foreground is blended first."""
-    fg = foreground[:3]
-    if len(foreground) > 3 and foreground[3] < 1:
-        a = foreground[3]
-        fg = tuple(a * f + (1 - a) * b for f, b in zip(foreground[:3], background[:3]))
-    hi, lo = sorted((_luminance(fg), _luminance(background)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
-_COLOR = re.compile(r"rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)(?:\s*[,/]\s*([\d.]+%?))?\s*\)")
-
-
-def _parse_color(css: str) -> tuple[float, float, float, float]:
-    m = _COLOR.fullmatch(css.strip())
-    if not m:
-        raise ValueError(f"unexpected computed colour {css!r}")
-    alpha = m.group(4)
-    a = 1.0 if alpha is None else (float(alpha[:-1]) / 100 if alpha.endswith("%") else float(alpha))
-    return float(m.group(1)), float(m.group(2)), float(m.group(3)), a
-
-
-def _over(top: tuple[float, ...], bottom: tuple[float, ...]) -> tuple[float, float, float]:
-    a = top[3] if len(top) > 3 else 1.0
-    return tuple(a * t + (1 - a) * b for t, b in zip(top[:3], bottom[:3]))  # type: ignore[return-value]
-
-
-def _png(width: int, height: int) -> bytes:
-    """A muted placeholder picture (sky band over a hill) as PNG bytes, without an imaging library."""
-    rows = bytearray()
-    for y in range(height):
-        rows.append(0)  # filter: none
-        for x in range(width):
-            hill = y > height * 0.62 + (height * 0.12) * ((x / width - 0.5) ** 2 * 4 - 1)
-            rows += bytes((94, 140, 120) if hill else (182, 208, 214))
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows), 9))
-            + chunk(b"IEND", b""))
-
-
-@lru_cache(maxsize=1)
-def _placeholder_png() -> bytes:
-    return _png(1104, 552)
 
 
 def chromium_path() -> Path | None:
@@ -301,7 +239,7 @@ def _page(browser: Any, html_path: Path, width: int, scheme: str) -> Iterator[tu
         if request.url.startswith(("file:", "data:", "about:")):
             route.continue_()
         elif request.resource_type == "image":
-            route.fulfill(status=200, content_type="image/png", body=_placeholder_png())
+            route.fulfill(status=200, content_type="image/png", body=placeholder_png())
         else:
             blocked.append(request.url)
             route.abort()
@@ -320,94 +258,15 @@ def _page(browser: Any, html_path: Path, width: int, scheme: str) -> Iterator[tu
         context.close()
 
 
-# Runs in the page: collects raw computed values; the Python side turns them into figures.
-_COLLECT = r"""
-({preheader, postal, stripStyles}) => {
-  if (stripStyles) document.querySelectorAll('style').forEach(s => s.remove());
-  const shown = el => el.checkVisibility({opacityProperty: true, visibilityProperty: true})
-    && el.getBoundingClientRect().width > 0 && el.getBoundingClientRect().height > 0;
-  const layers = el => {
-    const out = [];
-    for (let e = el; e; e = e.parentElement) {
-      const bg = getComputedStyle(e).backgroundColor;
-      out.push(bg);
-      if (/^rgb\(/.test(bg)) break;  // opaque: nothing below shows through
-    }
-    return out;
-  };
-  const seen = new Set(), texts = [];
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-    const el = n.parentElement;
-    if (!n.textContent.trim() || seen.has(el) || !shown(el)) continue;
-    seen.add(el);
-    const cs = getComputedStyle(el);
-    const block = el.closest('h1, h2, h3, h4, p, li, div, td');
-    texts.push({tag: el.tagName.toLowerCase(), block: block ? block.tagName.toLowerCase() : '',
-                cls: el.className || '', text: el.textContent.trim().slice(0, 60),
-                font: parseFloat(cs.fontSize), color: cs.color, layers: layers(el)});
-  }
-  const canvas = document.createElement('canvas').getContext('2d');
-  let maxChars = 0;
-  const paragraphs = [];
-  for (const el of document.querySelectorAll('p, li')) {
-    const text = el.textContent.trim();
-    if (!shown(el) || text.length < 60) continue;
-    const cs = getComputedStyle(el);
-    canvas.font = `${cs.fontStyle} ${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
-    const average = canvas.measureText(text).width / text.length;
-    const column = el.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
-    paragraphs.push(parseFloat(cs.fontSize));
-    // Reading measure is about running text; centred footer lines are short by design.
-    if (cs.textAlign !== 'center') maxChars = Math.max(maxChars, column / average);
-  }
-  const lineHeights = [...document.querySelectorAll('p, li')].filter(el => shown(el) && el.textContent.trim())
-    .map(el => { const cs = getComputedStyle(el);
-      return [el.textContent.trim().slice(0, 40), parseFloat(cs.lineHeight) / parseFloat(cs.fontSize)]; });
-  const justified = [...document.body.querySelectorAll('*')]
-    .filter(el => /justify/.test(getComputedStyle(el).textAlign) && el.textContent.trim() && shown(el))
-    .map(el => el.textContent.trim().slice(0, 40));
-  const animations = document.getAnimations().length + document.querySelectorAll('marquee, blink').length;
-  const headings = [...document.querySelectorAll('h1, h2, h3')].filter(shown)
-    .map(h => parseFloat(getComputedStyle(h).fontSize));
-  const taps = [...document.querySelectorAll('a')].filter(a => /^read more/i.test(a.textContent.trim()) && shown(a))
-    .map(a => a.getBoundingClientRect().height);
-  const images = [...document.images].map(img => {
-    const r = img.getBoundingClientRect();
-    return {src: img.getAttribute('src') || '', alt: img.getAttribute('alt') || '', left: r.left, right: r.right,
-            width: r.width, loaded: img.complete && img.naturalWidth > 0};
-  });
-  const smallest = needle => [...document.body.querySelectorAll('*')]
-    .filter(e => e.textContent.includes(needle)).pop();
-  const unsubscribe = [...document.querySelectorAll('a')].find(a => a.textContent.trim() === 'Unsubscribe');
-  const disclaimer = smallest('read the original studies');
-  const address = postal ? smallest(postal) : null;
-  const required = {
-    'research disclaimer': !!disclaimer && shown(disclaimer),
-    'postal address': !!address && shown(address),
-    'unsubscribe link': !!unsubscribe && shown(unsubscribe),
-  };
-  const body = document.body.innerText.replace(/\s+/g, ' ');
-  const root = document.documentElement;
-  return {
-    viewport: root.clientWidth,
-    scroll: Math.max(root.scrollWidth, document.body.scrollWidth),
-    content: Math.max(0, ...[...document.querySelectorAll('table')].filter(shown)
-      .map(t => t.getBoundingClientRect().width)),
-    right: Math.max(0, ...[...document.body.querySelectorAll('*')].map(e => e.getBoundingClientRect())
-      .filter(r => r.width > 0 && r.height > 0).map(r => r.right + window.scrollX)),
-    texts, headings, paragraphs, maxChars, taps, images, required, lineHeights, justified, animations,
-    preheaderShown: !!preheader && body.includes(preheader.replace(/\s+/g, ' ')),
-    canvas: getComputedStyle(root).backgroundColor, bodyBg: getComputedStyle(document.body).backgroundColor,
-  };
-}
-"""
+#: Runs in the page (a JavaScript function of one argument, kept beside this module): collects raw
+#: computed values; the Python side turns them into figures.
+_COLLECT = (Path(__file__).parent / "browser_collect.js").read_text(encoding="utf-8")
 
 
 def _canvas(raw: dict[str, Any], scheme: str) -> tuple[float, float, float]:
     # The root's own background, else the UA canvas for the scheme (dark canvas when color-scheme allows it).
     for css in (raw["canvas"], raw["bodyBg"]):
-        color = _parse_color(css)
+        color = parse_colour(css)
         if color[3] >= 1:
             return color[:3]
     return (18.0, 18.0, 18.0) if scheme == "dark" else (255.0, 255.0, 255.0)
@@ -416,8 +275,8 @@ def _canvas(raw: dict[str, Any], scheme: str) -> tuple[float, float, float]:
 def _text_sample(item: dict[str, Any], canvas: tuple[float, float, float]) -> TextSample:
     background = canvas
     for css in reversed(item["layers"]):
-        background = _over(_parse_color(css), background)
-    color = _parse_color(item["color"])
+        background = over(parse_colour(css), background)
+    color = parse_colour(item["color"])
     return TextSample(tag=item["tag"], block=item["block"], css_class=item["cls"], text=item["text"],
                       font_px=item["font"], color=color, background=background, contrast=contrast_ratio(color, background))
 

@@ -1,15 +1,10 @@
-"""The edge: parse arguments, load Settings once, call the pipeline, print results."""
+"""The edge: parse arguments, load Settings once, call the jobs, print results."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import CheckFailed, NewsletterError, SourceError
-from .settings import Settings, load_settings
+from .cli_base import Context, err_console, run
+from .cli_progress import print_send_report, progress, stop_on_signals
+from .errors import CheckFailed, SourceError
+from .settings import Settings
 
 __all__ = ["main", "cli", "run"]
 
 console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class Context:
-    """Lazily loaded settings, so `--help` never touches the disk."""
-
-    def __init__(self, config: Path | None) -> None:
-        self.config = config
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config)
-        return self._settings
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -79,12 +61,12 @@ def cli(click_ctx: click.Context, config: Path | None) -> None:
 def compose(ctx: Context, date_: str | None, limit: int | None, force: bool, correction_of: str | None,
             skip_invalid: bool) -> None:
     """Pick the latest unsent summaries and write issues/<date>/issue.toml."""
-    from .pipeline import compose_with_notes
+    from .jobs.issues import compose_with_notes
 
     s = ctx.settings
     if correction_of:
         from .freeze import start_correction
-        from .pipeline import issue_folder
+        from .jobs.issues import issue_folder
 
         target = start_correction(s, issue_folder(s, correction_of))
         console.print(f"Started {_rel(target / 'issue.toml', s)} from {correction_of}. Edit it, then: "
@@ -138,7 +120,7 @@ def _print_report(report: Any, *, as_json: bool) -> None:
 @pass_ctx
 def build(ctx: Context, issue: str) -> None:
     """Render ISSUE to build/email.html and build/email.txt (+ preview.html, build.json)."""
-    from .pipeline import build as build_issue, issue_folder
+    from .jobs.issues import build as build_issue, issue_folder
 
     s = ctx.settings
     result = build_issue(s, issue_folder(s, issue), content_checks=False)
@@ -162,10 +144,10 @@ def _fail_on_errors(result: Any) -> None:
 @pass_ctx
 def check(ctx: Context, issue: str, as_json: bool) -> None:
     """Preflight ISSUE: size, links, alt text, subject, disclaimer, unsubscribe, readability. Exit 1 on errors."""
-    from .pipeline import build as build_issue, issue_folder
+    from .jobs.issues import check as check_issue, issue_folder
 
     s = ctx.settings
-    result = build_issue(s, issue_folder(s, issue), write=False)
+    result = check_issue(s, issue_folder(s, issue))
     if not as_json and result.report.readability:
         from .readability import format_table
 
@@ -185,7 +167,7 @@ def check(ctx: Context, issue: str, as_json: bool) -> None:
 @pass_ctx
 def preview(ctx: Context, issue: str, open_: bool, screenshots: bool) -> None:
     """Show where ISSUE's preview is (building it first if needed)."""
-    from .pipeline import build as build_issue, issue_folder
+    from .jobs.issues import build as build_issue, issue_folder
 
     s = ctx.settings
     folder = issue_folder(s, issue)
@@ -211,27 +193,6 @@ def main(argv: list[str] | None = None) -> None:
     run(cli, argv, prog_name="newsletter")
 
 
-def run(command: click.Command, argv: list[str] | None, *, prog_name: str) -> None:
-    """Run a click command; errors become one clear line and a non-zero exit code, never a traceback."""
-    try:
-        command.main(args=argv, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except CheckFailed as exc:
-        err_console.print(f"[red]check failed:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(1)
-    except NewsletterError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-
-
 # --- delivery -------------------------------------------------------------------------------------
 
 @cli.group(name="subscribers")
@@ -244,10 +205,9 @@ def subscribers_group() -> None:
 @pass_ctx
 def subscribers_import(ctx: Context, csv_file: Path) -> None:
     """Import CSV_FILE (email,name,first_name); bad rows are listed by line, unsubscribed people stay unsubscribed."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         report = subscribers.import_csv(conn, csv_file)
     console.print(f"{csv_file}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
                   f"{report.skipped} skipped, {len(report.errors)} rejected")
@@ -267,10 +227,9 @@ def subscribers_import(ctx: Context, csv_file: Path) -> None:
 @pass_ctx
 def subscribers_add(ctx: Context, email: str, name: str, first_name: str, resubscribe: bool) -> None:
     """Add EMAIL."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         sub = subscribers.add(conn, email, name, first_name=first_name, resubscribe=resubscribe)
     console.print(f"{sub.email}: {sub.status}", markup=False)
 
@@ -280,10 +239,9 @@ def subscribers_add(ctx: Context, email: str, name: str, first_name: str, resubs
 @pass_ctx
 def subscribers_remove(ctx: Context, email: str) -> None:
     """Unsubscribe EMAIL (kept on record so no import resubscribes it)."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         sub = subscribers.remove(conn, email)
     console.print(f"{sub.email}: {sub.status}", markup=False)
 
@@ -294,10 +252,9 @@ def subscribers_remove(ctx: Context, email: str) -> None:
 @pass_ctx
 def subscribers_list(ctx: Context, status: str | None) -> None:
     """List subscribers."""
-    from . import subscribers
-    from .deliver import database
+    from .store import open_store, subscribers
 
-    with database(ctx.settings) as conn:
+    with open_store(ctx.settings).connection() as conn:
         rows = subscribers.list_subscribers(conn, status=status)
     table = Table("email", "name", "first name", "status")
     for sub in rows:
@@ -311,72 +268,15 @@ def subscribers_list(ctx: Context, status: str | None) -> None:
 @pass_ctx
 def approve(ctx: Context, issue: str) -> None:
     """Freeze ISSUE's build for sending (records its content hash)."""
-    from .approval import approve as approve_issue
-    from .pipeline import issue_folder
+    from .jobs.issues import approve as approve_issue, issue_folder
 
     from .freeze import refuse_if_sent
 
     folder = issue_folder(ctx.settings, issue)
     refuse_if_sent(ctx.settings, folder, "approve it again")
-    approval = approve_issue(folder)
+    approval = approve_issue(ctx.settings, folder)
     console.print(f"Approved {folder.name} ({approval.subject!r}), build sha256 {approval.sha256[:12]}…",
                   markup=False)
-
-
-def _stop_on_signals() -> threading.Event:
-    """SIGINT/SIGTERM finish the message in flight, record it, then stop."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        err_console.print(f"{signal.Signals(signum).name}: finishing the message in flight, then stopping…")
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
-
-
-@contextlib.contextmanager
-def _progress(total: int) -> Iterator[Callable[[str, Any], None]]:
-    if console.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]:.0f}/s"), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("send", total=total, rate=0.0)
-            started = time.monotonic()
-
-            def tick(_outcome: str, _sub: Any) -> None:
-                done = bar.tasks[0].completed + 1
-                bar.update(task, completed=done, rate=done / max(time.monotonic() - started, 1e-6))
-
-            yield tick
-        return
-    counter = {"n": 0}
-    every = max(1, min(1000, total // 10 or 1))
-
-    def log(outcome: str, sub: Any) -> None:
-        counter["n"] += 1
-        if outcome != "sent":
-            err_console.print(f"{outcome}: {sub.email}", markup=False)
-        if counter["n"] % every == 0 or counter["n"] == total:
-            console.print(f"progress: {counter['n']}/{total}")
-
-    yield log
-
-
-def _print_send_report(report: Any, folder: Path) -> None:
-    table = Table("sent", "deferred", "failed", "skipped", "re-sent after crash", "duration")
-    table.add_row(str(report.sent), str(report.deferred), str(report.failed), str(report.skipped),
-                  str(report.resent_after_crash), f"{report.duration:.1f} s")
-    console.print(table)
-    if report.stopped_early:
-        err_console.print(f"[red]stopped early:[/] {report.stopped_early}", soft_wrap=True)
-    if (report.interrupted or report.deferred or report.stopped_early) and "--no-pause" not in (report.stopped_early or ""):
-        console.print(f"Resume with: newsletter send {folder}")
 
 
 @cli.command()
@@ -390,17 +290,17 @@ def _print_send_report(report: Any, folder: Path) -> None:
 def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
          rate: float | None, no_pause: bool) -> None:
     """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
-    from . import deliver
-    from .pipeline import issue_folder
+    from .jobs import delivery
+    from .jobs.issues import issue_folder
 
     s = ctx.settings
     folder = issue_folder(s, issue)
     if to:
-        sent = deliver.send_proof(s, folder, list(to))
+        sent = delivery.send_proof(s, folder, list(to))
         console.print(f"Proof copy of {folder.name} sent to {', '.join(sent)} via {_masked(s)}", markup=False)
         return
     if dry_run:
-        plan = deliver.dry_run(s, folder)
+        plan = delivery.dry_run(s, folder)
         console.print(f"{plan.recipients} subscriber(s) would receive {plan.issue_id}"
                       f"{'' if plan.approved else ' (not approved yet: newsletter approve ' + str(folder) + ')'}")
         for address in plan.sample:
@@ -408,12 +308,12 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
         if plan.recipients > len(plan.sample):
             console.print(f"  … and {plan.recipients - len(plan.sample)} more")
         return
-    stop = _stop_on_signals()
-    plan = deliver.dry_run(s, folder, sample=0)
-    with _progress(plan.recipients) as tick:
-        report = deliver.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate,
-                                   no_pause=no_pause)
-    _print_send_report(report, folder)
+    stop = stop_on_signals()
+    plan = delivery.dry_run(s, folder, sample=0)
+    with progress(plan.recipients) as tick:
+        report = delivery.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate,
+                                      no_pause=no_pause)
+    print_send_report(report, folder)
     if report.stopped_early:
         sys.exit(3)
     if report.interrupted:
@@ -421,7 +321,7 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
 
 
 def _masked(settings: Settings) -> str:
-    from .transports import mask_url
+    from .masking import mask_url
 
     return mask_url(settings.transport)
 
@@ -432,14 +332,14 @@ def _masked(settings: Settings) -> str:
 @pass_ctx
 def status(ctx: Context, issue: str, as_json: bool) -> None:
     """Sent / deferred / failed / remaining for ISSUE, from the ledger."""
-    from . import deliver
-    from .pipeline import issue_folder
+    from .jobs import delivery
+    from .jobs.issues import issue_folder
 
     from .bounces.service import rates as issue_rates
     from .cli_bounces import rates_line
 
     folder = issue_folder(ctx.settings, issue)
-    counts = deliver.status(ctx.settings, folder)
+    counts = delivery.status(ctx.settings, folder)
     rates = issue_rates(ctx.settings, folder.name)
     if as_json:
         click.echo(json.dumps({**counts.__dict__, **rates.as_dict()}))
@@ -456,36 +356,35 @@ def status(ctx: Context, issue: str, as_json: bool) -> None:
 @pass_ctx
 def publish(ctx: Context, date_: str | None) -> None:
     """The main job: compose (if needed) + build + check + approve + send to every subscriber."""
-    from . import deliver
+    from .jobs import delivery
 
     s = ctx.settings
-    stop = _stop_on_signals()
-    result = deliver.publish(s, date=_parse_date(date_, s), stop=stop)
+    stop = stop_on_signals()
+    result = delivery.publish(s, date=_parse_date(date_, s), stop=stop)
     folder = _rel(result.folder, s)
     console.print(f"{'Composed' if result.composed else 'Using'} {folder}/issue.toml; built {folder}/build/email.html"
                   f"{'; approved' if result.approved else ''}")
     if result.seeded:
         console.print(f"Imported {result.seeded} sample subscribers from {s.seed_subscribers}")
     console.print(f"Delivered via {_masked(s)}:")
-    _print_send_report(result.report, result.folder)
+    print_send_report(result.report, result.folder)
     if result.report.stopped_early:
         sys.exit(3)
 
 
-# --- scheduling and serving (cli_schedule.py, cli_serve.py) ------------------------------------------------------
+# --- scheduling, serving and desk accounts (cli_schedule.py, cli_serve.py, cli_editors.py) ------------------------------------------------------
 
 def _register(commands: list[click.Command]) -> None:
     for command in commands:
         cli.add_command(command)
 
 
+from .cli_editors import COMMANDS as _EDITOR_COMMANDS  # noqa: E402
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 from .cli_bounces import COMMANDS as _BOUNCE_COMMANDS, subscribers_show as _subscribers_show  # noqa: E402
 
-_register(_SCHEDULE_COMMANDS)
-_register(_SERVE_COMMANDS)
-_register(_BOUNCE_COMMANDS)
+_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _BOUNCE_COMMANDS)
 subscribers_group.add_command(_subscribers_show)
 
 from .cli_help import finish as _finish_help  # noqa: E402

@@ -1,7 +1,7 @@
 """The scheduling edge: `newsletter schedule …` and `newsletter scheduler`, printing what newsletter.schedule did.
 
-Registered by cli.py (`for c in COMMANDS: cli.add_command(c)`). The commands get cli's `Context` as
-the click object (`pass_obj`), so this module does not import cli at load time.
+Registered by cli.py (`for c in COMMANDS: cli.add_command(c)`). The commands get cli_base's `Context`
+as the click object (`pass_obj`); this module never imports cli.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+
+from .cli_base import Context, run
 
 
 __all__ = ["COMMANDS", "schedule_group", "scheduler_command", "main"]
@@ -62,7 +64,7 @@ def _print_scheduled(result: Any, tz_note: str) -> None:
 
 
 def _daemon_hint(obj: Any) -> None:
-    from .scheduler import running_pid
+    from .schedule.process import running_pid
 
     pid = running_pid(obj.settings)
     if pid is None:
@@ -142,7 +144,7 @@ def schedule_cancel_command(obj: Any, job_id: str) -> None:
 
 
 def _run_daemon(settings: Any, config_path: str, poll: float | None) -> None:
-    from .scheduler import run_scheduler
+    from .schedule.process import run_scheduler
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -170,14 +172,10 @@ COMMANDS = [schedule_group, scheduler_command]
               help="Settings file (default: ./newsletter.toml, or $NEWSLETTER_CONFIG).")
 @click.option("--poll", type=click.FloatRange(min=0.05, max=3600), help=_POLL_HELP)
 def _standalone(config: Path | None, poll: float | None) -> None:
-    from .cli import Context
-
     obj = Context(config)
     _run_daemon(obj.settings, _config(obj), poll)
 
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m newsletter.schedule [--config FILE] [--poll SECONDS]`: `newsletter scheduler` on its own."""
-    from .cli import run
-
     run(_standalone, argv, prog_name="python -m newsletter.schedule")

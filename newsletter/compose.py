@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import tempfile
 import textwrap
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .errors import IssueError
+from .files import atomic_write
 from .models import Issue, Summary
-from .text import content_problem, format_date
+from .text import TEASER_LIMIT, content_problem, format_date
 
 __all__ = [
     "ISSUE_FILE",
@@ -27,7 +27,6 @@ __all__ = [
     "default_subject",
     "default_preheader",
     "default_intro",
-    "atomic_write",
 ]
 
 ISSUE_FILE = "issue.toml"
@@ -38,24 +37,9 @@ _ID = re.compile(r"\d{4}-\d{2}-\d{2}(?:-[a-z0-9][a-z0-9-]{0,40})?\Z")
 def is_issue_id(value: str) -> bool:
     """Issue ids are dates (YYYY-MM-DD), optionally with a lower-case -suffix; nothing else names a folder."""
     return bool(_ID.match(value))
-_FIELDS = {"date", "subject", "preheader", "intro", "summaries", "status"}
+_FIELDS = {"date", "subject", "preheader", "intro", "summaries", "status", "teasers"}
+TEASER_OVERRIDE_LIMIT = TEASER_LIMIT  # what the editor types is what readers see, never cut
 _STATUSES = ("draft", "discarded")
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write a file so that readers see the old content or the new, never half of it."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cut(text: str, limit: int) -> str:
@@ -130,7 +114,8 @@ def _intro_lines(intro: str, summaries: list[Summary]) -> list[str]:
 
 
 def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str, intro: str,
-                      summaries: list[Summary], *, status: str = "draft") -> str:
+                      summaries: list[Summary], *, status: str = "draft",
+                      teasers: Mapping[str, str] | None = None) -> str:
     lines = [
         f"# Newsletter issue {issue_id}. Edit freely, then run: newsletter build issues/{issue_id}",
         "# Set status = \"discarded\" to give its summaries back to the next issue.",
@@ -147,6 +132,10 @@ def render_issue_toml(issue_id: str, date: dt.date, subject: str, preheader: str
     for s in summaries:
         lines.append(f"  {_toml_string(s.id)},  # {s.date.isoformat()} · {s.journal} · {_cut(s.title, 60)}")
     lines.append("]")
+    chosen = [(s.id, (teasers or {}).get(s.id, "").strip()) for s in summaries]
+    if any(text for _, text in chosen):
+        lines += ["", "# Optional: your own teaser for a summary, in place of the start of its findings.", "[teasers]"]
+        lines += [f"{_toml_string(sid)} = {_toml_string(text)}" for sid, text in chosen if text]
     return "\n".join(lines) + "\n"
 
 
@@ -222,6 +211,10 @@ def read_issue(folder: Path, summaries_by_id: Mapping[str, Summary] | None = Non
             raise IssueError(path, f"unknown summary id(s): {', '.join(missing)} "
                                    "(no file or feed entry has that id)", field="summaries")
         resolved = tuple(summaries_by_id[i] for i in ids)
+    teasers = _teasers(path, data.get("teasers", {}), ids)
+    if teasers and resolved:
+        overrides = dict(teasers)
+        resolved = tuple(replace(s, teaser=overrides[s.id]) if s.id in overrides else s for s in resolved)
     preheader = " ".join(_str_field(path, data, "preheader", required=False).split())
     custom_preheader = bool(preheader)
     if not preheader and resolved:
@@ -232,7 +225,29 @@ def read_issue(folder: Path, summaries_by_id: Mapping[str, Summary] | None = Non
     return Issue(id=issue_id, date=date, subject=" ".join(_str_field(path, data, "subject").split()),
                  preheader=preheader, custom_preheader=custom_preheader,
                  intro=intro, summary_ids=tuple(ids),
-                 folder=folder, status=status, summaries=resolved)
+                 folder=folder, status=status, summaries=resolved, teasers=teasers)
+
+
+def _teasers(path: Path, raw: Any, ids: list[str]) -> tuple[tuple[str, str], ...]:
+    """The [teasers] table: summary id -> an editor's own teaser, only for summaries in this issue."""
+    if not isinstance(raw, dict):
+        raise IssueError(path, "must be a table of summary id = \"teaser text\"", field="teasers")
+    out = []
+    for sid, text in raw.items():
+        where = f"teasers.{sid}"
+        if sid not in ids:
+            raise IssueError(path, "names a summary that is not in this issue's summaries list", field=where)
+        if not isinstance(text, str):
+            raise IssueError(path, f"must be a string, not {type(text).__name__}", field=where)
+        problem = content_problem(text)
+        if problem:
+            raise IssueError(path, problem, field=where)
+        text = " ".join(text.split())
+        if len(text) > TEASER_OVERRIDE_LIMIT:
+            raise IssueError(path, f"is {len(text)} characters; keep a teaser to {TEASER_OVERRIDE_LIMIT}", field=where)
+        if text:
+            out.append((sid, text))
+    return tuple(out)
 
 
 def list_issue_folders(issues_dir: Path) -> list[Path]:

@@ -18,6 +18,10 @@ __all__ = [
     "TransientDeliveryError",
     "PermanentDeliveryError",
     "ConnectionRefusedForAll",
+    "RecipientBounced",
+    "StopRun",
+    "ScheduleError",
+    "SchedulerRunning",
     "ApprovalError",
     "LedgerError",
     "TokenError",
@@ -146,13 +150,39 @@ class DeliveryError(NewsletterError):
         super().__init__(f"{prefix}{message}{who}")
 
 
+# What a transport raises tells the send loop what to do; each error carries the code and the server's text.
+
 class TransientDeliveryError(DeliveryError):
-    """4xx or a dropped connection: retry later."""
+    """Retry later (SMTP: a 4xx or a dropped connection); after the retries the row stays pending."""
 
 
 class PermanentDeliveryError(DeliveryError):
-    """5xx for this recipient: record it and move on."""
+    """This recipient failed for good: record it and move on."""
 
 
-class ConnectionRefusedForAll(DeliveryError):
+class RecipientBounced(PermanentDeliveryError):
+    """This recipient's address does not exist: record it and mark the subscriber bounced."""
+
+
+class StopRun(DeliveryError):
+    """Nothing can be delivered to anyone now (a refused login, a full disk): stop the run; rows stay pending."""
+
+
+class ConnectionRefusedForAll(StopRun):
     """The server refuses every message (auth, TLS, relay denied): stop the run early."""
+
+
+class ScheduleError(NewsletterError):
+    """A schedule request is invalid or cannot be carried out; `value` is the input at fault."""
+
+    def __init__(self, message: str, *, value: str | None = None) -> None:
+        self.value = value
+        super().__init__(message)
+
+
+class SchedulerRunning(ScheduleError):
+    """Another `newsletter scheduler` holds the lock for this database."""
+
+    def __init__(self, message: str, *, pid: int | None) -> None:
+        self.pid = pid
+        super().__init__(message)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
-from . import db, ledger
-from .compose import ISSUE_FILE, atomic_write
+from .compose import ISSUE_FILE
 from .errors import IssueError
+from .files import atomic_write
 from .settings import Settings
+from .store import open_store
 
 __all__ = ["sent_count", "refuse_if_sent", "start_correction", "IssueFrozen"]
 
@@ -23,13 +23,7 @@ def sent_count(settings: Settings, issue_id: str) -> int:
     path = settings.path(settings.database)
     if not path.exists():
         return 0
-    conn = db.connect(path)
-    try:
-        return ledger.counts(conn, issue_id).sent
-    except sqlite3.Error as exc:
-        raise db.ledger_error(conn, exc, what="reading the send ledger") from exc
-    finally:
-        conn.close()
+    return open_store(settings).counts(issue_id).sent
 
 
 def refuse_if_sent(settings: Settings, folder: Path, action: str) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-__all__ = ["Summary", "Issue", "RenderedEmail", "Subscriber", "Message", "SECTION_KEYS"]
-
-#: Body sections of a summary, in the order the site shows them.
-SECTION_KEYS = ("findings", "why_it_matters", "limitations")
+__all__ = ["Summary", "Issue", "RenderedEmail", "Subscriber", "Message", "content_hash"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,7 @@ class Issue:
     status: str = "draft"  # draft | discarded
     summaries: tuple[Summary, ...] = ()
     custom_preheader: bool = True  # False: issue.toml left it empty and it was derived from the summaries
+    teasers: tuple[tuple[str, str], ...] = ()  # (summary id, the editor's own teaser), from [teasers]
 
     @property
     def build_dir(self) -> Path:
@@ -62,6 +62,19 @@ class RenderedEmail:
     html: str
     text: str
     journals: tuple[str, ...] = ()
+
+    @cached_property
+    def sha256(self) -> str:
+        """What an approval freezes: the hash of subject, preheader, HTML and text."""
+        return content_hash(self.html, self.text, self.subject, self.preheader)
+
+
+def content_hash(html: str, text: str, subject: str, preheader: str) -> str:
+    h = hashlib.sha256()
+    for part in (subject, preheader, html, text):
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

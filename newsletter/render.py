@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import html as html_lib
 import json
 import logging
@@ -18,7 +17,7 @@ import jinja2
 from markupsafe import Markup
 from mjml import mjml2html
 
-from .compose import atomic_write
+from .files import atomic_write
 from .errors import SourceError, TemplateError
 from .models import Issue, RenderedEmail, Summary
 from .settings import Settings
@@ -32,7 +31,6 @@ __all__ = [
     "fill_placeholders",
     "write_build",
     "read_build",
-    "build_hash",
     "neutral_values",
     "SummaryView",
 ]
@@ -43,7 +41,6 @@ PLACEHOLDERS = {
     "unsubscribe_url": "__NL_UNSUBSCRIBE_URL__",
     "web_url": "__NL_WEB_URL__",
 }
-_PLACEHOLDER_RE = re.compile(r"__NL_[A-Z_]+__")
 HTML_FILE, TEXT_FILE, META_FILE, PREVIEW_FILE = "email.html", "email.txt", "build.json", "preview.html"
 
 
@@ -218,14 +215,6 @@ def neutral_values(settings: Settings, issue_id: str) -> dict[str, str]:
             "web_url": f"{base}/issues/{issue_id}"}
 
 
-def build_hash(html: str, text: str, subject: str, preheader: str) -> str:
-    h = hashlib.sha256()
-    for part in (subject, preheader, html, text):
-        h.update(part.encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 def write_build(email: RenderedEmail, build_dir: Path, settings: Settings) -> dict[str, Any]:
     """Write email.html, email.txt, preview.html and build.json; each file atomically."""
     meta = {
@@ -235,7 +224,7 @@ def write_build(email: RenderedEmail, build_dir: Path, settings: Settings) -> di
         "journals": list(email.journals),
         "html_bytes": len(email.html.encode("utf-8")),
         "text_bytes": len(email.text.encode("utf-8")),
-        "sha256": build_hash(email.html, email.text, email.subject, email.preheader),
+        "sha256": email.sha256,
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write(build_dir / HTML_FILE, email.html)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import queue
-import random
 import re
 import sqlite3
 import threading
@@ -16,56 +15,24 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from newsletter import subscribers
-from newsletter.bounces.store import Event, insert_event
-from newsletter.db import ledger_error, log_event
 from newsletter.errors import (
-    ConnectionRefusedForAll,
     HeaderError,
     PermanentDeliveryError,
+    RecipientBounced,
+    StopRun,
     TransientDeliveryError,
 )
-from newsletter.ledger import Ledger
 from newsletter.models import Message, Subscriber
+from newsletter.policies import RetryPolicy, SendPolicy, SendReport
+from newsletter.store import subscribers
+from newsletter.store.events import Event, insert_event
+from newsletter.store.ledger import Ledger, already_final
+from newsletter.store.sqlite import ledger_error, log_event
 from newsletter.transports import Transport
 
-__all__ = ["RetryPolicy", "SendReport", "send_issue", "is_bounce", "REFUSAL_LIMIT"]
+__all__ = ["RetryPolicy", "SendPolicy", "SendReport", "send_issue", "REFUSAL_LIMIT"]
 
 Progress = Callable[[str, Subscriber], None]
-
-_BOUNCE_CODES = frozenset({550, 551, 553})
-_ENHANCED_STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a 4xx is retried: `attempts` tries in all, exponential backoff, plus up to `jitter` x delay."""
-
-    attempts: int = 3
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    jitter: float = 0.5
-
-    def delay(self, retry: int, *, rand: Callable[[], float] = random.random) -> float:
-        """Seconds to wait before retry number `retry` (1 = the first retry)."""
-        backoff = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
-        return min(self.max_delay, backoff * (1 + self.jitter * rand()))
-
-
-@dataclass(frozen=True)
-class SendReport:
-    """What one run did. `skipped` counts subscribers whose row was already final (sent/failed) at the start."""
-
-    issue_id: str
-    sent: int
-    deferred: int
-    failed: int
-    skipped: int
-    resent_after_crash: int  # sent rows an earlier run had left 'claimed' (it may or may not have sent them)
-    duration: float
-    stopped_early: str | None
-    interrupted: bool
-    bounced: int = 0  # of `failed`: subscribers marked bounced (no such user)
 
 
 #: This many identical permanent refusals in a row (not "no such user") stop the run.
@@ -78,15 +45,6 @@ def _refusal_key(reason: str) -> str:
     return " ".join(_ADDRESSES.sub("", reason or "").split())[:120]
 
 
-def is_bounce(code: int | None, reason: str) -> bool:
-    """Does this permanent failure mean the address does not exist (5.1.x, or 550/551/553 without one)?"""
-    enhanced = _ENHANCED_STATUS.match(reason or "")
-    if enhanced:
-        # "550 5.7.1 spam" is a policy refusal, not a bad address: the enhanced code decides.
-        return enhanced.group(1) == "5" and enhanced.group(2) == "1"
-    return code in _BOUNCE_CODES
-
-
 @dataclass(frozen=True)
 class _Job:
     subscriber: Subscriber
@@ -96,7 +54,7 @@ class _Job:
 @dataclass(frozen=True)
 class _Outcome:
     job: _Job
-    status: str  # sent | deferred | failed | unsent | refused | crashed
+    status: str  # sent | deferred | failed | bounced | unsent | refused | crashed
     code: int | None = None
     reason: str = ""
     error: BaseException | None = None
@@ -177,8 +135,9 @@ class _Workers:
             except TransientDeliveryError as exc:
                 last = exc
             except PermanentDeliveryError as exc:
-                return _Outcome(job, "failed", exc.code, exc.reason)
-            except ConnectionRefusedForAll as exc:
+                return _Outcome(job, "bounced" if isinstance(exc, RecipientBounced) else "failed", exc.code,
+                                exc.reason)
+            except StopRun as exc:
                 self.abort.set()
                 return _Outcome(job, "refused", exc.code, str(exc))
         if last is None:
@@ -258,8 +217,8 @@ class _Run:
         elif outcome.status == "deferred":
             self.ledger.mark_deferred(sid, outcome.code, outcome.reason)
             self.deferred += 1
-        elif outcome.status == "failed":
-            self.fail(subscriber, outcome.code, outcome.reason)
+        elif outcome.status in ("failed", "bounced"):
+            self.fail(subscriber, outcome.code, outcome.reason, bounce=outcome.status == "bounced")
             return
         else:  # never handed over, or the transport could not take it: still pending
             self.ledger.release([sid])
@@ -271,8 +230,7 @@ class _Run:
         if self.progress:
             self.progress(outcome.status, subscriber)
 
-    def fail(self, subscriber: Subscriber, code: int | None, reason: str) -> None:
-        bounce = is_bounce(code, reason)
+    def fail(self, subscriber: Subscriber, code: int | None, reason: str, *, bounce: bool = False) -> None:
         if bounce:  # before the ledger's commit, so both land together and no write lock is left open
             subscribers.mark_bounced(self.conn, subscriber.id, commit=False)
             insert_event(self.conn, Event(subscriber.id, "hard", "smtp", issue_id=self.ledger.issue_id,
@@ -334,30 +292,17 @@ def _chunks(items: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]
         yield chunk
 
 
-def _already_final(conn: sqlite3.Connection, issue_id: str) -> int:
-    return int(conn.execute(
-        "SELECT COUNT(*) FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id"
-        " WHERE l.issue_id = ? AND l.status IN ('sent', 'failed') AND s.status = 'subscribed'",
-        (issue_id,),
-    ).fetchone()[0])
-
-
 def send_issue(
     conn: sqlite3.Connection,
     issue_id: str,
     *,
     make_message: Callable[[Subscriber], Message],
     transport_factory: Callable[[], Transport],
-    connections: int = 1,
-    rate: float | None = None,
+    policy: SendPolicy = SendPolicy(),
     retry: RetryPolicy = RetryPolicy(),
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     sleep: Callable[[float], None] | None = None,
-    claim_size: int = 50,
-    commit_every: int = 1,
-    commit_interval: float = 0.5,
-    page_size: int = 500,
     pause_check: Callable[[], str | None] | None = None,
     pause_interval: float = 2.0,
 ) -> SendReport:
@@ -367,14 +312,15 @@ def send_issue(
     `pause_check` (newsletter.bounces.pause) is asked at most every `pause_interval` seconds whether the
     issue's bounce or complaint rate says to stop; its answer becomes `stopped_early`.
     """
+    connections, rate = policy.connections, policy.rate
     if connections < 1:
         raise ValueError("connections must be at least 1")
     started = time.monotonic()
     stop = stop if stop is not None else threading.Event()
-    ledger = Ledger(conn, issue_id, commit_every=commit_every, commit_interval=commit_interval)
+    ledger = Ledger(conn, issue_id, commit_every=policy.commit_every, commit_interval=policy.commit_interval)
     run = _Run(conn, ledger, stop, progress, pause_check, pause_interval)
     try:
-        skipped = _already_final(conn, issue_id)
+        skipped = already_final(conn, issue_id)
         log_event(conn, "send.start", issue_id=issue_id, detail=f"connections={connections} rate={rate}")
         conn.commit()
     except sqlite3.Error as exc:
@@ -384,10 +330,10 @@ def send_issue(
         try:
             for _ in range(connections):
                 transports.append(transport_factory())
-        except ConnectionRefusedForAll as exc:
+        except StopRun as exc:
             run.stopped_early = str(exc)
         if run.stopped_early is None:
-            _send_all(run, transports, make_message, retry, rate, sleep, claim_size, page_size)
+            _send_all(run, transports, make_message, retry, rate, sleep, policy.claim_size, policy.page_size)
     finally:
         for transport in transports:
             transport.close()

@@ -28,13 +28,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from . import db, subscribers
-from .deliver import database, transport_factory
 from .errors import ComplainedError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, signing_secret
+from .store import open_store, sqlite as db, subscribers
 from .tokens import make_token
+from .transports import transport_factory
 from .web import archive
+from .web.desk import Desk, DeskHeaders
 from .web.hooks import WebhookConfig, webhook_routes
 from .web.pages import CACHE_PUBLIC, PageError, Pages
 from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, read_form
@@ -54,16 +55,18 @@ class NewsletterApp(Starlette):
     """Starlette with the security headers outside everything, the 500 handler included."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeadersMiddleware(super().build_middleware_stack())
+        return DeskHeaders(SecurityHeadersMiddleware(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
                clock: Callable[[], float] = time.monotonic, webhooks: WebhookConfig | None = None) -> Starlette:
     """The app over `settings`' database and issues; ConfigError now (not per request) without a secret."""
     site = _Site(settings, signing_secret(settings), RateLimiter(*subscribe_limit, clock=clock))
-    routes = [*site.routes(), *webhook_routes(settings, site.secret, webhooks)]  # /hooks/*: web/hooks.py
+    desk = Desk(settings, site.secret)
+    routes = [*site.routes(), *desk.routes(), *webhook_routes(settings, site.secret, webhooks)]  # /hooks/*: web/hooks.py
     app = NewsletterApp(debug=False, routes=routes, exception_handlers=site.pages.exception_handlers())
     site.pages.router = app.router
+    desk.attach(app.router)
     return app
 
 
@@ -98,7 +101,7 @@ class _Site:
 
     async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         def run() -> T:
-            with database(self.settings) as conn:
+            with open_store(self.settings).connection() as conn:
                 return work(conn, *args, **kwargs)
 
         try:

@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .masking import mask_url
 from .text import is_safe_link
 
-__all__ = ["Settings", "Feed", "load_settings", "signing_secret", "CONFIG_NAME"]
+__all__ = ["Settings", "Source", "load_settings", "signing_secret", "CONFIG_NAME"]
 
 CONFIG_NAME = "newsletter.toml"
 #: Webhook providers whose key comes from NEWSLETTER_<NAME>_WEBHOOK_KEY (see docs/bounces.md).
@@ -23,11 +24,16 @@ WEBHOOK_PROVIDERS = ("postmark", "mailgun", "sendgrid")
 
 
 @dataclass(frozen=True)
-class Feed:
-    """An RSS/Atom source: a URL or a path relative to the project."""
+class Source:
+    """A configured source: a reader `kind` ("feed") and a URL or a path relative to the project."""
 
+    kind: str
     location: str
     journal: str | None = None  # used when an entry does not name its journal
+
+    @property
+    def remote(self) -> bool:
+        return self.location.startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class Settings:
     issues_dir: Path = Path("issues")
     templates_dir: Path = Path("templates")
     database: Path = Path("var/newsletter.sqlite3")
-    feeds: tuple[Feed, ...] = ()
+    sources: tuple[Source, ...] = ()
     transport: str = "maildir:outbox"
     connections: int = 1
     rate: float | None = None  # messages per second, None = as fast as the server takes them
@@ -67,14 +73,22 @@ class Settings:
     pause_hard_bounce_rate: float = 0.05
     pause_min_delivered: int = 1000
     ses_topic_arn: str | None = None  # the one SNS topic /hooks/ses accepts
+    two_person_approval: bool = True  # the desk: an approver cannot approve an issue they edited last
+    desk_idle_minutes: int = 60  # a desk session ends after this long without a request
     glossary: Path = Path("content/glossary.yml")  # plain explanations `check` suggests
     readability_warn_grade: float = 8.0  # Flesch-Kincaid grade above which `check` warns (NIH, AMA: 6-8)
     readability_error_grade: float = 12.0  # above this our own texts fail `check`; feed entries only warn
+    busy_timeout: float = 5.0  # seconds a database writer waits for another's lock before giving up
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
     bounce_password: str | None = None  # from NEWSLETTER_BOUNCE_PASSWORD
     webhook_keys: tuple[tuple[str, str], ...] = ()  # (provider, key) from NEWSLETTER_<PROVIDER>_WEBHOOK_KEY
     config_file: Path | None = None  # the newsletter.toml these came from; None = built-in defaults
+
+    @property
+    def transport_secrets(self) -> dict[str, str]:
+        """The one path by which secrets reach a transport: name -> value, only those that are set."""
+        return {"password": self.smtp_password} if self.smtp_password else {}
 
     def path(self, p: Path) -> Path:
         """Resolve a configured path against the project root."""
@@ -85,38 +99,48 @@ class Settings:
         return zoneinfo.ZoneInfo(self.timezone)
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and logs
-        from .transports import mask_url  # the one masking rule; imported late, it loads the transports
-
         return f"Settings(root={self.root!s}, transport={mask_url(self.transport)!r})"
 
 
 _PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "glossary"}
 _GRADE_KEYS = {"readability_warn_grade", "readability_error_grade"}
 _SECRET_KEYS = {"secret", "smtp_password", "bounce_password", "webhook_keys"}
-_ALLOWED = {f.name for f in fields(Settings)} - {"root", "config_file"} - _SECRET_KEYS
+_ALLOWED = ({f.name for f in fields(Settings)} - {"root", "config_file"} - _SECRET_KEYS) | {"feeds"}
+
+
+def _sources(key: str, value: Any, path: Path) -> tuple[Source, ...]:
+    """`sources = [{ kind = "feed", location = "..." }]`; the older `feeds = [...]` is read as kind "feed"."""
+    if not isinstance(value, list):
+        raise ConfigError("must be a list of tables like { kind = \"feed\", location = \"...\" }", key=key, path=path)
+    keys = {"location", "journal"} if key == "feeds" else {"kind", "location", "journal"}
+    out = []
+    for i, item in enumerate(value):
+        if key == "feeds" and isinstance(item, str):
+            item = {"location": item}
+        if not isinstance(item, dict) or not isinstance(item.get("location"), str) or \
+                (key == "sources" and not isinstance(item.get("kind"), str)):
+            shape = "a string or {location=..., journal=...}" if key == "feeds" else \
+                "a table { kind = \"feed\", location = \"...\", journal = \"...\" (optional) }"
+            raise ConfigError(f"must be {shape}", key=f"{key}[{i}]", path=path)
+        extra = set(item) - keys
+        if extra:
+            raise ConfigError(f"unknown key(s) {sorted(extra)}", key=f"{key}[{i}]", path=path)
+        out.append(Source(item.get("kind", "feed"), item["location"], item.get("journal")))
+    return tuple(out)
 
 
 def _check_type(key: str, value: Any, path: Path) -> Any:
+    if key in ("sources", "feeds"):
+        return _sources(key, value, path)
     default = Settings.__dataclass_fields__[key].default
     if key in _PATH_KEYS:
         if not isinstance(value, str) or not value:
             raise ConfigError("must be a non-empty path string", key=key, path=path)
         return Path(value)
-    if key == "feeds":
-        if not isinstance(value, list):
-            raise ConfigError("must be a list of feed URLs/paths or tables", key=key, path=path)
-        out = []
-        for i, item in enumerate(value):
-            if isinstance(item, str):
-                out.append(Feed(item))
-            elif isinstance(item, dict) and isinstance(item.get("location"), str):
-                extra = set(item) - {"location", "journal"}
-                if extra:
-                    raise ConfigError(f"unknown key(s) {sorted(extra)}", key=f"feeds[{i}]", path=path)
-                out.append(Feed(item["location"], item.get("journal")))
-            else:
-                raise ConfigError("must be a string or {location=..., journal=...}", key=f"feeds[{i}]", path=path)
-        return tuple(out)
+    if key == "busy_timeout":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 600:
+            raise ConfigError("must be a number of seconds between 0 and 600", key=key, path=path)
+        return float(value)
     if key in _GRADE_KEYS:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 30:
             raise ConfigError("must be a school grade between 0 and 30, e.g. 8", key=key, path=path)
@@ -125,11 +149,15 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ConfigError("must be a positive number (messages per second)", key=key, path=path)
         return float(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError("must be true or false", key=key, path=path)
+        return value
     if isinstance(default, float):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise ConfigError("must be a number, 0 or more", key=key, path=path)
         return float(value)
-    if isinstance(default, bool) or isinstance(default, int):
+    if isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError("must be a positive whole number", key=key, path=path)
         return value
@@ -240,7 +268,11 @@ def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None =
                                   "not in a file", key=key, path=config)
             if key not in _ALLOWED:
                 raise ConfigError(f"unknown setting (known: {', '.join(sorted(_ALLOWED))})", key=key, path=config)
-            values[key] = _check_type(key, value, config)
+            checked = _check_type(key, value, config)
+            if key in ("sources", "feeds"):  # `feeds` is the older spelling of feed sources
+                values["sources"] = values.get("sources", ()) + checked
+            else:
+                values[key] = checked
     assert root is not None
     if env.get("NEWSLETTER_TRANSPORT"):
         values["transport"] = env["NEWSLETTER_TRANSPORT"]

@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 TEASER_LIMIT = 160
-_SAFE_SCHEMES = {"http", "https", "mailto"}
 _ELLIPSIS = "…"
 
 

@@ -8,10 +8,10 @@ import mailbox
 import sqlite3
 from pathlib import Path
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.deliver import send_full
-from newsletter.pipeline import build, compose
+from newsletter.jobs.delivery import send_full
+from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
 
 CORPUS = Path(__file__).parent / "data" / "bounces"

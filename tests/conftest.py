@@ -32,3 +32,36 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def settings(project: Path) -> Settings:
     return load_settings(project / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production"})
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL cluster for the session; skips with the reason, fails if CI requires it."""
+    import os
+
+    from pg_server import PostgresUnavailable, postgres_instance
+
+    try:
+        with postgres_instance() as instance:
+            yield instance
+    except PostgresUnavailable as exc:
+        if os.environ.get("NEWSLETTER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{exc} (NEWSLETTER_REQUIRE_POSTGRES=1)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's cluster for one test (dropped afterwards)."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    admin = postgres_server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_server.url(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

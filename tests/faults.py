@@ -280,9 +280,9 @@ class PreparedIssue:
 def prepare_issue(settings: Any, *, date: dt.date = dt.date(2026, 11, 25), subscribers_csv: Path | None = None,
                   limit: int | None = None, approve_it: bool = True) -> PreparedIssue:
     """Compose + build (+ approve) the issue for `date` and import subscribers (the sample list by default)."""
-    from newsletter import db, subscribers
+    from newsletter.store import sqlite as db, subscribers
     from newsletter.approval import approve
-    from newsletter.pipeline import build, compose
+    from newsletter.jobs.issues import build, compose
 
     issue = compose(settings, date=date, limit=limit)
     build(settings, issue.folder)

@@ -21,7 +21,7 @@ import pytest
 from newsletter import render
 from newsletter.browser import SCHEMES, WIDTHS, BrowserUnavailable, open_browser
 from newsletter.browser import _page as open_page  # the project's one way to open an email in chromium
-from newsletter.pipeline import BuildResult, build, compose
+from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -218,9 +218,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     """The sample site with its issue sent to the 8 sample subscribers, served on 127.0.0.1."""
     from test_serve import running  # the serve tests' Uvicorn-in-a-thread helper
 
-    from newsletter import db, subscribers
+    from newsletter.store import sqlite as db, subscribers
     from newsletter.approval import approve
-    from newsletter.deliver import send_full
+    from newsletter.jobs.delivery import send_full
     from newsletter.serve import create_app
 
     result = _build(tmp_path / "site", None)

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from newsletter import db
+from newsletter.store import sqlite as db
 from newsletter.bounces.pause import Thresholds, pause_reason
-from newsletter.bounces.store import Event, issue_rates
+from newsletter.store.events import Event, issue_rates
 from newsletter.bounces.suppression import record
-from newsletter.deliver import send_full
+from newsletter.jobs.delivery import send_full
 from newsletter.settings import Settings
 
 from bounce_helpers import DATE, recipient, sent_issue
@@ -45,9 +45,9 @@ def test_hard_bounces_pause_the_send_and_say_how_to_resume(settings: Settings, t
 
 
 def sent_issue_paused(settings: Settings):  # type: ignore[no-untyped-def]
-    from newsletter import subscribers
+    from newsletter.store import subscribers
     from newsletter.approval import approve
-    from newsletter.pipeline import build, compose
+    from newsletter.jobs.issues import build, compose
 
     issue = compose(settings, date=DATE)
     build(settings, issue.folder)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.bounces.intake import PROCESSED_FOLDER, REVIEW_FOLDER
 from newsletter.bounces.service import fetch_bounces, history
-from newsletter.bounces.store import Event, events_for
+from newsletter.store.events import Event, events_for
 from newsletter.bounces.suppression import Policy, record, soft_score
 from newsletter.bounces.verp import ForgedVerp, Verp
 from newsletter.errors import ComplainedError

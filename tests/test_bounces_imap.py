@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.bounces.intake import PROCESSED_FOLDER, REVIEW_FOLDER
 from newsletter.bounces.mailbox import BounceMailboxError
 from newsletter.bounces.service import fetch_bounces

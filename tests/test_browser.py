@@ -33,7 +33,7 @@ from newsletter.browser import (
     open_browser,
     take_screenshots,
 )
-from newsletter.pipeline import BuildResult, build, compose
+from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 
 from newsletter.check import CLIP_BYTES, WARN_BYTES, check_email
 from newsletter.models import RenderedEmail
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from newsletter.compose import read_issue
 from newsletter.errors import IssueError
-from newsletter.pipeline import compose, gather, load_issue
+from newsletter.jobs.issues import compose, gather, load_issue
 from newsletter.settings import Settings
 
 DATE = dt.date(2026, 11, 25)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.deliver import publish, send_full, send_proof, status
+from newsletter.jobs.delivery import publish, send_full, send_proof, status
 from newsletter.errors import ApprovalError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
 from newsletter.tokens import email_digest, read_token
 
@@ -164,7 +164,7 @@ def test_two_sends_of_one_issue_do_not_overlap(settings: Settings, built: Path) 
     from newsletter.errors import IssueError
 
     approve(built)
-    from newsletter.deliver import send_lock_path
+    from newsletter.jobs.delivery import send_lock_path
 
     lock = send_lock_path(settings, built.name)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def test_proof_copies_get_fresh_message_ids(settings: Settings, built: Path) -> 
 
 
 def test_sample_subscribers_are_never_seeded_for_a_real_server(settings: Settings) -> None:
-    from newsletter.deliver import seed_subscribers
+    from newsletter.jobs.delivery import seed_subscribers
 
     smtp = dataclasses.replace(settings, transport="smtp://127.0.0.1:2525", seed_subscribers=Path("content/subscribers.csv"))
     assert seed_subscribers(smtp) is None
@@ -198,3 +198,26 @@ def test_damaged_build_metadata_is_one_clear_error(settings: Settings, built: Pa
     (built / "build" / "build.json").write_text("[]", encoding="utf-8")
     with pytest.raises(IssueError, match="build output is damaged"):
         send_proof(settings, built, ["a@example.org"])
+
+
+def test_a_send_reads_the_build_once_and_the_approval_hash_is_the_emails_own(
+        settings: Settings, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from newsletter import approval as approval_module
+    from newsletter.render import read_build
+
+    recorded = approve(built)
+    on_disk, meta = read_build(built / "build")
+    assert recorded.sha256 == on_disk.sha256 == meta["sha256"]
+    reads: list[Path] = []
+
+    def counting(build_dir: Path) -> object:
+        reads.append(build_dir)
+        return read_build(build_dir)
+
+    monkeypatch.setattr(approval_module, "read_build", counting)
+    monkeypatch.setattr("newsletter.jobs.delivery.read_build", counting)
+    report = send_full(settings, built)
+    assert report.sent == 8 and reads == [built / "build"]
+    assert json.loads((built / "approval.json").read_text())["sha256"] == recorded.sha256

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import IssueError, SourceError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
 
 DATE = dt.date(2026, 11, 25)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from faults import REPLIES, FaultInjectingHandler, Rule, fault_server, prepare_issue, write_subscribers_csv
 
-from newsletter import db
-from newsletter.deliver import personaliser_for, send_full, transport_factory
-from newsletter.send import RetryPolicy, SendReport, send_issue
+from newsletter.store import sqlite as db
+from newsletter.jobs.delivery import personaliser_for, send_full
+from newsletter.transports import transport_factory
+from newsletter.send import RetryPolicy, SendPolicy, SendReport, send_issue
 from newsletter.settings import Settings
 
 #: Faults injected by this module's tests, per kind (printed when the module finishes).
@@ -46,7 +47,9 @@ def fast_send(settings: Settings, folder: Path, delays: list[float], **kwargs: o
     conn = db.connect(settings.path(settings.database))
     try:
         return send_issue(conn, folder.name, make_message=personaliser_for(settings, folder).message,
-                          transport_factory=transport_factory(settings), sleep=delays.append, **kwargs)  # type: ignore[arg-type]
+                          transport_factory=transport_factory(settings), sleep=delays.append,
+                          policy=SendPolicy(connections=int(kwargs.pop("connections", 1))),  # type: ignore[call-overload]
+                          **kwargs)  # type: ignore[arg-type]
     finally:
         conn.close()
 

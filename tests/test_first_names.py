@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 
 
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

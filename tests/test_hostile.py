@@ -37,13 +37,13 @@ from faults import copy_sample_project, fault_server, prepare_issue
 from hypothesis import HealthCheck, example, given, settings as hsettings
 from hypothesis import strategies as st
 
-from newsletter import db, subscribers
-from newsletter.deliver import send_full
+from newsletter.store import sqlite as db, subscribers
+from newsletter.jobs.delivery import send_full
 from newsletter.errors import HeaderError, SourceError, SubscriberError
 from newsletter.headers import clean_header_value, strip_controls
 from newsletter.models import Issue, RenderedEmail, Subscriber, Summary
 from newsletter.personalise import Personaliser, prepare
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.render import render_email
 from newsletter.settings import Settings, load_settings
 from newsletter.sources.feed import read_feed

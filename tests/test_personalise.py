@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from newsletter.models import RenderedEmail, Subscriber
 from newsletter.personalise import Personaliser, greeting
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.render import fill_placeholders
 from newsletter.tokens import email_digest, read_token
 

@@ -21,12 +21,12 @@ import pytest
 from postfix_server import PostfixInstance, PostfixUnavailable, postfix_instance
 from smtp_servers import simple_message
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.deliver import personaliser_for, send_full
+from newsletter.jobs.delivery import personaliser_for, send_full
 from newsletter.errors import ConnectionRefusedForAll, PermanentDeliveryError
 from newsletter.models import Subscriber
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
 from newsletter.transports import open_transport
 from newsletter.transports.smtp import SMTPTransport

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from newsletter.deliver import send_proof
-from newsletter.pipeline import build, compose
+from newsletter.jobs.delivery import send_proof
+from newsletter.jobs.issues import build, compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings
 

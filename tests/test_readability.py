@@ -15,7 +15,7 @@ import pytest
 from newsletter.check import check_issue, glossary_findings, readability_findings
 from newsletter.errors import ConfigError, SourceError
 from newsletter.glossary import Glossary, Term, load_glossary, unexplained_terms
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.readability import LONG_SENTENCE_WORDS, issue_readability, score, sentences
 from newsletter.render import disclaimer_text
 from newsletter.settings import Settings, load_settings
@@ -92,7 +92,7 @@ def test_sample_issue_passes_at_the_defaults(built) -> None:  # type: ignore[no-
 
 def test_every_bundled_summary_reads_at_grade_8_and_explains_its_terms(settings: Settings) -> None:
     """Not only the sample issue: all sample content is written the way we ask editors to write."""
-    from newsletter.pipeline import gather
+    from newsletter.jobs.issues import gather
     from newsletter.readability import summary_body
 
     glossary = load_glossary(settings.path(settings.glossary))

@@ -17,7 +17,7 @@ import pytest
 
 from newsletter.check import check_email
 from newsletter.errors import IssueError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.render import PLACEHOLDERS, fill_placeholders, inline_css
 from newsletter.settings import Settings
 
@@ -66,7 +66,7 @@ def test_css_is_inlined_and_media_rules_kept(built) -> None:  # type: ignore[no-
 
 def test_disclaimer_names_exactly_the_journals_in_the_issue(built, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     used = {s.journal for s in built.issue.summaries}
-    from newsletter.pipeline import gather
+    from newsletter.jobs.issues import gather
 
     others = {s.journal for s in gather(settings)} - used
     assert others, "sample corpus should have journals outside this issue"

@@ -21,15 +21,15 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
 from newsletter.cli import cli
 from newsletter import cli_schedule
 from newsletter.cli_schedule import COMMANDS
 from newsletter.compose import read_issue
-from newsletter.deliver import status
+from newsletter.jobs.delivery import status
 from newsletter.errors import ApprovalError, IssueError, NewsletterError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.schedule import (
     ScheduleError,
     digest_trigger,
@@ -255,7 +255,7 @@ def test_sigterm_mid_send_finishes_the_message_in_flight_and_resumes(project: Pa
 
 
 def test_two_runs_of_one_issue_never_overlap(settings: Settings, approved: Path) -> None:
-    from newsletter.deliver import send_lock_path
+    from newsletter.jobs.delivery import send_lock_path
 
     lock = send_lock_path(settings, "2026-11-25")
     with open(lock, "w") as held:  # another run is sending this issue

@@ -31,11 +31,12 @@ from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
 from smtp_servers import _tls, smtp_server, smtps_server, starttls_server
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.deliver import personaliser_for, send_full, transport_factory
+from newsletter.jobs.delivery import personaliser_for, send_full
+from newsletter.transports import transport_factory
 from newsletter.errors import TokenError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.send import RetryPolicy, send_issue
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import email_digest, make_token, read_token

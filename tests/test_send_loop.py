@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from smtp_servers import Fault, FaultHandler, simple_message, smtp_server
 
-from newsletter import db, ledger, subscribers
+from newsletter.store import ledger, sqlite as db, subscribers
 from newsletter.errors import ConnectionRefusedForAll, HeaderError
 from newsletter.models import Message, Subscriber
-from newsletter.send import RetryPolicy, SendReport, is_bounce, send_issue
+from newsletter.send import RetryPolicy, SendPolicy, SendReport, send_issue
+from newsletter.transports.smtp_replies import is_bounce
 from newsletter.transports import open_transport
 from newsletter.transports.memory import MemoryTransport
 
@@ -51,7 +52,9 @@ def smtp_factory(url: str):  # type: ignore[no-untyped-def]
 
 def send(conn: sqlite3.Connection, url: str, **kwargs: object) -> SendReport:
     kwargs.setdefault("sleep", lambda seconds: None)
-    return send_issue(conn, ISSUE, make_message=make_message, transport_factory=smtp_factory(url), **kwargs)  # type: ignore[arg-type]
+    batching = {key: kwargs.pop(key) for key in list(kwargs) if key in SendPolicy.__dataclass_fields__}
+    return send_issue(conn, ISSUE, make_message=make_message, transport_factory=smtp_factory(url),  # type: ignore[arg-type]
+                      policy=SendPolicy(**batching), **kwargs)  # type: ignore[arg-type]
 
 
 def ledger_rows(conn: sqlite3.Connection) -> dict[str, str]:
@@ -184,8 +187,8 @@ def test_resume_after_crash_resends_claimed_rows_once(conn: sqlite3.Connection) 
 CRASHING_RUN = """
 import os, sys
 from pathlib import Path
-from newsletter import db
-from newsletter.send import send_issue
+from newsletter.store import sqlite as db
+from newsletter.send import SendPolicy, send_issue
 from newsletter.transports import open_transport
 from smtp_servers import simple_message
 
@@ -199,7 +202,7 @@ def make(subscriber):
         os._exit(17)  # kill -9 style: no cleanup, no commit
     return simple_message("2024-05-06", subscriber)
 
-send_issue(conn, "2024-05-06", make_message=make, connections=2, claim_size=20,
+send_issue(conn, "2024-05-06", make_message=make, policy=SendPolicy(connections=2, claim_size=20),
            transport_factory=lambda: open_transport("maildir:" + sys.argv[2]))
 """
 
@@ -213,7 +216,7 @@ def test_real_crash_then_resume_loses_nobody(conn: sqlite3.Connection, db_path: 
     assert crashed.returncode == 17, crashed.stderr
     after_crash = ledger.counts(conn, ISSUE)
     assert after_crash.claimed > 0 and after_crash.remaining > 60
-    report = send_issue(conn, ISSUE, make_message=make_message, connections=2,
+    report = send_issue(conn, ISSUE, make_message=make_message, policy=SendPolicy(connections=2),
                         transport_factory=lambda: open_transport(f"maildir:{box}"))
     delivered = Counter(
         line.split(b"<", 1)[1].rstrip(b">").decode()
@@ -266,7 +269,8 @@ def test_sending_streams_from_the_database(conn: sqlite3.Connection) -> None:
     populate(conn, [f"r{i}@example.com" for i in range(30)])
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    report = send_issue(conn, ISSUE, make_message=make_message, transport_factory=MemoryTransport, page_size=8)
+    report = send_issue(conn, ISSUE, make_message=make_message, transport_factory=MemoryTransport,
+                        policy=SendPolicy(page_size=8))
     conn.set_trace_callback(None)
     reads = [s for s in statements if s.lstrip().startswith("SELECT s.id, s.email")]
     assert report.sent == 30 and len(reads) == 4 and all("LIMIT" in s for s in reads)
@@ -276,7 +280,7 @@ def test_rate_limit(conn: sqlite3.Connection) -> None:
     populate(conn, [f"r{i}@example.com" for i in range(11)])
     started = time.monotonic()
     report = send_issue(conn, ISSUE, make_message=make_message, transport_factory=MemoryTransport,
-                        rate=50.0, connections=2)
+                        policy=SendPolicy(rate=50.0, connections=2))
     assert report.sent == 11 and time.monotonic() - started >= 0.19
 
 
@@ -314,7 +318,7 @@ def test_refusal_from_a_memory_transport(conn: sqlite3.Connection) -> None:
         raise ConnectionRefusedForAll("disk full")
 
     report = send_issue(conn, ISSUE, make_message=make_message, transport_factory=lambda: MemoryTransport(fail=refuse),
-                        connections=3)
+                        policy=SendPolicy(connections=3))
     assert report.stopped_early == "disk full" and report.sent == 0
     assert ledger.counts(conn, ISSUE).claimed == 0
 
@@ -322,7 +326,7 @@ def test_refusal_from_a_memory_transport(conn: sqlite3.Connection) -> None:
 def test_the_same_refusal_in_a_row_stops_the_run_and_leaves_rows_pending(conn: sqlite3.Connection) -> None:
     """A quota or policy block answers 5xx for everyone: not the recipients' fault, so nobody is failed
     for good or marked bounced, and a later run sends the rest."""
-    from newsletter.errors import PermanentDeliveryError
+    from newsletter.errors import PermanentDeliveryError, RecipientBounced
     from newsletter.send import REFUSAL_LIMIT
 
     people = populate(conn, [f"reader{i}@example.org" for i in range(40)])
@@ -330,7 +334,7 @@ def test_the_same_refusal_in_a_row_stops_the_run_and_leaves_rows_pending(conn: s
 
     def fail(message: Message) -> None:
         if message.recipient == "reader9@example.org":
-            raise PermanentDeliveryError("5.1.1 <reader9@example.org>: no such user", code=550,
+            raise RecipientBounced("5.1.1 <reader9@example.org>: no such user", code=550,
                                          recipient=message.recipient)
         if quota["open"] is False and message.recipient[6:8].isdigit() and message.recipient.startswith("reader2"):
             raise PermanentDeliveryError(f"5.4.5 Daily sending quota exceeded for <{message.recipient}>",

@@ -34,11 +34,11 @@ from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from starlette.applications import Starlette
 
-from newsletter import db, subscribers
+from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
-from newsletter.deliver import send_full
+from newsletter.jobs.delivery import send_full
 from newsletter.errors import ConfigError
-from newsletter.pipeline import build, compose
+from newsletter.jobs.issues import build, compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings, load_settings
 from newsletter.tokens import email_digest, make_token

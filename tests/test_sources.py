@@ -20,7 +20,7 @@ EXPECTED: dict[str, str | None] = json.loads((BAD / "expected.json").read_text()
 
 
 def test_sample_corpus_loads_completely() -> None:
-    summaries = load_summaries(REPO / "content", [(str(REPO / "content/feeds/partner-news.xml"), None)])
+    summaries = load_summaries(REPO / "content", [("feed", str(REPO / "content/feeds/partner-news.xml"), None)])
     files = list((REPO / "content").glob("*.md"))
     assert len(files) >= 12
     assert len(summaries) == len(files) + 3
@@ -109,3 +109,38 @@ def test_load_stops_on_broken_file_unless_skipping(tmp_path: Path) -> None:
     loaded = load_summaries(content, skip_invalid=True, warn=warned.append)
     assert len(warned) == 1 and warned[0].field == "journal"
     assert len(loaded) == len(list((REPO / "content").glob("*.md")))
+
+
+# --- sources configured by kind ----------------------------------------------------------------------
+
+def _settings_with(tmp_path: Path, lines: str) -> object:
+    from newsletter.settings import load_settings
+
+    config = tmp_path / "newsletter.toml"
+    config.write_text(lines, encoding="utf-8")
+    return load_settings(config, env={"NEWSLETTER_SECRET": "x"})
+
+
+def test_sources_are_keyed_by_kind_and_the_old_feeds_key_still_reads(tmp_path: Path) -> None:
+    from newsletter.settings import Source
+
+    current = _settings_with(tmp_path, 'sources = [{ kind = "feed", location = "https://example.org/f", '
+                                       'journal = "J" }]\n')
+    assert current.sources == (Source("feed", "https://example.org/f", "J"),)  # type: ignore[attr-defined]
+    older = _settings_with(tmp_path, 'feeds = ["content/feeds/partner-news.xml"]\n')
+    assert older.sources == (Source("feed", "content/feeds/partner-news.xml"),)  # type: ignore[attr-defined]
+
+
+def test_a_source_without_a_kind_or_with_an_unknown_kind_is_one_clear_error(tmp_path: Path) -> None:
+    from newsletter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sources\[0\].*kind"):
+        _settings_with(tmp_path, 'sources = [{ location = "https://example.org/f" }]\n')
+    with pytest.raises(SourceError, match="unknown source kind 'json-api'.*known: feed"):
+        read_source("https://example.org/api", kind="json-api")
+
+
+def test_a_configured_kind_decides_the_reader_not_the_location() -> None:
+    # A feed saved under a name no suffix rule knows is still read as a feed when configured so.
+    location = str(REPO / "content/feeds/partner-news.xml")
+    assert read_source(location, kind="feed") == read_source(location)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import subscribers
-from newsletter.db import connect
+from newsletter.store import subscribers
+from newsletter.store.sqlite import connect
 from newsletter.errors import SubscriberError
 
 
@@ -205,3 +205,27 @@ def test_import_100k_rows(conn: sqlite3.Connection, tmp_path: Path) -> None:
     report = subscribers.import_csv(conn, csv_file)
     assert report.added == 100_000 and report.ok
     assert subscribers.count(conn, "subscribed") == 100_000
+
+
+def test_duplicates_far_apart_are_found_by_the_database(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    # The import streams in batches and keeps no set of addresses in memory: a duplicate thousands of rows
+    # (several insert batches) after its first line must still be caught, reported as written, and not imported.
+    csv_file = tmp_path / "far.csv"
+    with csv_file.open("w", encoding="utf-8") as out:
+        out.write("email,name\n")
+        out.writelines(f"reader{i}@example.org,Reader {i}\n" for i in range(12_000))
+        out.write("READER0@Example.org,Someone else\n")  # line 12,002: duplicate of line 2
+    report = subscribers.import_csv(conn, csv_file)
+    assert report.added == 12_000
+    assert [(p.line, p.email, p.reason) for p in report.errors] == [
+        (12_002, "READER0@Example.org", "duplicate of line 2")
+    ]
+    assert subscribers.find(conn, "reader0@example.org").name == "Reader 0"
+
+
+def test_import_of_a_bad_byte_leaves_the_list_untouched(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    csv_file = tmp_path / "bad.csv"
+    csv_file.write_bytes(b"email\n" + b"".join(b"r%d@example.org\n" % i for i in range(7_000)) + b"caf\xe9@example.org\n")
+    with pytest.raises(SubscriberError, match=r"line 7002: not UTF-8 \(byte 0xe9\)"):
+        subscribers.import_csv(conn, csv_file)
+    assert subscribers.count(conn) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.pipeline import BuildResult, build, compose
+from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.render import PLACEHOLDERS, fill_placeholders
 from newsletter.settings import Settings
 from newsletter.text import format_date, markdown_to_text, teaser

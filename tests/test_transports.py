@@ -24,6 +24,7 @@ from newsletter.errors import (
     ConfigError,
     ConnectionRefusedForAll,
     PermanentDeliveryError,
+    StopRun,
     TransientDeliveryError,
 )
 from newsletter.models import Subscriber
@@ -121,13 +122,15 @@ def test_maildir_is_readable_with_mailbox(tmp_path: Path, monkeypatch: pytest.Mo
 def test_maildir_storage_problems_stop_the_run(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    with pytest.raises(ConnectionRefusedForAll, match="not-a-folder"):
+    with pytest.raises(StopRun, match="not-a-folder") as refused:  # a full or missing disk is no refused connection
         open_transport(f"maildir:{blocker}")
+    assert type(refused.value) is StopRun
     transport = open_transport(f"maildir:{tmp_path / 'box'}")
     (tmp_path / "box" / "new").rmdir()
     (tmp_path / "box" / "new").write_text("")  # rename into new/ now fails
-    with pytest.raises(ConnectionRefusedForAll, match="cannot write to Maildir .*box"):
+    with pytest.raises(StopRun, match="cannot write to Maildir .*box") as refused:
         transport.send(simple_message(ISSUE, person(1)))
+    assert type(refused.value) is StopRun
     assert not list((tmp_path / "box" / "tmp").iterdir())
 
 
@@ -306,3 +309,13 @@ def test_size_refusal_of_mail_from_fails_that_message_only() -> None:
 def test_transport_repr_hides_password() -> None:
     transport = SMTPTransport("mail.example.com", 587, user="editor", password=PASSWORD)
     assert PASSWORD not in repr(transport) and PASSWORD not in str(transport)
+
+
+def test_transports_are_context_managers_and_declare_demo_use(tmp_path: Path) -> None:
+    from newsletter.transports import allows_demo_subscribers
+
+    with open_transport("memory://ctx") as transport:
+        transport.send(simple_message(ISSUE, person(1)))
+    assert transport.closed  # type: ignore[attr-defined]
+    assert allows_demo_subscribers(f"maildir:{tmp_path}") and allows_demo_subscribers("memory://")
+    assert not allows_demo_subscribers("smtp://127.0.0.1:25") and not allows_demo_subscribers("smtps://h:465")

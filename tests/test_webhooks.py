@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
-from newsletter import db
+from newsletter.store import sqlite as db
 from newsletter.bounces.service import history
 from newsletter.bounces.sns import HttpsCertificates, SnsError
 from newsletter.serve import create_app

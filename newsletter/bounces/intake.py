@@ -14,10 +14,10 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from newsletter import subscribers
+from newsletter.store import subscribers
 from newsletter.bounces.mailbox import MailItem, Mailbox
 from newsletter.bounces.parse import BounceParseError, Verdict, classify
-from newsletter.bounces.store import Event, latest_issue_for
+from newsletter.store.events import Event, latest_issue_for
 from newsletter.bounces.suppression import Policy, record
 from newsletter.bounces.verp import ForgedVerp, Verp
 from newsletter.errors import SubscriberError

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from newsletter.bounces.store import issue_rates
+from newsletter.store.events import issue_rates
 
 __all__ = ["Thresholds", "pause_reason", "pause_check"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from newsletter import subscribers
+from newsletter.store import subscribers
 from newsletter.bounces.intake import IntakeReport, ItemResult, Matcher, fetch
 from newsletter.bounces.mailbox import open_mailbox
-from newsletter.bounces.store import IssueRates, StoredEvent, events_for, has_complained, issue_rates
+from newsletter.store.events import IssueRates, StoredEvent, events_for, has_complained, issue_rates
 from newsletter.bounces.suppression import Policy
 from newsletter.bounces.verp import Verp
 from newsletter.errors import ConfigError, SubscriberError
@@ -32,14 +32,14 @@ def verp_for(settings: Settings) -> Verp | None:
 def fetch_bounces(settings: Settings, *, report: Callable[[ItemResult], None] | None = None,
                   limit: int | None = None) -> IntakeReport:
     """Read the bounce mailbox once: record what it says, move what was read."""
-    from newsletter.deliver import database  # the CLI's one database handle
+    from newsletter.store import open_store
 
     if not settings.bounce_mailbox:
         raise ConfigError("not set: where do bounces arrive? e.g. bounce_mailbox = \"imaps://bounces@mail.example.org/INBOX\"",
                           key="bounce_mailbox")
     mailbox = open_mailbox(settings.bounce_mailbox, root=settings.root, password=settings.bounce_password)
     try:
-        with database(settings) as conn:
+        with open_store(settings).connection() as conn:
             matcher = Matcher(conn, secret=signing_secret(settings), verp=verp_for(settings))
             return fetch(conn, mailbox, matcher, policy=policy_for(settings), report=report, limit=limit)
     finally:
@@ -54,9 +54,9 @@ class SubscriberHistory:
 
 
 def history(settings: Settings, address: str) -> SubscriberHistory:
-    from newsletter.deliver import database
+    from newsletter.store import open_store
 
-    with database(settings) as conn:
+    with open_store(settings).connection() as conn:
         who = subscribers.find(conn, address)
         if who is None:
             raise SubscriberError(f"{address} is not on the list", address=address)
@@ -64,7 +64,7 @@ def history(settings: Settings, address: str) -> SubscriberHistory:
 
 
 def rates(settings: Settings, issue_id: str) -> IssueRates:
-    from newsletter.deliver import database
+    from newsletter.store import open_store
 
-    with database(settings) as conn:
+    with open_store(settings).connection() as conn:
         return issue_rates(conn, issue_id)

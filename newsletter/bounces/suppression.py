@@ -12,10 +12,10 @@ import datetime as dt
 import sqlite3
 from dataclasses import dataclass
 
-from newsletter import subscribers
-from newsletter.db import log_event, transaction
+from newsletter.store import subscribers
+from newsletter.store.sqlite import log_event, transaction
 from newsletter.errors import SubscriberError
-from newsletter.bounces.store import Event, has_complained, insert_event, soft_days
+from newsletter.store.events import Event, has_complained, insert_event, soft_days
 
 __all__ = ["Policy", "Outcome", "record", "soft_score", "complained"]
 

@@ -40,18 +40,29 @@ def reader_for(location: str) -> Reader:
         raise SourceError(location, f"no reader for files ending in {suffix or '(nothing)'} (known: {known})") from None
 
 
-def read_source(location: str, **options: object) -> list[Summary]:
-    return reader_for(location)(location, **options)
+def reader_of_kind(kind: str, location: str) -> Reader:
+    """The reader registered for a configured source kind ("feed"); SourceError naming the known kinds."""
+    try:
+        return READERS[kind.lower()]
+    except KeyError:
+        known = ", ".join(sorted(k for k in READERS if not k.startswith(".")))
+        raise SourceError(location, f"unknown source kind {kind!r} (known: {known})", field="kind") from None
+
+
+def read_source(location: str, *, kind: str | None = None, **options: object) -> list[Summary]:
+    """Read one source with the reader for its configured `kind`, or by suffix (URLs: feeds) without one."""
+    reader = reader_of_kind(kind, location) if kind else reader_for(location)
+    return reader(location, **options)
 
 
 def load_summaries(
     content_dir: Path,
-    feeds: Iterable[tuple[str, str | None]] = (),
+    sources: Iterable[tuple[str, str, str | None]] = (),
     *,
     skip_invalid: bool = False,
     warn: Callable[[SourceError], None] | None = None,
 ) -> list[Summary]:
-    """Every summary file at the top of content_dir (Markdown), then every configured feed.
+    """Every summary file at the top of content_dir (Markdown), then every configured (kind, location, journal).
 
     Broken sources stop the load with one error listing every one of them (SourceErrors when several),
     unless skip_invalid, where each is reported to `warn` and left out.
@@ -63,7 +74,7 @@ def load_summaries(
         (str(p), {}) for p in sorted(content_dir.iterdir())
         if p.is_file() and p.suffix.lower() in _CONTENT_SUFFIXES and not p.name.startswith(".")
     ]
-    locations += [(loc, {"journal": journal}) for loc, journal in feeds]
+    locations += [(loc, {"kind": kind, "journal": journal}) for kind, loc, journal in sources]
     broken: list[SourceError] = []
     for location, options in locations:
         try:

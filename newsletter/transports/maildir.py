@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from newsletter.errors import ConfigError, ConnectionRefusedForAll
+from newsletter.errors import ConfigError, StopRun
 from newsletter.models import Message
-from newsletter.transports import register
+from newsletter.transports import TransportBase, register
 
 __all__ = ["MaildirTransport", "maildir_path"]
 
@@ -35,12 +35,12 @@ def maildir_path(url: str) -> Path:
     return Path(raw).expanduser()
 
 
-def _storage_error(path: Path, exc: OSError) -> ConnectionRefusedForAll:
+def _storage_error(path: Path, exc: OSError) -> StopRun:
     # Disk full, read-only or permission problems hit every message alike: stop the run.
-    return ConnectionRefusedForAll(f"cannot write to Maildir {path}: {exc.strerror or exc}")
+    return StopRun(f"cannot write to Maildir {path}: {exc.strerror or exc}")
 
 
-class MaildirTransport:
+class MaildirTransport(TransportBase):
     """Delivers into a Maildir (tmp -> fsync -> rename into new); storage errors stop the run."""
 
     def __init__(self, path: Path, *, fsync: bool = True) -> None:
@@ -103,7 +103,7 @@ class MaildirTransport:
         return None
 
 
-@register("maildir")
+@register("maildir", demo_subscribers=True)
 def _open(url: str, *, fsync: bool = True, **_ignored: Any) -> MaildirTransport:
     # Options meant for network transports (password, timeout, ...) do not apply here.
     return MaildirTransport(maildir_path(url), fsync=fsync)

@@ -8,9 +8,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from newsletter.models import Message
-from newsletter.transports import register
+from newsletter.transports import TransportBase, register
 
-__all__ = ["MemoryTransport", "outbox", "clear"]
+__all__ = ["MemoryTransport", "outbox"]
 
 _OUTBOXES: dict[str, list[Message]] = {}
 _LOCK = threading.Lock()
@@ -22,14 +22,7 @@ def outbox(name: str = "") -> list[Message]:
         return _OUTBOXES.setdefault(name, [])
 
 
-def clear() -> None:
-    """Empty every named outbox."""
-    with _LOCK:
-        for messages in _OUTBOXES.values():
-            messages.clear()
-
-
-class MemoryTransport:
+class MemoryTransport(TransportBase):
     """Appends each message to `messages`; `fail(message)` may raise a delivery error to simulate a server."""
 
     def __init__(
@@ -52,7 +45,7 @@ class MemoryTransport:
         self.closed = True
 
 
-@register("memory")
+@register("memory", demo_subscribers=True)
 def _open(url: str, *, fail: Callable[[Message], None] | None = None, **_ignored: Any) -> MemoryTransport:
     # Options meant for network transports (password, timeout, ...) do not apply here.
     return MemoryTransport(outbox(urlsplit(url).netloc), fail=fail)

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..compose import is_issue_id
 from ..render import META_FILE, fill_placeholders, neutral_values, read_build
 from ..settings import Settings
+from ..store.ledger import first_sent_time, first_sent_times
 from ..text import format_date
 
 __all__ = ["ArchivedIssue", "valid_issue_id", "sent_issues", "sent_issue", "web_version", "atom_feed"]
@@ -82,7 +83,7 @@ def _load(settings: Settings, issue_id: str, sent_at: str | None) -> ArchivedIss
 
 def sent_issues(conn: sqlite3.Connection, settings: Settings) -> list[ArchivedIssue]:
     """Every sent issue with a build on disk, newest first; a damaged build is logged and left out."""
-    rows = conn.execute("SELECT issue_id, MIN(sent_at) FROM ledger WHERE status = 'sent' GROUP BY issue_id")
+    rows = first_sent_times(conn)
     issues = []
     for issue_id, sent_at in rows:
         try:
@@ -99,11 +100,10 @@ def sent_issue(conn: sqlite3.Connection, settings: Settings, issue_id: str) -> A
     """The issue if it was sent and its build exists, else None (an unsent draft is not public)."""
     if not valid_issue_id(issue_id):
         return None
-    row = conn.execute("SELECT MIN(sent_at), COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'sent'",
-                       (issue_id,)).fetchone()
-    if not row[1]:
+    sent, sent_at = first_sent_time(conn, issue_id)
+    if not sent:
         return None
-    return _load(settings, issue_id, row[0])
+    return _load(settings, issue_id, sent_at)
 
 
 def web_version(settings: Settings, issue: ArchivedIssue) -> str:

@@ -24,7 +24,7 @@ from newsletter.bounces.providers import (ProviderEvent, WebhookRefused, mailgun
                                           sendgrid_events, ses_events)
 from newsletter.bounces.service import policy_for
 from newsletter.bounces.sns import CertificateSource, HttpsCertificates, SnsError, confirm_subscription, verify_sns
-from newsletter.bounces.store import Event
+from newsletter.store.events import Event
 from newsletter.bounces.suppression import record
 from newsletter.settings import Settings
 
@@ -102,11 +102,11 @@ class _Hooks:
         return JSONResponse(await run_in_threadpool(self._apply, "ses", events))
 
     def _apply(self, provider: str, events: list[ProviderEvent]) -> dict[str, int]:
-        from newsletter.deliver import database
+        from newsletter.store import open_store
 
         counts = {"recorded": 0, "duplicates": 0, "skipped": 0}
         policy = policy_for(self.settings)
-        with database(self.settings) as conn:
+        with open_store(self.settings).connection() as conn:
             matcher = Matcher(conn, secret=self.secret, verp=None)
             for event in events:
                 verdict = Verdict(event.kind, (event.address.lower(),) if event.address else (),

@@ -21,7 +21,7 @@ from ..errors import SubscriberError, TokenError
 from ..headers import envelope_address, format_address, header_line
 from ..models import Message, Subscriber
 from ..settings import Settings
-from ..subscribers import clean_name, get, normalise_address
+from ..store.subscribers import clean_name, get, normalise_address
 from ..tokens import email_digest, read_token
 
 __all__ = [

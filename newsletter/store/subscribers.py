@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,9 +11,9 @@ from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter.db import transaction, utc_now
-from newsletter.bounces.store import has_complained
 from newsletter.errors import ComplainedError, SubscriberError
+from newsletter.store.events import has_complained
+from newsletter.store.sqlite import transaction, utc_now
 from newsletter.headers import strip_controls
 from newsletter.models import Subscriber
 
@@ -216,24 +215,26 @@ class ImportReport:
         return not self.errors
 
 
-def _read_text(path: Path) -> str:
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines decoded one at a time (never the whole file in memory); a bad byte names its line."""
     try:
-        data = path.read_bytes()
+        handle = path.open("rb")
     except OSError as exc:
         raise SubscriberError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SubscriberError(
-            f"{path}: line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8 CSV",
-            line=line,
-        ) from exc
+    with handle:
+        for number, data in enumerate(handle, start=1):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SubscriberError(
+                    f"{path}: line {number}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8 CSV",
+                    line=number,
+                ) from exc
+            yield text.removeprefix("\ufeff") if number == 1 else text
 
 
-def _delimiter(text: str) -> str:
+def _delimiter(header: str) -> str:
     """`,` or what the header line uses instead: `;` (Excel in much of Europe) or a tab."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
     for candidate in (",", ";", "\t"):
         if "email" in (cell.strip().strip('"').strip().lower() for cell in header.split(candidate)):
             return candidate
@@ -243,14 +244,15 @@ def _delimiter(text: str) -> str:
         return ","
 
 
-def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str, str]], list[RowProblem]]:
-    """Rows as (line, address, key, name, first name), plus the rows rejected for a bad or duplicate address."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+def _parse_rows(path: Path, errors: list[RowProblem]) -> Iterator[tuple[int, str, str, str, str, str]]:
+    """Rows as (line, address, key, name, first name, address as written), streamed; bad ones go to `errors`.
+
+    Duplicates are not caught here (that would keep every address in memory): the database finds them.
+    """
+    header_line = next((line for line in _lines(path) if line.strip()), "")
+    reader = csv.reader(_lines(path), delimiter=_delimiter(header_line))
     email_col = name_col = first_col = -1
     line_before = 0
-    rows: list[tuple[int, str, str, str, str]] = []
-    errors: list[RowProblem] = []
-    first_line: dict[str, int] = {}
     try:
         for record in reader:
             line, line_before = line_before + 1, reader.line_num
@@ -274,19 +276,45 @@ def _parse_rows(path: Path, text: str) -> tuple[list[tuple[int, str, str, str, s
             except SubscriberError as exc:
                 errors.append(RowProblem(line, raw, str(exc.__cause__ or exc)))
                 continue
-            key = email_key(address)
-            if key in first_line:
-                errors.append(RowProblem(line, raw, f"duplicate of line {first_line[key]}"))
-                continue
-            first_line[key] = line
             name = clean_name(record[name_col]) if 0 <= name_col < len(record) else ""
             first = clean_name(record[first_col]) if 0 <= first_col < len(record) else ""
-            rows.append((line, address, key, name, first))
+            yield (line, address, email_key(address), name, first, raw)
     except csv.Error as exc:
         raise SubscriberError(f"{path}: line {reader.line_num}: {exc}", line=reader.line_num) from exc
     if email_col < 0:
         raise SubscriberError(f"{path}: empty file (expected a header with an 'email' column)")
-    return rows, errors
+
+
+def _load(conn: sqlite3.Connection, path: Path, errors: list[RowProblem]) -> int:
+    """Stream the file into temp.import_rows, keeping each address's first line; returns the rows kept.
+
+    Only the connection's temp database is written here, so the main file's write lock is not held while a
+    large file is parsed (a send running meanwhile keeps committing its results).
+    """
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS import_rows"
+        " (line INTEGER PRIMARY KEY, email TEXT, email_key TEXT, name TEXT, first_name TEXT, raw TEXT)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.import_rows_key ON import_rows (email_key, line)")
+    conn.execute("DELETE FROM temp.import_rows")
+    batch: list[tuple[int, str, str, str, str, str]] = []
+    for row in _parse_rows(path, errors):
+        batch.append(row)
+        if len(batch) >= _INSERT_BATCH:
+            conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?)", batch)
+            batch.clear()
+    conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?)", batch)
+    first = "(SELECT MIN(j.line) FROM temp.import_rows j WHERE j.email_key = i.email_key)"
+    errors.extend(
+        RowProblem(line, email, f"duplicate of line {first_line}")
+        for line, email, first_line in conn.execute(
+            f"SELECT i.line, i.raw, {first} AS f FROM temp.import_rows i WHERE i.line > {first}"
+        )
+    )
+    conn.execute(f"DELETE FROM temp.import_rows AS i WHERE i.line > {first}")
+    kept = int(conn.execute("SELECT COUNT(*) FROM temp.import_rows").fetchone()[0])
+    conn.commit()
+    return kept
 
 
 def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
@@ -296,16 +324,14 @@ def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
     tell the first name inside "Doe, Jane" or "Li Wei".
     """
     path = Path(path)
-    rows, errors = _parse_rows(path, _read_text(path))
+    errors: list[RowProblem] = []
+    try:
+        kept = _load(conn, path, errors)
+    except BaseException:
+        conn.rollback()
+        raise
     now = utc_now()
     with transaction(conn):
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS import_rows"
-            " (line INTEGER, email TEXT, email_key TEXT PRIMARY KEY, name TEXT, first_name TEXT)"
-        )
-        conn.execute("DELETE FROM temp.import_rows")
-        for start in range(0, len(rows), _INSERT_BATCH):
-            conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?)", rows[start : start + _INSERT_BATCH])
         skipped_rows = tuple(
             RowProblem(line, email, f"skipped: {status}")
             for line, email, status in conn.execute(
@@ -334,7 +360,7 @@ def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
     return ImportReport(
         added=added,
         updated=updated,
-        unchanged=len(rows) - added - updated - len(skipped_rows),
+        unchanged=kept - added - updated - len(skipped_rows),
         skipped=len(skipped_rows),
         errors=tuple(sorted(errors)),
         skipped_rows=skipped_rows,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from newsletter.bounces.store import SCHEMA_V2 as _SCHEMA_BOUNCES
+from newsletter.store.events import SCHEMA_V3 as _SCHEMA_BOUNCES
 from newsletter.errors import LedgerError
 
 __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]

@@ -6,7 +6,6 @@ import fcntl
 import logging
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,13 +13,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .approval import read_approval
-from .bounces.jobs import add_bounce_job
-from .errors import ConfigError, NewsletterError
-from .schedule import (
-    _SEND, UTC, SchedulerRunning, _db, _now, _record, _utc_iso, jobstore, stop_event,
-)
-from .settings import Settings
+from newsletter.approval import read_approval
+from newsletter.bounces.jobs import add_bounce_job
+from newsletter.errors import ConfigError, NewsletterError, SchedulerRunning
+from newsletter.settings import Settings
+from newsletter.store import open_store
+
+from .jobs import record, stop_event
+from .jobstore import SEND_JOB, jobstore
+from .times import UTC, now, utc_iso
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -135,18 +136,16 @@ def _listener(settings: Settings) -> Callable[[Any], None]:
         try:
             if event.code == EVENT_JOB_MISSED:
                 log.warning("%s: missed, was due %s (more than the misfire grace time ago); not run",
-                            event.job_id, _utc_iso(event.scheduled_run_time))
-                _record(settings, event.job_id, "missed", "", insert=True, due_at=event.scheduled_run_time)
+                            event.job_id, utc_iso(event.scheduled_run_time))
+                record(settings, event.job_id, "missed", "", insert=True, due_at=event.scheduled_run_time)
             elif event.code == EVENT_JOB_ERROR:
                 exc = event.exception
                 message = str(exc) if isinstance(exc, NewsletterError) else f"{type(exc).__name__}: {exc}"
-                with _db(settings) as conn:
-                    row = conn.execute("SELECT state, result FROM schedule_jobs WHERE job_id = ?",
-                                       (event.job_id,)).fetchone()
-                if row is not None and (row["state"], row["result"]) != ("error", message):  # not yet by the job
+                row = open_store(settings).job(event.job_id)
+                if row is not None and (row.state, row.result) != ("error", message):  # not yet by the job
                     log.error("%s: %s", event.job_id, message)
-                    _record(settings, event.job_id, "error", message, insert=False)
-        except (sqlite3.Error, NewsletterError) as exc:
+                    record(settings, event.job_id, "error", message, insert=False)
+        except NewsletterError as exc:
             log.error("%s: could not record the outcome: %s", event.job_id, exc)
 
     return on_event
@@ -156,26 +155,25 @@ def _resume_interrupted(settings: Settings, scheduler: BaseScheduler, config_pat
     """Sends a stopped scheduler left half done (SIGTERM, crash) go again now; the ledger skips who has it."""
     from apscheduler.triggers.date import DateTrigger
 
-    with _db(settings) as conn:
-        rows = conn.execute("SELECT job_id, issue_id FROM schedule_jobs WHERE state IN ('running', 'interrupted')"
-                            " AND issue_id IS NOT NULL").fetchall()
+    rows = [row for row in open_store(settings).jobs()
+            if row.state in ("running", "interrupted") and row.issue_id is not None]
     for row in rows:
-        issue_id = row["issue_id"]
+        issue_id = row.issue_id
         if read_approval(settings.path(settings.issues_dir) / issue_id) is None:
-            _record(settings, row["job_id"], "error", "the scheduler stopped during this run, before anything was "
+            record(settings, row.job_id, "error", "the scheduler stopped during this run, before anything was "
                                                       "approved", insert=False)
             continue
         job_id = f"send:{issue_id}"
         log.info("%s: resuming the send the scheduler stopped during", job_id)
         # Not started yet, so this only queues the job; start() writes it to the store.
-        scheduler.add_job(_SEND, DateTrigger(run_date=_now()), args=[config_path, issue_id], id=job_id,
+        scheduler.add_job(SEND_JOB, DateTrigger(run_date=now()), args=[config_path, issue_id], id=job_id,
                           name=f"send {issue_id}", misfire_grace_time=settings.misfire_grace_seconds,
                           coalesce=True, max_instances=1, replace_existing=True)
-        if row["job_id"] != job_id:
-            _record(settings, row["job_id"], "done", f"composed {issue_id}; its send resumes as {job_id}",
+        if row.job_id != job_id:
+            record(settings, row.job_id, "done", f"composed {issue_id}; its send resumes as {job_id}",
                     insert=False)
-        _record(settings, job_id, "scheduled", "resuming after the scheduler stopped during the send", insert=True,
-                issue_id=issue_id, due_at=_now())
+        record(settings, job_id, "scheduled", "resuming after the scheduler stopped during the send", insert=True,
+                issue_id=issue_id, due_at=now())
 
 
 def run_scheduler(settings: Settings, *, config_path: str, poll_seconds: float | None = None) -> None:
@@ -187,8 +185,6 @@ def run_scheduler(settings: Settings, *, config_path: str, poll_seconds: float |
 
     poll = poll_seconds or poll_interval()
     with scheduler_lock(settings):
-        with _db(settings):
-            pass
         scheduler = BlockingScheduler(jobstores={"default": jobstore(settings), "internal": MemoryJobStore()},
                                       executors={"default": ThreadPoolExecutor(4)}, timezone=UTC)
         started = threading.Event()

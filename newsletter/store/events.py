@@ -9,12 +9,12 @@ import datetime as dt
 import sqlite3
 from dataclasses import dataclass
 
-__all__ = ["SCHEMA_V2", "EVENT_KINDS", "Event", "StoredEvent", "IssueRates", "insert_event", "events_for",
+__all__ = ["SCHEMA_V3", "EVENT_KINDS", "Event", "StoredEvent", "IssueRates", "insert_event", "events_for",
            "soft_days", "has_complained", "issue_rates", "latest_issue_for"]
 
 EVENT_KINDS = ("hard", "soft", "complaint")
 
-SCHEMA_V2 = (
+SCHEMA_V3 = (
     """
     CREATE TABLE IF NOT EXISTS delivery_events (
         id INTEGER PRIMARY KEY,

@@ -25,28 +25,30 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from newsletter.db import utc_now
+from newsletter.store.sqlite import utc_now
 from newsletter.errors import LedgerError
 from newsletter.models import Subscriber
 
 __all__ = [
-    "FINAL_STATUSES",
     "Claim",
     "LedgerCounts",
     "claim",
     "claim_batch",
     "release",
     "reopen",
-    "pending",
     "pending_subscribers",
     "mark_sent",
     "mark_deferred",
     "mark_failed",
     "counts",
+    "already_final",
+    "first_sent_times",
+    "first_sent_time",
     "Ledger",
 ]
 
-FINAL_STATUSES = ("sent", "failed")
+#: The one "this subscriber is done for this issue" condition, on a ledger row aliased `l`.
+_FINAL = "l.status IN ('sent', 'failed')"
 _SQL_LIMIT = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
 
 
@@ -157,7 +159,7 @@ def reopen(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int
 _PENDING = (
     "SELECT s.id, s.email, s.name, s.status, s.first_name FROM subscribers s"
     " WHERE s.status = 'subscribed' AND s.id > ? AND NOT EXISTS ("
-    "  SELECT 1 FROM ledger l WHERE l.issue_id = ? AND l.subscriber_id = s.id AND l.status IN ('sent', 'failed'))"
+    f"  SELECT 1 FROM ledger l WHERE l.issue_id = ? AND l.subscriber_id = s.id AND {_FINAL})"
     " ORDER BY s.id LIMIT ?"
 )
 
@@ -172,11 +174,6 @@ def pending_subscribers(conn: sqlite3.Connection, issue_id: str, *, batch: int =
         if len(rows) < batch:
             return
         last = rows[-1][0]
-
-
-def pending(conn: sqlite3.Connection, issue_id: str, *, batch: int = 500) -> Iterator[int]:
-    """Ids of the subscribers still to send to (see pending_subscribers)."""
-    return (subscriber.id for subscriber in pending_subscribers(conn, issue_id, batch=batch))
 
 
 def _mark(
@@ -220,6 +217,28 @@ def mark_failed(conn: sqlite3.Connection, issue_id: str, subscriber_id: int, cod
     _mark(conn, issue_id, subscriber_id, "failed", code=code, reason=reason)
 
 
+def already_final(conn: sqlite3.Connection, issue_id: str) -> int:
+    """Subscribed subscribers whose row for this issue is final already (what a run skips)."""
+    return int(conn.execute(
+        "SELECT COUNT(*) FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id"
+        f" WHERE l.issue_id = ? AND {_FINAL} AND s.status = 'subscribed'",
+        (issue_id,),
+    ).fetchone()[0])
+
+
+def first_sent_times(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+    """(issue id, first sent_at) of every issue someone received: what the web archive may show."""
+    return [(row[0], row[1]) for row in
+            conn.execute("SELECT issue_id, MIN(sent_at) FROM ledger WHERE status = 'sent' GROUP BY issue_id")]
+
+
+def first_sent_time(conn: sqlite3.Connection, issue_id: str) -> tuple[bool, str | None]:
+    """Was `issue_id` sent to anyone, and when first."""
+    row = conn.execute("SELECT MIN(sent_at), COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'sent'",
+                       (issue_id,)).fetchone()
+    return bool(row[1]), row[0]
+
+
 def counts(conn: sqlite3.Connection, issue_id: str) -> LedgerCounts:
     """Rows per status for the issue, and how many subscribed subscribers still lack a final row."""
     by_status = dict(
@@ -227,7 +246,7 @@ def counts(conn: sqlite3.Connection, issue_id: str) -> LedgerCounts:
     )
     remaining = conn.execute(
         "SELECT COUNT(*) FROM subscribers s WHERE s.status = 'subscribed' AND NOT EXISTS ("
-        " SELECT 1 FROM ledger l WHERE l.issue_id = ? AND l.subscriber_id = s.id AND l.status IN ('sent', 'failed'))",
+        f" SELECT 1 FROM ledger l WHERE l.issue_id = ? AND l.subscriber_id = s.id AND {_FINAL})",
         (issue_id,),
     ).fetchone()[0]
     return LedgerCounts(
@@ -305,9 +324,6 @@ class Ledger:
     def flush(self) -> None:
         self.conn.commit()
         self._committed()
-
-    def counts(self) -> LedgerCounts:
-        return counts(self.conn, self.issue_id)
 
     def _recorded(self) -> None:
         self._uncommitted += 1
