@@ -285,9 +285,10 @@ def approve(ctx: Context, issue: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Show who would get it; send nothing.")
 @click.option("--connections", type=click.IntRange(1, 32), help="Parallel SMTP connections.")
 @click.option("--rate", type=click.FloatRange(min=0.01), help="At most this many messages per second.")
+@click.option("--no-pause", is_flag=True, help="Do not pause for a high complaint or bounce rate (after checking why).")
 @pass_ctx
 def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
-         rate: float | None) -> None:
+         rate: float | None, no_pause: bool) -> None:
     """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
     from .jobs import delivery
     from .jobs.issues import issue_folder
@@ -310,7 +311,8 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
     stop = stop_on_signals()
     plan = delivery.dry_run(s, folder, sample=0)
     with progress(plan.recipients) as tick:
-        report = delivery.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate)
+        report = delivery.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate,
+                                      no_pause=no_pause)
     print_send_report(report, folder)
     if report.stopped_early:
         sys.exit(3)
@@ -333,15 +335,20 @@ def status(ctx: Context, issue: str, as_json: bool) -> None:
     from .jobs import delivery
     from .jobs.issues import issue_folder
 
+    from .bounces.service import rates as issue_rates
+    from .cli_bounces import rates_line
+
     folder = issue_folder(ctx.settings, issue)
     counts = delivery.status(ctx.settings, folder)
+    rates = issue_rates(ctx.settings, folder.name)
     if as_json:
-        click.echo(json.dumps(counts.__dict__))
+        click.echo(json.dumps({**counts.__dict__, **rates.as_dict()}))
         return
     table = Table("issue", "sent", "deferred", "failed", "in flight", "remaining")
     table.add_row(folder.name, str(counts.sent), str(counts.deferred), str(counts.failed), str(counts.claimed),
                   str(counts.remaining))
     console.print(table)
+    console.print(rates_line(rates), markup=False)
 
 
 @cli.command()
@@ -376,8 +383,10 @@ from .cli_dkim import COMMANDS as _DKIM_COMMANDS  # noqa: E402
 from .cli_editors import COMMANDS as _EDITOR_COMMANDS  # noqa: E402
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
+from .cli_bounces import COMMANDS as _BOUNCE_COMMANDS, subscribers_show as _subscribers_show  # noqa: E402
 
-_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS)
+_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS + _BOUNCE_COMMANDS)
+subscribers_group.add_command(_subscribers_show)
 
 from .cli_help import finish as _finish_help  # noqa: E402
 

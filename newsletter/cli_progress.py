@@ -72,5 +72,5 @@ def print_send_report(report: Any, folder: Path) -> None:
     console.print(table)
     if report.stopped_early:
         err_console.print(f"[red]stopped early:[/] {report.stopped_early}", soft_wrap=True)
-    if report.interrupted or report.deferred or report.stopped_early:
+    if (report.interrupted or report.deferred or report.stopped_early) and "--no-pause" not in (report.stopped_early or ""):
         console.print(f"Resume with: newsletter send {folder}")

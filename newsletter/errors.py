@@ -25,6 +25,7 @@ __all__ = [
     "ApprovalError",
     "LedgerError",
     "TokenError",
+    "ComplainedError",
 ]
 
 
@@ -107,6 +108,10 @@ class SubscriberError(NewsletterError):
         self.address = address
         self.line = line
         super().__init__(message)
+
+
+class ComplainedError(SubscriberError):
+    """The address reported our mail as spam: it is never resubscribed by a link, a form or an import."""
 
 
 class HeaderError(NewsletterError):

@@ -114,8 +114,10 @@ class Personaliser:
     def __init__(self, email_: RenderedEmail, *, sender_name: str, sender_email: str, list_id: str,
                  public_base_url: str, secret: str, unsubscribe_mailto: str | None = None,
                  reply_to: str | None = None, test: bool = False, date: dt.datetime | None = None,
-                 smtputf8: bool = False, signer: Callable[[bytes], bytes] | None = None) -> None:
+                 smtputf8: bool = False, signer: Callable[[bytes], bytes] | None = None,
+                 envelope_sender: Callable[[str, int], str] | None = None) -> None:
         self.issue_id = email_.issue_id
+        self._envelope = None if test else envelope_sender  # VERP (newsletter.bounces.verp); proofs go plain
         self.sender_email = sender_email
         self._secret = secret
         self._test = test
@@ -196,16 +198,23 @@ class Personaliser:
                          self._between, *self._html.render(html_values), self._tail])
         if self._signer is not None:
             data = self._signer(data)
-        return Message(issue_id=self.issue_id, recipient=envelope_address(subscriber.email), sender=self.sender_email,
+        sender = self._envelope(self.issue_id, subscriber.id) if self._envelope else self.sender_email
+        return Message(issue_id=self.issue_id, recipient=envelope_address(subscriber.email), sender=sender,
                        message_id=message_id, data=data)
 
 
 def prepare(email_: RenderedEmail, settings: object, *, secret: str, test: bool = False,
             date: dt.datetime | None = None, signer: Callable[[bytes], bytes] | None = None) -> Personaliser:
-    """Build the per-issue skeleton from Settings (sender, list id, base URL)."""
+    """Build the per-issue skeleton from Settings (sender, list id, base URL, VERP bounce address)."""
     s = settings
+    verp = getattr(s, "verp_address", None)
+    envelope = None
+    if verp:
+        from .bounces.verp import Verp
+
+        envelope = Verp(secret, verp).address
     return Personaliser(email_, sender_name=s.sender_name, sender_email=s.sender_email,  # type: ignore[attr-defined]
                         list_id=s.list_id, public_base_url=s.public_base_url,  # type: ignore[attr-defined]
                         unsubscribe_mailto=s.unsubscribe_mailto, reply_to=s.reply_to,  # type: ignore[attr-defined]
-                        secret=secret, test=test, date=date, signer=signer)
+                        secret=secret, test=test, date=date, signer=signer, envelope_sender=envelope)
 

@@ -54,3 +54,13 @@ class SendReport:
     stopped_early: str | None
     interrupted: bool
     bounced: int = 0  # of `failed`: subscribers marked bounced (no such user)
+
+    def log_line(self) -> str:
+        """The counts as `key=value` words, for the database's event log."""
+        parts = [f"sent={self.sent}", f"deferred={self.deferred}", f"failed={self.failed}",
+                 f"skipped={self.skipped}", f"resent_after_crash={self.resent_after_crash}"]
+        if self.stopped_early:
+            parts.append(f"stopped_early={self.stopped_early}")
+        if self.interrupted:
+            parts.append("interrupted")
+        return " ".join(parts)

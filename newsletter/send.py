@@ -25,6 +25,7 @@ from newsletter.errors import (
 from newsletter.models import Message, Subscriber
 from newsletter.policies import RetryPolicy, SendPolicy, SendReport
 from newsletter.store import subscribers
+from newsletter.store.events import Event, insert_event
 from newsletter.store.ledger import Ledger, already_final
 from newsletter.store.sqlite import ledger_error, log_event
 from newsletter.transports import Transport
@@ -182,8 +183,10 @@ class _Run:
     """The main-thread side: claims, dispatches, and writes every outcome to the ledger."""
 
     def __init__(self, conn: sqlite3.Connection, ledger: Ledger, stop: threading.Event,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, pause_check: Callable[[], str | None] | None = None,
+                 pause_interval: float = 2.0) -> None:
         self.conn, self.ledger, self.stop, self.progress = conn, ledger, stop, progress
+        self.pause_check, self.pause_interval, self._next_pause_check = pause_check, pause_interval, 0.0
         self.sent = self.deferred = self.failed = self.bounced = self.resent = 0
         self.stopped_early: str | None = None
         self.error: BaseException | None = None
@@ -196,6 +199,13 @@ class _Run:
         assert self.workers is not None
         if self.stop.is_set():
             self.workers.abort.set()
+        if self.pause_check is not None and time.monotonic() >= self._next_pause_check:
+            # Bounces and complaints land in the database from other processes (fetch, webhooks).
+            self._next_pause_check = time.monotonic() + self.pause_interval
+            reason = self.pause_check()
+            if reason:
+                self.stopped_early = self.stopped_early or reason
+                self.workers.abort.set()
         return self.workers.abort.is_set()
 
     def record(self, outcome: _Outcome) -> None:
@@ -224,6 +234,8 @@ class _Run:
     def fail(self, subscriber: Subscriber, code: int | None, reason: str, *, bounce: bool = False) -> None:
         if bounce:  # before the ledger's commit, so both land together and no write lock is left open
             subscribers.mark_bounced(self.conn, subscriber.id, commit=False)
+            insert_event(self.conn, Event(subscriber.id, "hard", "smtp", issue_id=self.ledger.issue_id,
+                                          code=str(code or ""), diagnostic=reason))
             self.bounced += 1
         self.ledger.mark_failed(subscriber.id, code, reason)
         self.failed += 1
@@ -309,10 +321,14 @@ def send_issue(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     sleep: Callable[[float], None] | None = None,
+    pause_check: Callable[[], str | None] | None = None,
+    pause_interval: float = 2.0,
 ) -> SendReport:
     """Send `issue_id` to every subscribed subscriber without a final ledger row, streaming from the database.
 
     `sleep` replaces the (interruptible) wait used for backoff and rate limiting, for tests.
+    `pause_check` (newsletter.bounces.pause) is asked at most every `pause_interval` seconds whether the
+    issue's bounce or complaint rate says to stop; its answer becomes `stopped_early`.
     """
     connections, rate = policy.connections, policy.rate
     if connections < 1:
@@ -320,7 +336,7 @@ def send_issue(
     started = time.monotonic()
     stop = stop if stop is not None else threading.Event()
     ledger = Ledger(conn, issue_id, commit_every=policy.commit_every, commit_interval=policy.commit_interval)
-    run = _Run(conn, ledger, stop, progress)
+    run = _Run(conn, ledger, stop, progress, pause_check, pause_interval)
     try:
         skipped = already_final(conn, issue_id)
         log_event(conn, "send.start", issue_id=issue_id, detail=f"connections={connections} rate={rate}")
@@ -345,7 +361,7 @@ def send_issue(
         interrupted=stop.is_set(), bounced=run.bounced,
     )
     try:
-        log_event(conn, "send.finish", issue_id=issue_id, detail=_summary(report))
+        log_event(conn, "send.finish", issue_id=issue_id, detail=report.log_line())
         conn.commit()
     except sqlite3.Error as exc:
         raise ledger_error(conn, exc, what=f"sending issue {issue_id}") from exc
@@ -382,12 +398,3 @@ def _send_all(run: _Run, transports: list[Transport], make_message: Callable[[Su
     if run.error is not None:
         raise run.error
 
-
-def _summary(report: SendReport) -> str:
-    parts = [f"sent={report.sent}", f"deferred={report.deferred}", f"failed={report.failed}",
-             f"skipped={report.skipped}", f"resent_after_crash={report.resent_after_crash}"]
-    if report.stopped_early:
-        parts.append(f"stopped_early={report.stopped_early}")
-    if report.interrupted:
-        parts.append("interrupted")
-    return " ".join(parts)

@@ -15,6 +15,7 @@ Confirming a subscription takes a button press, not just a GET: mail scanners fo
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,7 +29,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .store import safeguards
-from .errors import ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
+from .store.events import has_complained
+from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, SigningSecret, signing_key
 from .store import open_store, sqlite as db, subscribers
@@ -36,6 +38,7 @@ from .tokens import key_id, make_token
 from .transports import transport_factory
 from .web import archive, consent
 from .web.desk import Desk, DeskHeaders
+from .web.hooks import WebhookConfig, webhook_routes
 from .web.pages import CACHE_PUBLIC, PageError, Pages
 from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, client_key, read_form, relative_slash_redirect
 from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
@@ -59,14 +62,14 @@ class NewsletterApp(Starlette):
 
 def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
                confirmation_limit: tuple[int, float] = safeguards.CONFIRMATION_LIMIT,
-               clock: Callable[[], float] = time.monotonic) -> Starlette:
+               clock: Callable[[], float] = time.monotonic, webhooks: WebhookConfig | None = None) -> Starlette:
     """The app over `settings`' database and issues; ConfigError now (not per request) without a usable secret."""
     key = signing_key(settings)
     check_signing_key(settings, key)
     site = _Site(settings, key.value, RateLimiter(*subscribe_limit, clock=clock), confirmation_limit)
     desk = Desk(settings, site.secret)
-    app = NewsletterApp(debug=False, routes=site.routes() + desk.routes(),
-                        exception_handlers=site.pages.exception_handlers())
+    routes = [*site.routes(), *desk.routes(), *webhook_routes(settings, site.secret, webhooks)]  # /hooks/*: web/hooks.py
+    app = NewsletterApp(debug=False, routes=routes, exception_handlers=site.pages.exception_handlers())
     site.pages.router = app.router
     desk.attach(app.router)
     # Starlette's own slash redirect builds an absolute URL from the Host header; ours is relative.
@@ -90,6 +93,11 @@ def check_signing_key(settings: Settings, key: SigningSecret) -> None:
                           key=key.source)
     log.warning("links in issues %s were signed with another secret than NEWSLETTER_SECRET: their unsubscribe "
                 "links will be refused until the old secret is set again", shown)
+
+
+def _refuse_complainer(conn: sqlite3.Connection, who: Subscriber) -> None:
+    if has_complained(conn, who.id):
+        raise ComplainedError(f"{who.email} reported our email as spam; it is not resubscribed", address=who.email)
 
 
 def _token_error(exc: TokenError) -> PageError:
@@ -132,6 +140,10 @@ class _Site:
             return await run_in_threadpool(run)
         except TokenError as exc:
             raise _token_error(exc) from None
+        except ComplainedError:
+            raise PageError(403, "We cannot sign this address up again",
+                            "This address reported one of our emails as spam, so we stopped writing to it "
+                            "for good. If that was a mistake, please write to us and we will help.") from None
 
     def _with_form(self, request: Request, template: str, context: dict[str, Any], route: str, token: str = "",
                    *, status: int = 200) -> HTMLResponse:
@@ -216,6 +228,7 @@ class _Site:
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "resubscribe.html", {"address": mask_address(who.email)},
                                    "resubscribe", token)
+        await self._db(_refuse_complainer, who)  # no confirmation mail to an address that reported spam
         await self._send_confirmation(who.email, who.name)
         return self.pages.render(request, "subscribe_sent.html", {"address": mask_address(who.email)})
 

@@ -23,6 +23,8 @@ __all__ = ["Settings", "Source", "load_settings", "signing_secret", "signing_key
            "is_dns_name", "resolver_address", "CONFIG_NAME"]
 
 CONFIG_NAME = "newsletter.toml"
+#: Webhook providers whose key comes from NEWSLETTER_<NAME>_WEBHOOK_KEY (see docs/bounces.md).
+WEBHOOK_PROVIDERS = ("postmark", "mailgun", "sendgrid")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,15 @@ class Settings:
     unsubscribe_mailto: str | None = None  # a mailbox someone processes; None = the HTTPS link alone
     seed_subscribers: Path | None = None  # demo: a CSV imported by `publish` while the list is empty
     misfire_grace_seconds: int = 24 * 3600
+    # After the send (docs/bounces.md): VERP, the bounce mailbox, scoring, the auto-pause, webhooks.
+    verp_address: str | None = None  # e.g. bounces@bounce.example.org; None = envelope sender is sender_email
+    bounce_mailbox: str | None = None  # maildir:PATH or imaps://USER@HOST/INBOX
+    bounce_fetch_minutes: int = 10  # `newsletter scheduler` reads the bounce mailbox this often
+    soft_bounce_threshold: float = 1.0
+    pause_complaint_rate: float = 0.003
+    pause_hard_bounce_rate: float = 0.05
+    pause_min_delivered: int = 1000
+    ses_topic_arn: str | None = None  # the one SNS topic /hooks/ses accepts
     two_person_approval: bool = True  # the desk: an approver cannot approve an issue they edited last
     desk_idle_minutes: int = 60  # a desk session ends after this long without a request
     glossary: Path = Path("content/glossary.yml")  # plain explanations `check` suggests
@@ -78,6 +89,8 @@ class Settings:
     dns_resolver: str | None = None  # "IP" or "IP:PORT" for `newsletter doctor`; None = the system's resolver
     secret: str = ""  # from NEWSLETTER_SECRET, never from a file under issues/
     smtp_password: str | None = None  # from NEWSLETTER_SMTP_PASSWORD
+    bounce_password: str | None = None  # from NEWSLETTER_BOUNCE_PASSWORD
+    webhook_keys: tuple[tuple[str, str], ...] = ()  # (provider, key) from NEWSLETTER_<PROVIDER>_WEBHOOK_KEY
     config_file: Path | None = None  # the newsletter.toml these came from; None = built-in defaults
 
     @property
@@ -99,7 +112,7 @@ class Settings:
 
 _PATH_KEYS = {"content_dir", "issues_dir", "templates_dir", "database", "seed_subscribers", "glossary", "dkim_key"}
 _GRADE_KEYS = {"readability_warn_grade", "readability_error_grade"}
-_SECRET_KEYS = {"secret", "smtp_password"}
+_SECRET_KEYS = {"secret", "smtp_password", "bounce_password", "webhook_keys"}
 _ALLOWED = ({f.name for f in fields(Settings)} - {"root", "config_file"} - _SECRET_KEYS) | {"feeds"}
 
 
@@ -148,6 +161,10 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
         if not isinstance(value, bool):
             raise ConfigError("must be true or false", key=key, path=path)
         return value
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError("must be a number, 0 or more", key=key, path=path)
+        return float(value)
     if isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError("must be a positive whole number", key=key, path=path)
@@ -162,7 +179,7 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
 def _validate(s: Settings, path: Path | str) -> Settings:
     from email_validator import EmailNotValidError, validate_email
 
-    for key in ("sender_email", "reply_to", "unsubscribe_mailto"):
+    for key in ("sender_email", "reply_to", "unsubscribe_mailto", "verp_address"):
         value = getattr(s, key)
         if value is None:
             continue
@@ -183,6 +200,14 @@ def _validate(s: Settings, path: Path | str) -> Settings:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown timezone {s.timezone!r} (use an IANA name like Europe/Berlin)",
                           key="timezone", path=path) from None
+    if s.verp_address is not None and "+" in s.verp_address.partition("@")[0]:
+        raise ConfigError("must be a plain address like bounces@bounce.example.org (no +)", key="verp_address",
+                          path=path)
+    if s.bounce_mailbox is not None and not s.bounce_mailbox.startswith(("maildir:", "imaps://")):
+        raise ConfigError("must be maildir:PATH or imaps://USER@HOST/FOLDER", key="bounce_mailbox", path=path)
+    for key in ("pause_complaint_rate", "pause_hard_bounce_rate"):
+        if not 0 < getattr(s, key) <= 1:
+            raise ConfigError("must be a fraction between 0 and 1 (0.003 = 0.3 %)", key=key, path=path)
     if not s.postal_address.strip():
         raise ConfigError("a postal address is required in every commercial email footer", key="postal_address", path=path)
     if s.readability_error_grade < s.readability_warn_grade:
@@ -352,4 +377,7 @@ def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None =
     found = config.resolve() if config is not None else None
     settings = Settings(root=root.resolve(), config_file=found, **values)
     settings = _validate(settings, config or "defaults")
-    return replace(settings, secret=env.get("NEWSLETTER_SECRET", ""), smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD") or None)
+    return replace(settings, secret=env.get("NEWSLETTER_SECRET", ""), smtp_password=env.get("NEWSLETTER_SMTP_PASSWORD") or None,
+                   bounce_password=env.get("NEWSLETTER_BOUNCE_PASSWORD") or None,
+                   webhook_keys=tuple((name, env[f"NEWSLETTER_{name.upper()}_WEBHOOK_KEY"])
+                                      for name in WEBHOOK_PROVIDERS if env.get(f"NEWSLETTER_{name.upper()}_WEBHOOK_KEY")))

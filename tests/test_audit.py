@@ -609,7 +609,7 @@ def test_also_an_unsubscribe_during_a_send_stops_claimed_messages(tmp_path: Path
 
 # --- the schema upgrade ----------------------------------------------------------------------------------
 
-def test_a_version_1_database_upgrades_in_place_to_3(tmp_path: Path) -> None:
+def test_a_version_1_database_upgrades_in_place_to_the_latest(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.sqlite3"
@@ -623,7 +623,7 @@ def test_a_version_1_database_upgrades_in_place_to_3(tmp_path: Path) -> None:
     old.close()
     conn = db.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"confirmation_mail", "used_links", "send_keys"} <= tables
         assert subscribers.count(conn) == 1  # nothing lost

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.approval import approve as record_approval, read_approval, require_approval
+from newsletter.bounces.pause import Thresholds, pause_check
 from newsletter.errors import CheckFailed, IssueError, SubscriberError
 from newsletter.freeze import sent_count
 from newsletter.models import RenderedEmail, Subscriber
@@ -93,15 +94,21 @@ def send_proof(settings: Settings, folder: Path, recipients: list[str]) -> list[
 
 def send_full(settings: Settings, folder: Path, *, stop: threading.Event | None = None,
               progress: Progress | None = None, connections: int | None = None,
-              rate: float | None = None) -> SendReport:
-    """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build."""
+              rate: float | None = None, no_pause: bool = False, pause_interval: float = 2.0) -> SendReport:
+    """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build.
+
+    Pauses (stopped_early) when the issue's complaint or hard-bounce rate passes its threshold,
+    unless `no_pause`."""
     personaliser = personaliser_for(settings, folder, email=require_approval(folder))
     policy = SendPolicy(connections=connections or settings.connections, rate=rate or settings.rate)
+    limits = Thresholds(settings.pause_complaint_rate, settings.pause_hard_bounce_rate, settings.pause_min_delivered)
     with _send_lock(settings, folder.name), open_store(settings).connection() as conn:
         # Which key signs this issue's links: `serve` refuses a different demo key instead of failing every link.
         record_send_key(conn, folder.name, key_id(signing_secret(settings)))
         return send_issue(conn, folder.name, make_message=personaliser.message,
-                          transport_factory=transport_factory(settings), policy=policy, stop=stop, progress=progress)
+                          transport_factory=transport_factory(settings), policy=policy, stop=stop, progress=progress,
+                          pause_interval=pause_interval,
+                          pause_check=None if no_pause else pause_check(conn, folder.name, limits))
 
 
 @dataclass(frozen=True)

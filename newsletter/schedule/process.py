@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsletter.approval import read_approval
+from newsletter.bounces.jobs import add_bounce_job
 from newsletter.errors import ConfigError, NewsletterError, SchedulerRunning
 from newsletter.settings import Settings
 from newsletter.store import open_store
@@ -193,6 +194,7 @@ def run_scheduler(settings: Settings, *, config_path: str, poll_seconds: float |
         # knows of, so this job makes it look again every `poll` seconds (SIGHUP: look now).
         scheduler.add_job(_wake, "interval", seconds=poll, id="wakeup", jobstore="internal")
         _resume_interrupted(settings, scheduler, config_path)
+        add_bounce_job(settings, scheduler, config_path)  # every bounce_fetch_minutes when bounce_mailbox is set
         stop_event.clear()
         stopping: list[threading.Thread] = []
 

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from newsletter.store.events import SCHEMA_V3 as _SCHEMA_BOUNCES
 from newsletter.errors import LedgerError
 
 __all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 log = logging.getLogger("newsletter.db")
 
@@ -99,7 +100,7 @@ _SCHEMA_V3 = (
 )
 
 # Index i holds the statements that take a file from user_version i to i + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_BOUNCES)  # v4: delivery_events
 
 
 def utc_now() -> str:

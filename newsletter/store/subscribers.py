@@ -11,8 +11,9 @@ from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.errors import ComplainedError, SubscriberError
+from newsletter.store.events import has_complained
 from newsletter.store.sqlite import transaction, utc_now
-from newsletter.errors import SubscriberError
 from newsletter.headers import strip_controls
 from newsletter.models import Subscriber
 
@@ -106,6 +107,9 @@ def add(conn: sqlite3.Connection, email: str, name: str = "", *, first_name: str
         current = _row(row)
         if current.status != "subscribed" and not resubscribe:
             return current
+        if current.status != "subscribed" and has_complained(conn, current.id):
+            raise ComplainedError(f"{current.email} reported our email as spam; it is not resubscribed",
+                                  address=current.email)
         new_name, new_first = name or current.name, first or current.first_name
         if current.status == "subscribed" and (new_name, new_first) == (current.name, current.first_name):
             return current
