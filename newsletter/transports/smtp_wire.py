@@ -124,7 +124,9 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, o
     mail = f"MAIL FROM:{quote_address(sender)}{''.join(' ' + option for option in options)}\r\n".encode(encoding)
     rcpt = f"RCPT TO:{quote_address(recipient)}\r\n".encode(encoding)
     if pipelining:
-        _pipelined_envelope(smtp, sender, recipient, mail + rcpt + b"DATA\r\n")
+        _write(smtp, mail + rcpt + b"DATA\r\n")
+        payload = _payload(data)  # while the server reads the envelope
+        _pipelined_replies(smtp, sender, recipient)
     else:
         _write(smtp, mail)
         code, reply = _reply(smtp)
@@ -135,19 +137,26 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, o
         if code not in (250, 251):
             raise _refuse(smtp, code, smtplib.SMTPRecipientsRefused({recipient: (code, reply)}))
         _write(smtp, b"DATA\r\n")
+        payload = _payload(data)
         code, reply = _reply(smtp)
         if code != 354:
             raise _refuse(smtp, code, smtplib.SMTPDataError(code, reply))
-    body = dot_stuff(data)
-    # Body and terminator in one sendall: over TLS that is one SSL_write of full records.
-    _write(smtp, body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"))
+    _write(smtp, payload)
     code, reply = _reply(smtp)
     if code != 250:
         raise _refuse(smtp, code, smtplib.SMTPDataError(code, reply))
 
 
-def _pipelined_envelope(smtp: smtplib.SMTP, sender: str, recipient: str, commands: bytes) -> None:
-    _write(smtp, commands)
+def _payload(data: bytes) -> bytes:
+    """The dot-stuffed body and the end-of-data line, for one sendall (over TLS: one SSL_write of full records).
+
+    Built after the command before it has left, so the ~20 µs it takes overlap the server's work."""
+    body = dot_stuff(data)
+    return body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n")
+
+
+def _pipelined_replies(smtp: smtplib.SMTP, sender: str, recipient: str) -> None:
+    """The replies to MAIL, RCPT and DATA, in order; a refusal raised once the session is clean again."""
     refusals = (
         lambda code, reply: smtplib.SMTPSenderRefused(code, reply, sender),
         lambda code, reply: smtplib.SMTPRecipientsRefused({recipient: (code, reply)}),
