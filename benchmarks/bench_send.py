@@ -93,8 +93,10 @@ def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size
         check_note = "" if received is None else f"; the sink counted {received} of {expected} messages"
         label = f"{name}, {connections} connection{'s' * (connections > 1)}"
         pairs = ", ".join(f"{o / t * 100:.0f} %" for o, t in zip(ours, theirs))
-        medians = (f"; medians {median(ours):.0f} vs {median(theirs):.0f} msg/s ({median(ours) / median(theirs) * 100:.0f} %),"
-                   f" each round's ratio {pairs}") if theirs else ""
+        medians = ""
+        if theirs:
+            mine, ref = median(ours), median(theirs)
+            medians = f"; medians {mine:.0f} vs {ref:.0f} msg/s ({mine / ref * 100:.0f} %), each round's ratio {pairs}"
         rows.append(ratio_row(
             SECTION, f"{label}: ours vs smtp-source, same run", max(ours), "msg/s", max(theirs) if theirs else None,
             f"smtp-source -s {connections} -d" if theirs else f"smtp-source: not measured ({source.missing})",
@@ -104,17 +106,18 @@ def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size
                  f"ours: jobs.send_full with the ledger (SQLite file), reference: smtp-source with the same count, "
                  f"size and sessions, reusing connections (-d){check_note}",
             samples={"ours_per_s": [round(x) for x in ours], "smtp_source_per_s": [round(x) for x in theirs],
-                     "ours_cpu_us": [round(x) for x in ours_cpu], "smtp_source_cpu_us": [round(x) for x in theirs_cpu]}))
+                     "ours_cpu_us": [round(x) for x in ours_cpu],
+                     "smtp_source_cpu_us": [round(x) for x in theirs_cpu]}))
         if goal:  # where the time goes: CPU (user + system, all threads) per message
             rows.append(ratio_row(
                 SECTION, f"{label}: CPU per message, ours vs smtp-source", median(ours_cpu), "us",
                 median(theirs_cpu) if theirs_cpu else None,
                 "smtp-source" if theirs_cpu else "smtp-source: not measured",
-                note=f"median of {rounds} round{'s' * (rounds > 1)} (ours {', '.join(f'{x:.0f}' for x in ours_cpu)}; smtp-source "
-                     f"{', '.join(f'{x:.0f}' for x in theirs_cpu)} us): user + system CPU of our whole process (send "
-                     "loop, personalising, ledger, SMTP transport) vs the smtp-source process. With PIPELINING we "
-                     "wait for 2 replies per message and smtp-source for 4; on 2 cores, with the sink needing one, "
-                     "what separates us is CPU, and ours runs under one GIL"))
+                note=f"median of {rounds} round{'s' * (rounds > 1)} (ours {', '.join(f'{x:.0f}' for x in ours_cpu)}; "
+                     f"smtp-source {', '.join(f'{x:.0f}' for x in theirs_cpu)} us): user + system CPU of our whole "
+                     "process (send loop, personalising, ledger, SMTP transport) vs the smtp-source process. With "
+                     "PIPELINING we wait for 2 replies per message and smtp-source for 4; on 2 cores, with the sink "
+                     "needing one, what separates us is CPU, and ours runs under one GIL"))
     return rows
 
 
