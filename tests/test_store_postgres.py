@@ -48,50 +48,6 @@ def test_a_password_in_the_url_is_refused() -> None:
         postgres.conninfo("postgresql://mail:oops@db.example.org/news", {})
 
 
-def test_an_empty_database_is_refused_until_upgraded(postgres_url: str) -> None:
-    info = postgres.conninfo(postgres_url, {})
-    with pytest.raises(LedgerError, match="schema version 0.*newsletter db upgrade"):
-        postgres.connect(info)
-    with postgres.connect(info, upgrade=True) as conn:
-        assert postgres.schema_version(conn) == postgres.SCHEMA_VERSION
-        conn.execute("INSERT INTO subscribers (email, email_key, status, first_name) "
-                     "VALUES ('a@example.org', 'a@example.org', 'subscribed', 'A')")
-        conn.commit()
-    with postgres.connect(info) as conn:  # now accepted without upgrading, and the row is there
-        assert conn.execute("SELECT first_name FROM subscribers").fetchone()[0] == "A"
-
-
-def test_a_newer_schema_is_refused(postgres_url: str) -> None:
-    info = postgres.conninfo(postgres_url, {})
-    with postgres.connect(info, upgrade=True) as conn:
-        conn.execute("UPDATE schema_version SET version = %s", (postgres.SCHEMA_VERSION + 1,))
-        conn.commit()
-    for upgrade in (False, True):
-        with pytest.raises(LedgerError, match="written by a newer newsletter"):
-            postgres.connect(info, upgrade=upgrade)
-
-
-def test_two_processes_upgrading_at_once_take_turns(postgres_url: str) -> None:
-    info = postgres.conninfo(postgres_url, {})
-    starts: list[int] = []
-    errors: list[BaseException] = []
-
-    def upgrade() -> None:
-        try:
-            with psycopg.connect(info) as conn:
-                starts.append(postgres.apply_schema(conn, info))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=upgrade) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
-    assert sorted(starts) == [0, postgres.SCHEMA_VERSION, postgres.SCHEMA_VERSION]
-
-
 def test_unreachable_server_names_where(postgres_server) -> None:
     info = postgres.conninfo(f"postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", {})
     with pytest.raises(LedgerError, match=r"nobody@127.0.0.1:1/none: cannot connect"):
@@ -148,15 +104,6 @@ def test_open_store_shares_one_pool_per_database(postgres_url: str, tmp_path: Pa
         assert first.counts("x").remaining == 0
     finally:
         close_shared()
-
-
-def test_an_old_database_is_refused_by_the_store_until_upgraded(postgres_url: str) -> None:
-    store = PostgresStore(postgres_url, env={})
-    with pytest.raises(LedgerError, match=r"@127\.0\.0\.1:\d+/t_.*schema version 0.*newsletter db upgrade"):
-        store.counts("x")
-    assert store.upgrade() == 0
-    assert store.counts("x").remaining == 0
-    store.close()
 
 
 def _outbox(settings: Settings) -> list[email.message.EmailMessage]:
