@@ -264,3 +264,14 @@ def test_sqlite_users_never_import_psycopg_and_import_alembic_only_to_upgrade(tm
     path = tmp_path / "x.db"
     assert _modules_loaded_by_a_send_setup(path) == ["alembic"]  # a new file: created by the first revision
     assert _modules_loaded_by_a_send_setup(path) == []  # at the head: the start check is one plain SELECT
+
+
+def test_small_lookups_the_send_loop_and_the_web_use(conn: Connection) -> None:
+    a, b = _people(conn, 2)
+    ledger.claim_batch(conn, ISSUE, [a])
+    assert ledger.has_row(conn, ISSUE, a) and not ledger.has_row(conn, ISSUE, b)
+    subscribers.unsubscribe(conn, b)
+    assert (subscribers.status_of(conn, a), subscribers.status_of(conn, b), subscribers.status_of(conn, 99)) == (
+        "subscribed", "unsubscribed", None)
+    assert subscribers.unsubscribed_at(conn, a) is None
+    assert dt.datetime.fromisoformat(subscribers.unsubscribed_at(conn, b) or "").tzinfo is not None

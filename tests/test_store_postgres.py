@@ -152,3 +152,14 @@ def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path
         assert set(rows.values()) == {"subscribed"}
         assert pg.execute("SELECT COUNT(*) FROM ledger WHERE status = 'sent'").fetchone()[0] == 8
         assert pg.execute("SELECT kind FROM events WHERE kind = 'web.unsubscribe'").fetchall() == [("web.unsubscribe",)]
+
+
+def test_placeholders_are_rewritten_outside_literals_identifiers_and_comments() -> None:
+    from newsletter.store.pgconn import translate, writes
+
+    assert translate("SELECT '?', \"a?\", ? -- why?\n, 'x%' LIKE ?") == "SELECT '?', \"a?\", %s -- why?\n, 'x%%' LIKE %s"
+    assert translate("SELECT 'it''s ?' , ?") == "SELECT 'it''s ?' , %s"
+    # What counts as "writes waiting for a commit" (in_transaction), as SQLite counts them.
+    assert writes("  insert into t values (1)") and writes("WITH x AS (UPDATE l SET a = 1 RETURNING *) SELECT * FROM x")
+    assert writes("SELECT id FROM ledger WHERE status = 'claimed' FOR UPDATE SKIP LOCKED")
+    assert not writes("SELECT updated_at FROM ledger") and not writes("WITH a AS (SELECT 1) SELECT * FROM a")
