@@ -8,6 +8,7 @@ behaviour on both databases is tests/test_store.py (one suite, parametrised over
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email
 import email.policy
 import mailbox
@@ -112,11 +113,9 @@ def _outbox(settings: Settings) -> list[email.message.EmailMessage]:
             for key in box.keys()]
 
 
-def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path, postgres_url: str) -> None:
-    from test_serve import running  # uvicorn on 127.0.0.1 in a thread
-
-    from newsletter.serve import create_app
-
+def _site_on(project: Path, postgres_url: str) -> tuple[Settings, Path]:
+    """The sample project on this PostgreSQL database: upgraded, its issue composed, built and approved, and
+    the sample list imported; (settings, the issue's folder)."""
     config = project / "newsletter.toml"
     text, found = re.subn(r'(?m)^database = .*$', f'database = "{postgres_url}"', config.read_text(encoding="utf-8"))
     assert found == 1
@@ -124,18 +123,27 @@ def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path
     settings = load_settings(config, env={"NEWSLETTER_SECRET": SECRET})
     assert settings.database_url == postgres_url
     PostgresStore(postgres_url, env={}).upgrade()
+    folder = compose(settings, date=dt.date(2026, 11, 25)).folder
+    build(settings, folder)
+    with open_store(settings).connection() as conn:
+        assert subscribers.import_csv(conn, project / "content" / "subscribers.csv").added == 8
+    approve(folder)
+    return settings, folder
+
+
+def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path, postgres_url: str) -> None:
+    from test_serve import running  # uvicorn on 127.0.0.1 in a thread
+
+    from newsletter.serve import create_app
+
+    settings, folder = _site_on(project, postgres_url)
     try:
-        issue = compose(settings, date=__import__("datetime").date(2026, 11, 25))
-        build(settings, issue.folder)
-        with open_store(settings).connection() as conn:
-            assert subscribers.import_csv(conn, project / "content" / "subscribers.csv").added == 8
-        approve(issue.folder)
-        report = send_full(settings, issue.folder)
+        report = send_full(settings, folder)
         assert (report.sent, report.failed, report.deferred) == (8, 0, 0)
-        assert status(settings, issue.folder).remaining == 0
-        assert send_full(settings, issue.folder).sent == 0  # resume is a query: nothing left
+        assert status(settings, folder).remaining == 0
+        assert send_full(settings, folder).sent == 0  # resume is a query: nothing left
         with pytest.raises(IssueFrozen):  # what went out stays as it went out
-            build(settings, issue.folder)
+            build(settings, folder)
         assert not (project / "var" / "newsletter.sqlite3").exists()  # everything went to PostgreSQL
         messages = _outbox(settings)
         assert len(messages) == 8
@@ -163,3 +171,32 @@ def test_placeholders_are_rewritten_outside_literals_identifiers_and_comments() 
     assert writes("  insert into t values (1)") and writes("WITH x AS (UPDATE l SET a = 1 RETURNING *) SELECT * FROM x")
     assert writes("SELECT id FROM ledger WHERE status = 'claimed' FOR UPDATE SKIP LOCKED")
     assert not writes("SELECT updated_at FROM ledger") and not writes("WITH a AS (SELECT 1) SELECT * FROM a")
+
+
+def test_a_connection_lost_mid_send_names_the_database_and_resume_loses_no_one(project: Path,
+                                                                              postgres_url: str) -> None:
+    settings, folder = _site_on(project, postgres_url)
+    admin = psycopg.connect(postgres_url, autocommit=True)
+    results: list[str] = []
+
+    def cut_after_three(status: str, _subscriber: object) -> None:
+        results.append(status)
+        if len(results) == 3:  # the server ends the send's session, as a failover or a restart would
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+    try:
+        with pytest.raises(LedgerError, match=r"newsletter@127\.0\.0\.1:\d+/t_\w+: "):
+            send_full(settings, folder, progress=cut_after_three)
+        sent_rows = admin.execute("SELECT COUNT(*) FROM ledger WHERE status = 'sent'").fetchone()[0]
+        delivered = len(_outbox(settings))
+        assert 3 <= delivered < 8 and sent_rows <= delivered  # a row says sent only for a delivered message
+        report = send_full(settings, folder)  # the pool replaces the dead connection
+        assert report.sent + sent_rows == 8 and report.failed == 0
+        rows = admin.execute("SELECT status, COUNT(*) FROM ledger GROUP BY status").fetchall()
+        assert rows == [("sent", 8)]
+        got = {m["To"].addresses[0].addr_spec for m in _outbox(settings)}
+        assert len(got) == 8  # everyone has the issue; at most the unconfirmed ones twice
+    finally:
+        admin.close()
+        close_shared()

@@ -105,10 +105,10 @@ class PostgresConnection:
         return self._writing or status == TransactionStatus.INERROR
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
-        cursor = self.raw.cursor(row_factory=_rows)
         if writes(sql):
             self._writing = True
         try:
+            cursor = self.raw.cursor(row_factory=_rows)
             cursor.execute(translate(sql), tuple(parameters))
         except psycopg.Error as exc:
             raise wrap_error(exc) from exc
@@ -116,13 +116,12 @@ class PostgresConnection:
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
         rows = [tuple(row) for row in parameters]
-        cursor = self.raw.cursor(row_factory=_rows)
-        if not rows:
-            return cursor
-        if writes(sql):
+        if rows and writes(sql):
             self._writing = True
         try:
-            cursor.executemany(translate(sql), rows)
+            cursor = self.raw.cursor(row_factory=_rows)
+            if rows:
+                cursor.executemany(translate(sql), rows)
         except psycopg.Error as exc:
             raise wrap_error(exc) from exc
         return cursor
