@@ -33,7 +33,7 @@ from .store.events import has_complained
 from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, SigningSecret, signing_key
-from .store import open_store, sqlite as db, subscribers
+from .store import open_store, sqlite as db, subscribers, web_state
 from .tokens import key_id, make_token
 from .transports import transport_factory
 from .web import archive, consent
@@ -62,11 +62,14 @@ class NewsletterApp(Starlette):
 
 def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
                confirmation_limit: tuple[int, float] = safeguards.CONFIRMATION_LIMIT,
-               clock: Callable[[], float] = time.monotonic, webhooks: WebhookConfig | None = None) -> Starlette:
+               clock: Callable[[], float] = time.time, webhooks: WebhookConfig | None = None) -> Starlette:
     """The app over `settings`' database and issues; ConfigError now (not per request) without a usable secret."""
     key = signing_key(settings)
     check_signing_key(settings, key)
-    site = _Site(settings, key.value, RateLimiter(*subscribe_limit, clock=clock), confirmation_limit)
+    with open_store(settings).connection() as conn:
+        web_state.ensure_schema(conn)  # the state every process serving the site shares
+    site = _Site(settings, key.value, RateLimiter(*subscribe_limit, scope="subscribe", clock=clock),
+                 confirmation_limit)
     desk = Desk(settings, site.secret)
     routes = [*site.routes(), *desk.routes(), *webhook_routes(settings, site.secret, webhooks)]  # /hooks/*: web/hooks.py
     app = NewsletterApp(debug=False, routes=routes, exception_handlers=site.pages.exception_handlers())
@@ -237,7 +240,7 @@ class _Site:
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "subscribe.html", {"error": None, "email": "", "name": ""}, "subscribe")
-        wait = self.limiter.hit(client_key(request.client.host if request.client else "-"))
+        wait = await self._db(self.limiter.hit, client_key(request.client.host if request.client else "-"))
         if wait:
             raise PageError(429, "Too many requests", "Please wait a few minutes, then try again.",
                             headers={"Retry-After": str(int(wait) + 1)})

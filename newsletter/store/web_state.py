@@ -1,0 +1,93 @@
+"""What the web app keeps between requests, in the database so every process serving the site shares it.
+
+`newsletter serve` may run as several processes (`uvicorn --workers`, two hosts behind one proxy):
+whatever one of them counts or remembers, the next request may reach another. So the rate limit of
+the subscribe form and the desk's unsaved draft previews live here (the desk's sessions and sign-in
+attempts live in store/desk.py, confirmation counts and used links in store/safeguards.py).
+
+Portable SQL only (SQLite 3.35+ and PostgreSQL): `?` placeholders, `INSERT ... ON CONFLICT DO UPDATE`,
+`RETURNING`; times are Unix seconds in DOUBLE PRECISION columns (wall clock: every process agrees on it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["ensure_schema", "rate_hit", "prune_rate_limits", "save_draft", "draft", "DRAFT_KEEP_SECONDS"]
+
+#: An unsaved draft preview is forgotten this long after it was last written.
+DRAFT_KEEP_SECONDS = 24 * 3600.0
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS web_rate_limits (
+        scope TEXT NOT NULL,              -- which limit ('subscribe')
+        client TEXT NOT NULL,             -- the client's key (an IPv4 address, an IPv6 /64)
+        expires DOUBLE PRECISION NOT NULL, -- end of the window that began with the first counted hit
+        hits BIGINT NOT NULL,             -- hits in that window, refused ones included
+        PRIMARY KEY (scope, client)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS web_rate_limits_expires ON web_rate_limits (expires)",
+    """
+    CREATE TABLE IF NOT EXISTS web_drafts (
+        editor_id BIGINT NOT NULL,
+        issue_id TEXT NOT NULL,
+        html TEXT NOT NULL,               -- the preview of words not saved yet
+        saved_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (editor_id, issue_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS web_drafts_saved ON web_drafts (saved_at)",
+)
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the web app's tables if missing (committed)."""
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.commit()
+
+
+def rate_hit(conn: sqlite3.Connection, scope: str, client: str, *, limit: int, window: float,
+             now: float) -> float:
+    """Count one hit of `client` against `scope`'s limit (committed): 0.0 when allowed, else the seconds
+    until its window ends.
+
+    One statement, atomic in both databases (the row is locked by the upsert): hits from any number of
+    processes are counted together. A window opens with a client's first hit and lasts `window` seconds;
+    at most `limit` hits in it are allowed.
+    """
+    row = conn.execute(
+        "INSERT INTO web_rate_limits (scope, client, expires, hits) VALUES (?, ?, ?, 1)"
+        " ON CONFLICT (scope, client) DO UPDATE SET"
+        " hits = CASE WHEN web_rate_limits.expires <= ? THEN 1 ELSE web_rate_limits.hits + 1 END,"
+        " expires = CASE WHEN web_rate_limits.expires <= ? THEN excluded.expires ELSE web_rate_limits.expires END"
+        " RETURNING hits, expires",
+        (scope, client, now + window, now, now)).fetchone()
+    conn.commit()
+    hits, expires = int(row[0]), float(row[1])
+    return 0.0 if hits <= limit else max(expires - now, 1.0)
+
+
+def prune_rate_limits(conn: sqlite3.Connection, now: float) -> int:
+    """Forget windows that have ended (never a current one: a flood of new clients resets nobody); committed."""
+    deleted = conn.execute("DELETE FROM web_rate_limits WHERE expires <= ?", (now,)).rowcount
+    conn.commit()
+    return int(deleted or 0)
+
+
+def save_draft(conn: sqlite3.Connection, editor_id: int, issue_id: str, html: str, now: float) -> None:
+    """Keep `editor_id`'s unsaved preview of `issue_id` (replacing the last one); old drafts go. Committed."""
+    conn.execute("DELETE FROM web_drafts WHERE saved_at <= ?", (now - DRAFT_KEEP_SECONDS,))
+    conn.execute("INSERT INTO web_drafts (editor_id, issue_id, html, saved_at) VALUES (?, ?, ?, ?)"
+                 " ON CONFLICT (editor_id, issue_id) DO UPDATE SET html = excluded.html, saved_at = excluded.saved_at",
+                 (editor_id, issue_id, html, now))
+    conn.commit()
+
+
+def draft(conn: sqlite3.Connection, editor_id: int, issue_id: str, now: float) -> str | None:
+    """`editor_id`'s unsaved preview of `issue_id`, if one was saved in the last DRAFT_KEEP_SECONDS."""
+    row = conn.execute("SELECT html FROM web_drafts WHERE editor_id = ? AND issue_id = ? AND saved_at > ?",
+                       (editor_id, issue_id, now - DRAFT_KEEP_SECONDS)).fetchone()
+    return str(row[0]) if row else None
