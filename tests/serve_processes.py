@@ -1,0 +1,86 @@
+"""Shared by the multi-process serving tests: a site on disk, and `newsletter serve` run as separate processes.
+
+Each server is a real `python -m newsletter serve` (the command's own Uvicorn configuration) on its own
+127.0.0.1 port, all over one database: what two hosts behind one proxy look like to the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-not-for-production-use"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(root: Path, *, database: str | None = None, public: str = "http://127.0.0.1") -> Path:
+    """The sample newsletter.toml with a plain-http public URL (so the desk cookie is not Secure-only) and,
+    when given, another `database` (a PostgreSQL URL)."""
+    config = root / "newsletter.toml"
+    text = re.sub(r'(?m)^public_base_url = ".*"$', f'public_base_url = "{public}"', config.read_text("utf-8"))
+    if database is not None:
+        text = re.sub(r'(?m)^database = ".*"$', f'database = "{database}"', text)
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(PYTHONPATH=str(REPO), NEWSLETTER_SECRET=SECRET, **extra)
+    return env
+
+
+@contextlib.contextmanager
+def serve_processes(config: Path, count: int = 2, *, logs: Path) -> Iterator[list[str]]:
+    """`count` `newsletter serve` processes over `config`'s site; yields their base URLs once all answer."""
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for n in range(count):
+            port = free_port()
+            log = (logs / f"serve-{n}.log").open("wb")
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "newsletter", "--config", str(config), "serve", "--port", str(port)],
+                cwd=config.parent, env=cli_env(), stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+            urls.append(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        for proc, url, n in zip(procs, urls, range(count)):
+            while True:
+                assert proc.poll() is None, f"server {n} exited:\n{(logs / f'serve-{n}.log').read_text('utf-8')}"
+                assert time.monotonic() < deadline, f"server {n} did not start"
+                try:
+                    if httpx.get(f"{url}/unsubscribe", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def server_logs(logs: Path) -> str:
+    return "\n".join(p.read_text("utf-8", "replace") for p in sorted(logs.glob("serve-*.log")))

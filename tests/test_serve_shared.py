@@ -1,0 +1,147 @@
+"""Serving on several processes: two `newsletter serve` processes over one database behave as one site.
+
+A request may reach either process (two hosts behind a proxy, `uvicorn --workers`), so whatever one of
+them counted or remembered must hold on the other: the subscribe form's rate limit, CSRF forms, desk
+sessions and the desk's unsaved draft previews. One client (one cookie jar, as one browser behind one
+proxy) talks to both processes in turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from desk_support import APPROVER, DATE, EDITOR, copy_site, csrf_for, field_value, make_site
+from serve_processes import SECRET, serve_processes, server_logs, write_config
+from newsletter.jobs.issues import compose
+from newsletter.settings import Settings
+from newsletter.store import sqlite as db, subscribers
+from newsletter.tokens import make_token
+
+ISSUE = DATE.isoformat()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shared") / "site"
+    make_site(root, accounts_=(EDITOR, APPROVER))
+    write_config(root)
+    return root
+
+
+@pytest.fixture
+def site(prepared: Path, tmp_path: Path) -> Settings:
+    return copy_site(prepared, tmp_path / "site")
+
+
+@pytest.fixture
+def two(site: Settings, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two serving processes over `site`; fails with their output if either wrote a traceback."""
+    with serve_processes(site.root / "newsletter.toml", 2, logs=tmp_path) as (a, b):
+        yield a, b
+    assert "Traceback" not in server_logs(tmp_path), server_logs(tmp_path)
+
+
+@pytest.fixture
+def browser() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+def _token(settings: Settings, address: str, purpose: str = "unsubscribe") -> str:
+    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+        who = subscribers.find(conn, address)
+    assert who is not None
+    return make_token(SECRET, purpose, who.id, who.email)
+
+
+def _status(settings: Settings, address: str) -> str:
+    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+        who = subscribers.find(conn, address)
+    assert who is not None
+    return who.status
+
+
+def _csrf_field(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page[:2000]
+    return found.group(1)
+
+
+def test_the_subscribe_limit_counts_hits_on_every_process(two: tuple[str, str], browser: httpx.Client) -> None:
+    a, b = two
+    codes, retry_after = [], ""
+    for n in range(7):
+        # The form from one process, the POST to the other: hits alternate between them.
+        shown, target = (a, b) if n % 2 == 0 else (b, a)
+        field = _csrf_field(browser.get(f"{shown}/subscribe").text)
+        answer = browser.post(f"{target}/subscribe", data={"csrf": field, "email": f"reader{n}@example.net",
+                                                           "name": f"Reader {n}"})
+        codes.append(answer.status_code)
+        retry_after = answer.headers.get("retry-after", retry_after)
+    # Per-process counters would have let 7 through (4 on one process, 3 on the other).
+    assert codes == [200] * 5 + [429] * 2, codes
+    assert 590 <= int(retry_after) <= 601  # the window began with the first hit, moments ago
+
+
+def test_a_csrf_form_from_one_process_is_accepted_by_the_other(site: Settings, two: tuple[str, str],
+                                                               browser: httpx.Client) -> None:
+    a, b = two
+    token = _token(site, "amara.okafor@example.org")
+    field = _csrf_field(browser.get(f"{a}/unsubscribe/{token}").text)
+    forged = field[:-4] + ("AAAA" if not field.endswith("AAAA") else "BBBB")
+    refused = browser.post(f"{b}/unsubscribe/{token}", data={"csrf": forged})
+    assert refused.status_code == 403 and _status(site, "amara.okafor@example.org") == "subscribed"
+    done = browser.post(f"{b}/unsubscribe/{token}", data={"csrf": field})
+    assert done.status_code == 200, done.text
+    assert _status(site, "amara.okafor@example.org") == "unsubscribed"
+
+
+def test_a_desk_session_and_its_draft_preview_hold_on_both_processes(site: Settings, two: tuple[str, str],
+                                                                      browser: httpx.Client) -> None:
+    a, b = two
+    compose(site, date=DATE)
+    page = browser.get(f"{a}/desk/login").text
+    signed = browser.post(f"{a}/desk/login", data={"csrf": csrf_for(page, "/desk/login"), "email": EDITOR[0],
+                                                   "password": EDITOR[3], "next": ""})
+    assert signed.status_code == 303
+    home = browser.get(f"{b}/desk/")
+    assert home.status_code == 200 and EDITOR[1] in home.text  # signed in on A, recognised by B
+    # An unsaved draft posted to B is the preview A shows.
+    page = browser.get(f"{b}/desk/issues/{ISSUE}").text
+    data: dict[str, object] = {name: field_value(page, name) for name in ("version", "subject", "preheader")}
+    data.update(csrf=csrf_for(page, f"/desk/issues/{ISSUE}"), intro="Words posted to one process.",
+                sid=re.findall(r'name="sid" value="([^"]+)"', page), op="save")
+    assert browser.post(f"{b}/desk/issues/{ISSUE}/draft", data=data).json()["ok"] is True
+    assert "Words posted to one process." in browser.get(f"{a}/desk/issues/{ISSUE}/preview?draft=1").text
+    # Signing out on A ends the session on B too.
+    page = browser.get(f"{a}/desk/").text
+    out = browser.post(f"{a}/desk/logout", data={"csrf": csrf_for(page, "/desk/logout")})
+    assert out.status_code == 303
+    browser.cookies.set("nl_desk", signed.cookies["nl_desk"], domain="127.0.0.1", path="/desk/")  # a kept copy
+    after = browser.get(f"{b}/desk/")
+    assert after.status_code == 303 and "/desk/login" in after.headers["location"]
+
+
+def test_a_second_sign_in_on_the_other_process_is_limited_by_the_first_ones_failures(
+        two: tuple[str, str], browser: httpx.Client) -> None:
+    a, b = two
+    codes = []
+    for n in range(6):
+        server = (a, b)[n % 2]
+        page = browser.get(f"{server}/desk/login").text
+        answer = browser.post(f"{server}/desk/login", data={"csrf": csrf_for(page, "/desk/login"),
+                                                            "email": EDITOR[0], "password": "wrong password!",
+                                                            "next": ""})
+        codes.append(answer.status_code)
+    assert codes == [400] * 5 + [429], codes
+    # The right password is refused too while the account is limited, on either process.
+    page = browser.get(f"{b}/desk/login").text
+    right = browser.post(f"{b}/desk/login", data={"csrf": csrf_for(page, "/desk/login"), "email": EDITOR[0],
+                                                  "password": EDITOR[3], "next": ""})
+    assert right.status_code == 429
