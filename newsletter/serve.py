@@ -14,10 +14,13 @@ Confirming a subscription takes a button press, not just a GET: mail scanners fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -33,7 +36,7 @@ from .store.events import has_complained
 from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, SigningSecret, signing_key
-from .store import open_store, sqlite as db, subscribers, web_state
+from .store import SQLiteStore, open_store, sqlite as db, subscribers, web_state
 from .tokens import key_id, make_token
 from .transports import transport_factory
 from .web import archive, consent
@@ -121,6 +124,11 @@ class _Site:
         self.confirmation_limit = confirmation_limit
         self.pages = Pages(settings)
         self.csrf = Csrf(secret)
+        # SQLite admits one writer at a time. Its busy handler sleeps and retries, so with many threads
+        # waiting, some starve past busy_timeout (a 500 under load); queued here, each process brings one
+        # writer at a time to the database. Only a queue, no state: every process may serve any request.
+        self._writer: AbstractContextManager[Any] = (threading.Lock() if isinstance(open_store(settings), SQLiteStore)
+                                                      else contextlib.nullcontext())
 
     def routes(self) -> list[Route]:
         return [
@@ -134,9 +142,10 @@ class _Site:
             Route("/confirm/{token}", self.confirm, methods=["GET", "POST"], name="confirm"),
         ]
 
-    async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _db(self, work: Callable[..., T], *args: Any, writes: bool = False, **kwargs: Any) -> T:
+        """`work(conn, ...)` in a worker thread; `writes=True` when it writes (see _writer)."""
         def run() -> T:
-            with open_store(self.settings).connection() as conn:
+            with open_store(self.settings).connection() as conn, self._writer if writes else contextlib.nullcontext():
                 return work(conn, *args, **kwargs)
 
         try:
@@ -203,10 +212,10 @@ class _Site:
         form = await read_form(request)
         if form.get("List-Unsubscribe") == "One-Click":
             # RFC 8058: the mail provider POSTs this body on the reader's behalf; the token is the authority.
-            await self._db(consent.unsubscribe, self.secret, token, "one-click")
+            await self._db(consent.unsubscribe, self.secret, token, "one-click", writes=True)
             return self.pages.render(request, "unsubscribed.html", {"address": "", "already": False, "form": None})
         self.csrf.check(request, form, f"unsubscribe:{token}")
-        who = await self._db(consent.unsubscribe, self.secret, token, "web")
+        who = await self._db(consent.unsubscribe, self.secret, token, "web", writes=True)
         return self._unsubscribed(request, who, already=False)
 
     def _unsubscribed(self, request: Request, who: Subscriber, *, already: bool) -> HTMLResponse:
@@ -240,7 +249,8 @@ class _Site:
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "subscribe.html", {"error": None, "email": "", "name": ""}, "subscribe")
-        wait = await self._db(self.limiter.hit, client_key(request.client.host if request.client else "-"))
+        wait = await self._db(self.limiter.hit, client_key(request.client.host if request.client else "-"),
+                              writes=True)
         if wait:
             raise PageError(429, "Too many requests", "Please wait a few minutes, then try again.",
                             headers={"Retry-After": str(int(wait) + 1)})
@@ -267,7 +277,8 @@ class _Site:
         """Email a confirm link to `address`, at most CONFIRMATION_LIMIT times a day (kept in the database,
         so neither a restart nor many client addresses can turn the form into a mail bomb)."""
         message = self._confirmation(address, name)
-        allowed = await self._db(safeguards.allow_confirmation, self.secret, address, limit=self.confirmation_limit)
+        allowed = await self._db(safeguards.allow_confirmation, self.secret, address, limit=self.confirmation_limit,
+                                 writes=True)
         if not allowed:
             log.warning("confirmation email to a %s address not sent: daily limit for that address reached",
                         address.rpartition("@")[2])
@@ -299,5 +310,5 @@ class _Site:
             raise _token_error(exc) from None
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "confirm.html", {"address": address, "name": name}, "confirm", token)
-        await self._db(consent.confirm, token, address, name, issued)
+        await self._db(consent.confirm, token, address, name, issued, writes=True)
         return self.pages.render(request, "subscribed.html", {"address": mask_address(address)})

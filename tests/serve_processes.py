@@ -6,6 +6,7 @@ Each server is a real `python -m newsletter serve` (the command's own Uvicorn co
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -84,3 +86,54 @@ def serve_processes(config: Path, count: int = 2, *, logs: Path) -> Iterator[lis
 
 def server_logs(logs: Path) -> str:
     return "\n".join(p.read_text("utf-8", "replace") for p in sorted(logs.glob("serve-*.log")))
+
+
+ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
+
+
+async def post_one_click(urls: list[str], paths: list[str], concurrency: int) -> list[tuple[int, float]]:
+    """POST RFC 8058's one-click body to every path: `concurrency` clients, each on its own keep-alive
+    connection to one of `urls` in turn, taking the next path as soon as it has its answer.
+    Returns (status, seconds) per path, in order; status 0 when the connection failed (never retried).
+
+    A small HTTP/1.1 client on asyncio streams: httpx's pool, at 200 connections, was itself the
+    bottleneck (about 60 requests/s on this machine, against 450+ with this client).
+    """
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for item in enumerate(paths):
+        queue.put_nowait(item)
+    results: list[tuple[int, float]] = [(0, 0.0)] * len(paths)
+
+    async def client(number: int) -> None:
+        target = urlsplit(urls[number % len(urls)])
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        while not queue.empty():
+            n, path = queue.get_nowait()
+            started = time.perf_counter()
+            try:
+                if reader is None or writer is None:
+                    reader, writer = await asyncio.open_connection(target.hostname, target.port)
+                writer.write(f"POST {path} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+                             "Content-Type: application/x-www-form-urlencoded\r\n"
+                             f"Content-Length: {len(ONE_CLICK_BODY)}\r\n\r\n".encode("ascii") + ONE_CLICK_BODY)
+                await writer.drain()
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+                status = int(head.split(" ", 2)[1])
+                length = re.search(r"\r\ncontent-length: *(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+                if "\r\nconnection: close" in head:
+                    writer.close()
+                    reader = writer = None
+                results[n] = (status, time.perf_counter() - started)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+                print(f"request {n} to {target.netloc} failed: {exc!r}")
+                results[n] = (0, time.perf_counter() - started)
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*(client(number) for number in range(concurrency)))
+    return results
