@@ -35,7 +35,7 @@ from .store import safeguards
 from .store.events import has_complained
 from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
-from .settings import Settings, SigningSecret, signing_key
+from .settings import Settings, SigningSecret, load_settings, signing_key
 from .store import SQLiteStore, open_store, sqlite as db, subscribers, web_state
 from .tokens import key_id, make_token
 from .transports import transport_factory
@@ -43,11 +43,12 @@ from .web import archive, consent
 from .web.desk import Desk, DeskHeaders
 from .web.hooks import WebhookConfig, webhook_routes
 from .web.pages import CACHE_PUBLIC, PageError, Pages
-from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, client_key, read_form, relative_slash_redirect
+from .web.security import (Csrf, EscapingFormatter, RateLimiter, SecurityHeadersMiddleware, client_key, read_form,
+                           relative_slash_redirect)
 from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
                                read_confirm_link, subscriber_for_token)
 
-__all__ = ["create_app", "SUBSCRIBE_LIMIT"]
+__all__ = ["create_app", "app_from_environment", "SUBSCRIBE_LIMIT"]
 
 #: POST /subscribe: at most this many per client address per this many seconds.
 SUBSCRIBE_LIMIT = (5, 600.0)
@@ -82,6 +83,26 @@ def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSC
     app.router.redirect_slashes = False
     app.router.default = relative_slash_redirect(app.router)
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app for `uvicorn --factory newsletter.serve:app_from_environment --workers 4` (docs/serving.md):
+    settings from $NEWSLETTER_CONFIG (or ./newsletter.toml) and the environment, as `newsletter serve` reads them.
+
+    Every worker builds its own app; all they share is the database, which is all they need. Uvicorn's own
+    access log is silenced here (it would write token URLs, each a working unsubscribe link); ours masks them.
+    """
+    served = logging.getLogger("newsletter.serve")
+    if not served.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+        served.addHandler(handler)
+        served.setLevel(logging.INFO)
+        served.propagate = False
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    return create_app(load_settings())
 
 
 def check_signing_key(settings: Settings, key: SigningSecret) -> None:

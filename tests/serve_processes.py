@@ -84,6 +84,39 @@ def serve_processes(config: Path, count: int = 2, *, logs: Path) -> Iterator[lis
                 proc.wait(5)
 
 
+@contextlib.contextmanager
+def uvicorn_workers(config: Path, workers: int, *, logs: Path) -> Iterator[str]:
+    """`uvicorn --workers N` (Uvicorn's own command line, its defaults otherwise) over the app factory on one
+    port; yields its URL
+    once every worker has built its app (each logs its own "signing links" line, with its process id)."""
+    port = free_port()
+    log_path = logs / "serve-uvicorn.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "newsletter.serve:app_from_environment",
+             "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=config.parent, env=cli_env(NEWSLETTER_CONFIG=str(config)), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while len(worker_pids(log_path.read_text("utf-8", "replace"), "signing links")) < workers:
+            assert proc.poll() is None, log_path.read_text("utf-8", "replace")
+            assert time.monotonic() < deadline, "the workers did not start:\n" + log_path.read_text("utf-8", "replace")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def worker_pids(log: str, containing: str) -> set[str]:
+    """Process ids of the log lines (app_from_environment's format) that contain `containing`."""
+    return set(re.findall(r"\[(\d+)\] newsletter\.serve[.\w]*: [^\n]*" + re.escape(containing), log))
+
+
 def server_logs(logs: Path) -> str:
     return "\n".join(p.read_text("utf-8", "replace") for p in sorted(logs.glob("serve-*.log")))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from desk_support import APPROVER, DATE, EDITOR, copy_site, csrf_for, field_value, make_site
-from serve_processes import SECRET, serve_processes, server_logs, write_config
+from serve_processes import SECRET, serve_processes, server_logs, uvicorn_workers, worker_pids, write_config
 from newsletter.jobs.issues import compose
 from newsletter.settings import Settings
 from newsletter.store import sqlite as db, subscribers
@@ -145,3 +146,22 @@ def test_a_second_sign_in_on_the_other_process_is_limited_by_the_first_ones_fail
     right = browser.post(f"{b}/desk/login", data={"csrf": csrf_for(page, "/desk/login"), "email": EDITOR[0],
                                                   "password": EDITOR[3], "next": ""})
     assert right.status_code == 429
+
+
+def test_uvicorn_workers_count_the_subscribe_limit_together(site: Settings, tmp_path: Path) -> None:
+    """`uvicorn --workers 2` on one port: the kernel hands each new connection to either worker."""
+    def attempt(n: int) -> int:
+        # A client of its own, no keep-alive: each request is a new connection, to whichever worker takes it.
+        with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as one:
+            field = _csrf_field(one.get(f"{url}/subscribe").text)
+            return one.post(f"{url}/subscribe", data={"csrf": field, "email": f"reader{n}@example.net",
+                                                      "name": f"Reader {n}"}).status_code
+
+    with uvicorn_workers(site.root / "newsletter.toml", 2, logs=tmp_path) as url, ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(attempt, range(24)))
+    log = (tmp_path / "serve-uvicorn.log").read_text("utf-8", "replace")
+    assert sorted(codes) == [200] * 5 + [429] * 19, codes
+    answered = worker_pids(log, '"POST /subscribe"')
+    assert len(answered) == 2, f"only {answered} answered: the hits did not reach both workers\n{log[-3000:]}"
+    # Uvicorn's own access log (on by default) is silenced by the factory: ours masks token URLs, it would not.
+    assert "Traceback" not in log and "HTTP/1.1" not in log
