@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from .store.events import has_complained
 from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, SigningSecret, load_settings, signing_key
-from .store import SQLiteStore, open_store, sqlite as db, subscribers, web_state
+from .store import Connection, SQLiteStore, open_store, sqlite as db, subscribers, web_state
 from .tokens import key_id, make_token
 from .transports import transport_factory
 from .web import archive, consent
@@ -122,7 +121,7 @@ def check_signing_key(settings: Settings, key: SigningSecret) -> None:
                 "links will be refused until the old secret is set again", shown)
 
 
-def _refuse_complainer(conn: sqlite3.Connection, who: Subscriber) -> None:
+def _refuse_complainer(conn: Connection, who: Subscriber) -> None:
     if has_complained(conn, who.id):
         raise ComplainedError(f"{who.email} reported our email as spam; it is not resubscribed", address=who.email)
 

@@ -11,7 +11,7 @@ Portable SQL only (SQLite 3.35+ and PostgreSQL): `?` placeholders, `INSERT ... O
 
 from __future__ import annotations
 
-import sqlite3
+from .dbapi import Connection
 
 __all__ = ["ensure_schema", "rate_hit", "prune_rate_limits", "save_draft", "draft", "DRAFT_KEEP_SECONDS"]
 
@@ -42,14 +42,14 @@ _SCHEMA = (
 )
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
+def ensure_schema(conn: Connection) -> None:
     """Create the web app's tables if missing (committed)."""
     for statement in _SCHEMA:
         conn.execute(statement)
     conn.commit()
 
 
-def rate_hit(conn: sqlite3.Connection, scope: str, client: str, *, limit: int, window: float,
+def rate_hit(conn: Connection, scope: str, client: str, *, limit: int, window: float,
              now: float) -> float:
     """Count one hit of `client` against `scope`'s limit (committed): 0.0 when allowed, else the seconds
     until its window ends.
@@ -70,14 +70,14 @@ def rate_hit(conn: sqlite3.Connection, scope: str, client: str, *, limit: int, w
     return 0.0 if hits <= limit else max(expires - now, 1.0)
 
 
-def prune_rate_limits(conn: sqlite3.Connection, now: float) -> int:
+def prune_rate_limits(conn: Connection, now: float) -> int:
     """Forget windows that have ended (never a current one: a flood of new clients resets nobody); committed."""
     deleted = conn.execute("DELETE FROM web_rate_limits WHERE expires <= ?", (now,)).rowcount
     conn.commit()
     return int(deleted or 0)
 
 
-def save_draft(conn: sqlite3.Connection, editor_id: int, issue_id: str, html: str, now: float) -> None:
+def save_draft(conn: Connection, editor_id: int, issue_id: str, html: str, now: float) -> None:
     """Keep `editor_id`'s unsaved preview of `issue_id` (replacing the last one); old drafts go. Committed."""
     conn.execute("DELETE FROM web_drafts WHERE saved_at <= ?", (now - DRAFT_KEEP_SECONDS,))
     conn.execute("INSERT INTO web_drafts (editor_id, issue_id, html, saved_at) VALUES (?, ?, ?, ?)"
@@ -86,7 +86,7 @@ def save_draft(conn: sqlite3.Connection, editor_id: int, issue_id: str, html: st
     conn.commit()
 
 
-def draft(conn: sqlite3.Connection, editor_id: int, issue_id: str, now: float) -> str | None:
+def draft(conn: Connection, editor_id: int, issue_id: str, now: float) -> str | None:
     """`editor_id`'s unsaved preview of `issue_id`, if one was saved in the last DRAFT_KEEP_SECONDS."""
     row = conn.execute("SELECT html FROM web_drafts WHERE editor_id = ? AND issue_id = ? AND saved_at > ?",
                        (editor_id, issue_id, now - DRAFT_KEEP_SECONDS)).fetchone()

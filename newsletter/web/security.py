@@ -10,7 +10,6 @@ import ipaddress
 import logging
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from email import policy
@@ -25,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..store import web_state
+from ..store import Connection, web_state
 from .pages import PageError
 
 __all__ = [
@@ -247,7 +246,7 @@ class RateLimiter:
         self._clock = clock
         self._next_prune = 0.0
 
-    def hit(self, conn: sqlite3.Connection, key: str) -> float:
+    def hit(self, conn: Connection, key: str) -> float:
         """Record a hit on `conn` (committed): 0.0 if allowed, else the seconds until the next one would be."""
         now = self._clock()
         wait = web_state.rate_hit(conn, self.scope, key, limit=self.limit, window=self.window, now=now)
