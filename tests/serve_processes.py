@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
+
+from newsletter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-not-for-production-use"
@@ -41,10 +46,48 @@ def write_config(root: Path, *, database: str | None = None, public: str = "http
     return config
 
 
+STORES = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+def postgres_site(template: Path, root: Path, url: str, *,
+                  accounts_: tuple[tuple[str, str, str, str], ...] = ()) -> Iterator[Settings]:
+    """`template`'s files (not its SQLite database) in `root`, over the fresh PostgreSQL database at `url`:
+    schema created, the sample subscribers imported, `accounts_` added. Closes this process's pools after."""
+    from newsletter.jobs import accounts
+    from newsletter.store import open_store, subscribers
+    from newsletter.store.pgstore import PostgresStore, close_shared
+
+    shutil.copytree(template, root, ignore=shutil.ignore_patterns("var"))
+    config = write_config(root, database=url)
+    PostgresStore(url, env={}).upgrade()
+    settings = dataclasses.replace(load_settings(config, env={"NEWSLETTER_SECRET": SECRET}),
+                                   public_base_url="http://127.0.0.1")
+    try:
+        with open_store(settings).connection() as conn:
+            subscribers.import_csv(conn, root / "content" / "subscribers.csv")
+        for email_, name, role, password in accounts_:
+            accounts.add(settings, email_, name=name, role=role, password=password)
+        yield settings
+    finally:
+        close_shared()
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(PYTHONPATH=str(REPO), NEWSLETTER_SECRET=SECRET, **extra)
     return env
+
+
+def wait_until_answering(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
+    while True:
+        assert proc.poll() is None, f"the server exited:\n{log.read_text('utf-8', 'replace')}"
+        assert time.monotonic() < deadline, f"the server did not start:\n{log.read_text('utf-8', 'replace')}"
+        try:
+            if httpx.get(f"{url}/unsubscribe", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -63,15 +106,7 @@ def serve_processes(config: Path, count: int = 2, *, logs: Path) -> Iterator[lis
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 60
         for proc, url, n in zip(procs, urls, range(count)):
-            while True:
-                assert proc.poll() is None, f"server {n} exited:\n{(logs / f'serve-{n}.log').read_text('utf-8')}"
-                assert time.monotonic() < deadline, f"server {n} did not start"
-                try:
-                    if httpx.get(f"{url}/unsubscribe", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            wait_until_answering(url, proc, logs / f"serve-{n}.log", deadline)
         yield urls
     finally:
         for proc in procs:
@@ -102,7 +137,9 @@ def uvicorn_workers(config: Path, workers: int, *, logs: Path) -> Iterator[str]:
             assert proc.poll() is None, log_path.read_text("utf-8", "replace")
             assert time.monotonic() < deadline, "the workers did not start:\n" + log_path.read_text("utf-8", "replace")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        wait_until_answering(url, proc, log_path, deadline)
+        yield url
     finally:
         proc.terminate()
         try:

@@ -8,7 +8,6 @@ proxy) talks to both processes in turn.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
@@ -18,10 +17,10 @@ import httpx
 import pytest
 
 from desk_support import APPROVER, DATE, EDITOR, copy_site, csrf_for, field_value, make_site
-from serve_processes import SECRET, serve_processes, server_logs, uvicorn_workers, worker_pids, write_config
+from serve_processes import SECRET, STORES, postgres_site, serve_processes, server_logs, uvicorn_workers, worker_pids, write_config
 from newsletter.jobs.issues import compose
 from newsletter.settings import Settings
-from newsletter.store import sqlite as db, subscribers
+from newsletter.store import open_store, subscribers
 from newsletter.tokens import make_token
 
 ISSUE = DATE.isoformat()
@@ -35,9 +34,14 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def site(prepared: Path, tmp_path: Path) -> Settings:
-    return copy_site(prepared, tmp_path / "site")
+@pytest.fixture(params=STORES)
+def site(request: pytest.FixtureRequest, prepared: Path, tmp_path: Path) -> Iterator[Settings]:
+    """A private copy of the prepared site, its database a SQLite file or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield copy_site(prepared, tmp_path / "site")
+        return
+    yield from postgres_site(prepared, tmp_path / "site", request.getfixturevalue("postgres_url"),
+                             accounts_=(EDITOR, APPROVER))
 
 
 @pytest.fixture
@@ -55,14 +59,14 @@ def browser() -> Iterator[httpx.Client]:
 
 
 def _token(settings: Settings, address: str, purpose: str = "unsubscribe") -> str:
-    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+    with open_store(settings).connection() as conn:
         who = subscribers.find(conn, address)
     assert who is not None
     return make_token(SECRET, purpose, who.id, who.email)
 
 
 def _status(settings: Settings, address: str) -> str:
-    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+    with open_store(settings).connection() as conn:
         who = subscribers.find(conn, address)
     assert who is not None
     return who.status
@@ -103,30 +107,45 @@ def test_a_csrf_form_from_one_process_is_accepted_by_the_other(site: Settings, t
     assert _status(site, "amara.okafor@example.org") == "unsubscribed"
 
 
-def test_a_desk_session_and_its_draft_preview_hold_on_both_processes(site: Settings, two: tuple[str, str],
+def _sign_in(browser: httpx.Client, server: str) -> httpx.Response:
+    page = browser.get(f"{server}/desk/login").text
+    signed = browser.post(f"{server}/desk/login", data={"csrf": csrf_for(page, "/desk/login"), "email": EDITOR[0],
+                                                        "password": EDITOR[3], "next": ""})
+    assert signed.status_code == 303
+    return signed
+
+
+def test_a_desk_session_made_on_one_process_holds_on_the_other(two: tuple[str, str], browser: httpx.Client) -> None:
+    a, b = two
+    signed = _sign_in(browser, a)
+    home = browser.get(f"{b}/desk/subscribers")
+    assert home.status_code == 200 and EDITOR[1] in home.text  # signed in on A, recognised by B
+    # Signing out on B ends the session on A too, even for a kept copy of the cookie.
+    page = browser.get(f"{b}/desk/subscribers").text
+    assert browser.post(f"{b}/desk/logout", data={"csrf": csrf_for(page, "/desk/logout")}).status_code == 303
+    browser.cookies.set("nl_desk", signed.cookies["nl_desk"], domain="127.0.0.1", path="/desk/")
+    after = browser.get(f"{a}/desk/subscribers")
+    assert after.status_code == 303 and "/desk/login" in after.headers["location"]
+
+
+# The issue page lists scheduled sends through APScheduler's job store, which cannot connect to PostgreSQL
+# yet (schedule/jobstore.py passes SQLite's `timeout` connect argument to psycopg), so this one is SQLite only.
+@pytest.mark.parametrize("site", [pytest.param("sqlite", id="sqlite"), pytest.param(
+    "postgresql", id="postgresql", marks=[pytest.mark.postgres, pytest.mark.skip(
+        reason="the desk's issue page fails on PostgreSQL in schedule/jobstore.py (connect_args timeout), "
+               "outside the web app")])], indirect=True)
+def test_a_draft_preview_posted_to_one_process_is_shown_by_the_other(site: Settings, two: tuple[str, str],
                                                                       browser: httpx.Client) -> None:
     a, b = two
     compose(site, date=DATE)
-    page = browser.get(f"{a}/desk/login").text
-    signed = browser.post(f"{a}/desk/login", data={"csrf": csrf_for(page, "/desk/login"), "email": EDITOR[0],
-                                                   "password": EDITOR[3], "next": ""})
-    assert signed.status_code == 303
-    home = browser.get(f"{b}/desk/")
-    assert home.status_code == 200 and EDITOR[1] in home.text  # signed in on A, recognised by B
-    # An unsaved draft posted to B is the preview A shows.
+    _sign_in(browser, a)
     page = browser.get(f"{b}/desk/issues/{ISSUE}").text
     data: dict[str, object] = {name: field_value(page, name) for name in ("version", "subject", "preheader")}
     data.update(csrf=csrf_for(page, f"/desk/issues/{ISSUE}"), intro="Words posted to one process.",
                 sid=re.findall(r'name="sid" value="([^"]+)"', page), op="save")
     assert browser.post(f"{b}/desk/issues/{ISSUE}/draft", data=data).json()["ok"] is True
     assert "Words posted to one process." in browser.get(f"{a}/desk/issues/{ISSUE}/preview?draft=1").text
-    # Signing out on A ends the session on B too.
-    page = browser.get(f"{a}/desk/").text
-    out = browser.post(f"{a}/desk/logout", data={"csrf": csrf_for(page, "/desk/logout")})
-    assert out.status_code == 303
-    browser.cookies.set("nl_desk", signed.cookies["nl_desk"], domain="127.0.0.1", path="/desk/")  # a kept copy
-    after = browser.get(f"{b}/desk/")
-    assert after.status_code == 303 and "/desk/login" in after.headers["location"]
+    assert "Words posted to one process." not in browser.get(f"{a}/desk/issues/{ISSUE}/preview").text
 
 
 def test_a_second_sign_in_on_the_other_process_is_limited_by_the_first_ones_failures(
