@@ -11,7 +11,6 @@ shared machine are noise, and speed goals belong in benchmarks/.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import datetime as dt
 import email
@@ -22,15 +21,17 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from serve_processes import REPO, SECRET, cli_env, post_one_click, serve_processes, server_logs, write_config
+from serve_processes import REPO, SECRET, STORES, cli_env, post_one_click, serve_processes, server_logs, write_config
 from newsletter.approval import approve
 from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings, load_settings
-from newsletter.store import sqlite as db, subscribers
+from newsletter.store import open_store, subscribers
+from newsletter.store.pgstore import PostgresStore, close_shared
 from newsletter.tokens import make_token
 
 SUBSCRIBERS = 4000
@@ -40,21 +41,23 @@ DATE = "2026-11-25"
 pytestmark = pytest.mark.slow
 
 
-def _site(root: Path) -> Settings:
+def _site(root: Path, database_url: str | None) -> Settings:
     root.mkdir(parents=True)
     for folder in ("content", "templates"):
         shutil.copytree(REPO / folder, root / folder)
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
     (root / "issues").mkdir()
     (root / "content" / "subscribers.csv").unlink()  # the sample's 8: this list is the 4,000 below
-    config = write_config(root, public="https://news.example.org")
+    config = write_config(root, public="https://news.example.org", database=database_url)
+    if database_url is not None:
+        PostgresStore(database_url, env={}).upgrade()
     settings = load_settings(config, env={"NEWSLETTER_SECRET": SECRET}, overrides={"max_age_days": 3650})
     people = root / "people.csv"
     with people.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["email", "name", "first_name"])
         writer.writerows([f"reader{n:04d}@example.net", f"Reader {n}", "Reader"] for n in range(SUBSCRIBERS))
-    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+    with open_store(settings).connection() as conn:
         assert subscribers.import_csv(conn, people).added == SUBSCRIBERS
     issue = compose(settings, date=dt.date.fromisoformat(DATE))
     build(settings, issue.folder)
@@ -78,10 +81,22 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def test_4000_one_click_unsubscribes_on_two_processes_during_a_send(tmp_path: Path) -> None:
-    settings = _site(tmp_path / "site")
+@pytest.fixture(params=STORES)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for the SQLite file, else a fresh PostgreSQL database (this process's pools closed after)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    try:
+        yield request.getfixturevalue("postgres_url")
+    finally:
+        close_shared()
+
+
+def test_4000_one_click_unsubscribes_on_two_processes_during_a_send(tmp_path: Path, database_url: str | None) -> None:
+    settings = _site(tmp_path / "site", database_url)
     config = settings.root / "newsletter.toml"
-    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+    with open_store(settings).connection() as conn:
         people = [(s.id, s.email) for s in subscribers.list_subscribers(conn)]
     with serve_processes(config, 2, logs=tmp_path) as urls:
         send_log = (tmp_path / "send.log").open("wb")
@@ -109,13 +124,14 @@ def test_4000_one_click_unsubscribes_on_two_processes_during_a_send(tmp_path: Pa
     for status, _ in results:
         codes[status] = codes.get(status, 0) + 1
     latencies = [seconds for _, seconds in results]
-    print(f"\n{SUBSCRIBERS} one-click unsubscribes, {CONCURRENCY} concurrent, 2 processes, SQLite: "
+    print(f"\n{SUBSCRIBERS} one-click unsubscribes, {CONCURRENCY} concurrent, 2 processes, "
+          f"{'PostgreSQL' if database_url else 'SQLite'}: "
           f"{elapsed:.1f} s, {SUBSCRIBERS / elapsed:.0f} requests/s, p50 {_percentile(latencies, 0.5) * 1000:.0f} ms, "
           f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
           f"statuses {codes}; send still running at the end: {still_sending}")
     assert codes == {200: SUBSCRIBERS}, f"{codes}\n{logs[-5000:]}"
     assert "Traceback" not in logs, logs[-5000:]
-    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+    with open_store(settings).connection() as conn:
         left = {s.status for s in subscribers.list_subscribers(conn)}
         logged = conn.execute("SELECT COUNT(*), COUNT(DISTINCT detail) FROM events"
                               " WHERE kind = 'web.unsubscribe'").fetchone()

@@ -11,7 +11,7 @@ Portable SQL only (SQLite 3.35+ and PostgreSQL): `?` placeholders, `INSERT ... O
 
 from __future__ import annotations
 
-from .dbapi import Connection
+from .dbapi import Connection, transaction
 
 __all__ = ["ensure_schema", "rate_hit", "prune_rate_limits", "save_draft", "draft", "DRAFT_KEEP_SECONDS"]
 
@@ -43,10 +43,11 @@ _SCHEMA = (
 
 
 def ensure_schema(conn: Connection) -> None:
-    """Create the web app's tables if missing (committed)."""
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    conn.commit()
+    """Create the web app's tables if missing (committed). Under the writer lock: two processes starting
+    together would otherwise race in PostgreSQL's CREATE TABLE IF NOT EXISTS (a duplicate-key error)."""
+    with transaction(conn):
+        for statement in _SCHEMA:
+            conn.execute(statement)
 
 
 def rate_hit(conn: Connection, scope: str, client: str, *, limit: int, window: float,
