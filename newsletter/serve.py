@@ -1,6 +1,8 @@
 """`newsletter serve`: the ASGI app (Starlette) for one-click unsubscribe, the web archive and double opt-in.
 
-It reads and writes the same SQLite database and issues/ folder as the CLI. Routes:
+It reads and writes the same database (SQLite or PostgreSQL) and issues/ folder as the CLI, and keeps
+nothing between requests outside the database: any number of processes over one database serve as one
+site (docs/serving.md, "Several processes"). Routes:
 
     GET  /                       sent issues, newest first        GET /feed.xml   the same as Atom
     GET  /issues/<id>            an issue's web version (no name, generic unsubscribe link)
