@@ -115,7 +115,7 @@ def test_2_ipv6_clients_are_grouped_by_64(site: Settings) -> None:
     assert client_key("::ffff:198.51.100.4") == "198.51.100.4"
 
 
-def test_2_the_limiter_prunes_ended_windows_never_current_ones(tmp_path: Path) -> None:
+def test_2_the_limiter_is_a_sliding_window_and_prunes_only_old_hits(tmp_path: Path) -> None:
     from newsletter.store import web_state
 
     now = [0.0]
@@ -127,14 +127,22 @@ def test_2_the_limiter_prunes_ended_windows_never_current_ones(tmp_path: Path) -
     now[0] = 100.0
     assert limiter.hit(conn, "attacker") == 0.0 and limiter.hit(conn, "attacker") == 0.0
     now[0] = 150.0
-    assert limiter.hit(conn, "attacker") == 550.0  # limited until the window that began at 100 s ends
+    assert limiter.hit(conn, "attacker") == 550.0  # until the oldest of its 2 hits is 600 s old
     now[0] = 601.0
-    for n in range(50):  # a flood of fresh addresses, each pruning ended windows
+    for n in range(50):  # a flood of fresh addresses, each pruning old hits
         limiter.hit(conn, f"flood-{n}")
         now[0] += 0.01
-        assert limiter.hit(conn, "attacker") > 0, n  # still limited: current windows are never pruned
-    clients = {row[0] for row in conn.execute("SELECT client FROM web_rate_limits")}
+        assert limiter.hit(conn, "attacker") > 0, n  # still limited: recent hits are never pruned
+    clients = {row[0] for row in conn.execute("SELECT client FROM web_rate_hits")}
     assert not any(c.startswith("old-") for c in clients) and "attacker" in clients
+    # Sliding: a place frees up when the oldest hit is a window old, not all places at once.
+    now[0] = 1000.0
+    assert limiter.hit(conn, "slider") == 0.0
+    now[0] = 1300.0
+    assert limiter.hit(conn, "slider") == 0.0
+    now[0] = 1601.0
+    assert limiter.hit(conn, "slider") == 0.0  # the hit at 1000 s has left the window
+    assert limiter.hit(conn, "slider") == 299.0  # the one at 1300 s has not
     conn.close()
 
 

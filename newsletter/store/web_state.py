@@ -5,8 +5,8 @@ whatever one of them counts or remembers, the next request may reach another. So
 the subscribe form and the desk's unsaved draft previews live here (the desk's sessions and sign-in
 attempts live in store/desk.py, confirmation counts and used links in store/safeguards.py).
 
-Portable SQL only (SQLite 3.35+ and PostgreSQL): `?` placeholders, `INSERT ... ON CONFLICT DO UPDATE`,
-`RETURNING`; times are Unix seconds in DOUBLE PRECISION columns (wall clock: every process agrees on it).
+Portable SQL only (SQLite and PostgreSQL): `?` placeholders, `INSERT ... ON CONFLICT DO UPDATE`;
+times are Unix seconds in DOUBLE PRECISION columns (wall clock: every process agrees on it).
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ DRAFT_KEEP_SECONDS = 24 * 3600.0
 
 _SCHEMA = (
     """
-    CREATE TABLE IF NOT EXISTS web_rate_limits (
+    CREATE TABLE IF NOT EXISTS web_rate_hits (
         scope TEXT NOT NULL,              -- which limit ('subscribe')
         client TEXT NOT NULL,             -- the client's key (an IPv4 address, an IPv6 /64)
-        expires DOUBLE PRECISION NOT NULL, -- end of the window that began with the first counted hit
-        hits BIGINT NOT NULL,             -- hits in that window, refused ones included
-        PRIMARY KEY (scope, client)
+        at DOUBLE PRECISION NOT NULL      -- an allowed hit (refused ones are not kept)
     )
     """,
-    "CREATE INDEX IF NOT EXISTS web_rate_limits_expires ON web_rate_limits (expires)",
+    "CREATE INDEX IF NOT EXISTS web_rate_hits_client ON web_rate_hits (scope, client, at)",
+    "CREATE INDEX IF NOT EXISTS web_rate_hits_at ON web_rate_hits (at)",
     """
     CREATE TABLE IF NOT EXISTS web_drafts (
         editor_id BIGINT NOT NULL,
@@ -50,31 +49,31 @@ def ensure_schema(conn: Connection) -> None:
             conn.execute(statement)
 
 
-def rate_hit(conn: Connection, scope: str, client: str, *, limit: int, window: float,
-             now: float) -> float:
+def rate_hit(conn: Connection, scope: str, client: str, *, limit: int, window: float, now: float) -> float:
     """Count one hit of `client` against `scope`'s limit (committed): 0.0 when allowed, else the seconds
-    until its window ends.
+    until the oldest of its hits in the last `window` seconds is that old (a sliding window).
 
-    One statement, atomic in both databases (the row is locked by the upsert): hits from any number of
-    processes are counted together. A window opens with a client's first hit and lasts `window` seconds;
-    at most `limit` hits in it are allowed.
+    Allowed hits are recorded by one conditional INSERT under the writer lock, so hits from any number of
+    processes are counted together and two of them never both take the last place. A refused hit is
+    not recorded and costs one more read.
     """
-    row = conn.execute(
-        "INSERT INTO web_rate_limits (scope, client, expires, hits) VALUES (?, ?, ?, 1)"
-        " ON CONFLICT (scope, client) DO UPDATE SET"
-        " hits = CASE WHEN web_rate_limits.expires <= ? THEN 1 ELSE web_rate_limits.hits + 1 END,"
-        " expires = CASE WHEN web_rate_limits.expires <= ? THEN excluded.expires ELSE web_rate_limits.expires END"
-        " RETURNING hits, expires",
-        (scope, client, now + window, now, now)).fetchone()
-    conn.commit()
-    hits, expires = int(row[0]), float(row[1])
-    return 0.0 if hits <= limit else max(expires - now, 1.0)
+    with transaction(conn):
+        recorded = conn.execute(
+            "INSERT INTO web_rate_hits (scope, client, at) SELECT ?, ?, ? WHERE"
+            " (SELECT COUNT(*) FROM web_rate_hits WHERE scope = ? AND client = ? AND at > ?) < ?",
+            (scope, client, now, scope, client, now - window, limit)).rowcount
+        if recorded == 1:
+            return 0.0
+        oldest = conn.execute("SELECT MIN(at) FROM web_rate_hits WHERE scope = ? AND client = ? AND at > ?",
+                              (scope, client, now - window)).fetchone()[0]
+    return max(window - (now - float(oldest)), 1.0) if oldest is not None else 1.0
 
 
-def prune_rate_limits(conn: Connection, now: float) -> int:
-    """Forget windows that have ended (never a current one: a flood of new clients resets nobody); committed."""
-    deleted = conn.execute("DELETE FROM web_rate_limits WHERE expires <= ?", (now,)).rowcount
-    conn.commit()
+def prune_rate_limits(conn: Connection, scope: str, *, window: float, now: float) -> int:
+    """Forget `scope`'s hits older than `window` (never a recent one: a flood of new clients resets nobody's
+    limit); committed."""
+    with transaction(conn):
+        deleted = conn.execute("DELETE FROM web_rate_hits WHERE scope = ? AND at <= ?", (scope, now - window)).rowcount
     return int(deleted or 0)
 
 

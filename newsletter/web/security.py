@@ -232,12 +232,12 @@ class Csrf:
 
 
 class RateLimiter:
-    """At most `limit` hits per `window` seconds per key (see client_key) under `scope`, counted in the
-    database, so every process serving the site counts together (store/web_state.py).
+    """At most `limit` hits per `window` seconds per key (see client_key) under `scope`, a sliding window
+    counted in the database, so every process serving the site counts together (store/web_state.py).
 
-    A key's window opens with its first hit; refused hits are counted but never extend it. Ended windows
-    are pruned at most once per `prune_every` seconds per process (the only thing a process keeps, and
-    only to save work: a current window is never pruned, so a flood of new addresses resets nobody).
+    Hits older than the window are pruned at most once per `prune_every` seconds per process (the only
+    thing a process keeps, and only to save work: a recent hit is never pruned, so a flood of new
+    addresses resets nobody's limit).
     """
 
     def __init__(self, limit: int, window: float, *, scope: str = "subscribe",
@@ -252,7 +252,7 @@ class RateLimiter:
         wait = web_state.rate_hit(conn, self.scope, key, limit=self.limit, window=self.window, now=now)
         if now >= self._next_prune:
             self._next_prune = now + self.prune_every
-            web_state.prune_rate_limits(conn, now)
+            web_state.prune_rate_limits(conn, self.scope, window=self.window, now=now)
         return wait
 
 
