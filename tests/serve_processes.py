@@ -120,20 +120,25 @@ def serve_processes(config: Path, count: int = 2, *, logs: Path) -> Iterator[lis
 
 
 @contextlib.contextmanager
-def uvicorn_workers(config: Path, workers: int, *, logs: Path) -> Iterator[str]:
-    """`uvicorn --workers N` (Uvicorn's own command line, its defaults otherwise) over the app factory on one
-    port; yields its URL
-    once every worker has built its app (each logs its own "signing links" line, with its process id)."""
+def workers_on_one_port(command: str, config: Path, workers: int, *, logs: Path) -> Iterator[str]:
+    """`command` "uvicorn": `uvicorn --workers N` (Uvicorn's own command line, its defaults otherwise) over the
+    app factory; "newsletter": `newsletter serve --workers N`. Yields the URL once every worker has built its
+    app (each logs its own "signing links" line, with its process id; `newsletter serve`'s parent too)."""
     port = free_port()
-    log_path = logs / "serve-uvicorn.log"
+    log_path = logs / "serve-workers.log"
+    if command == "uvicorn":
+        argv = ["-m", "uvicorn", "--factory", "newsletter.serve:app_from_environment", "--workers", str(workers),
+                "--host", "127.0.0.1", "--port", str(port)]
+        builders = workers
+    else:
+        argv = ["-m", "newsletter", "--config", str(config), "serve", "--workers", str(workers), "--port", str(port)]
+        builders = workers + 1
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "newsletter.serve:app_from_environment",
-             "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=config.parent, env=cli_env(NEWSLETTER_CONFIG=str(config)), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, *argv], cwd=config.parent, env=cli_env(NEWSLETTER_CONFIG=str(config)),
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while len(worker_pids(log_path.read_text("utf-8", "replace"), "signing links")) < workers:
+        while len(worker_pids(log_path.read_text("utf-8", "replace"), "signing links")) < builders:
             assert proc.poll() is None, log_path.read_text("utf-8", "replace")
             assert time.monotonic() < deadline, "the workers did not start:\n" + log_path.read_text("utf-8", "replace")
             time.sleep(0.1)
@@ -143,10 +148,23 @@ def uvicorn_workers(config: Path, workers: int, *, logs: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(20)
+            code = proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+            raise AssertionError("SIGTERM did not stop the server in 20 s") from None
+    # SIGTERM stops every worker gracefully (no stray process keeps the port).
+    assert code == 0, log_path.read_text("utf-8", "replace")
+    pids = worker_pids(log_path.read_text("utf-8", "replace"), "signing links")
+    assert not [pid for pid in pids if _running(int(pid))], f"workers left running: {pids}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def worker_pids(log: str, containing: str) -> set[str]:

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from desk_support import APPROVER, DATE, EDITOR, copy_site, csrf_for, field_value, make_site
-from serve_processes import SECRET, STORES, postgres_site, serve_processes, server_logs, uvicorn_workers, worker_pids, write_config
+from serve_processes import (SECRET, STORES, postgres_site, serve_processes, server_logs, worker_pids,
+                             workers_on_one_port, write_config)
 from newsletter.jobs.issues import compose
 from newsletter.settings import Settings
 from newsletter.store import open_store, subscribers
@@ -167,8 +168,10 @@ def test_a_second_sign_in_on_the_other_process_is_limited_by_the_first_ones_fail
     assert right.status_code == 429
 
 
-def test_uvicorn_workers_count_the_subscribe_limit_together(site: Settings, tmp_path: Path) -> None:
-    """`uvicorn --workers 2` on one port: the kernel hands each new connection to either worker."""
+@pytest.mark.parametrize("command", ["uvicorn", "newsletter"])
+def test_workers_on_one_port_count_the_subscribe_limit_together(command: str, site: Settings, tmp_path: Path) -> None:
+    """`uvicorn --workers 2` or `newsletter serve --workers 2`: the kernel hands each new connection to
+    either worker."""
     def attempt(n: int) -> int:
         # A client of its own, no keep-alive: each request is a new connection, to whichever worker takes it.
         with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as one:
@@ -176,9 +179,10 @@ def test_uvicorn_workers_count_the_subscribe_limit_together(site: Settings, tmp_
             return one.post(f"{url}/subscribe", data={"csrf": field, "email": f"reader{n}@example.net",
                                                       "name": f"Reader {n}"}).status_code
 
-    with uvicorn_workers(site.root / "newsletter.toml", 2, logs=tmp_path) as url, ThreadPoolExecutor(8) as pool:
+    with workers_on_one_port(command, site.root / "newsletter.toml", 2, logs=tmp_path) as url, \
+            ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(attempt, range(24)))
-    log = (tmp_path / "serve-uvicorn.log").read_text("utf-8", "replace")
+    log = (tmp_path / "serve-workers.log").read_text("utf-8", "replace")
     assert sorted(codes) == [200] * 5 + [429] * 19, codes
     answered = worker_pids(log, '"POST /subscribe"')
     assert len(answered) == 2, f"only {answered} answered: the hits did not reach both workers\n{log[-3000:]}"
