@@ -37,7 +37,7 @@ from .store.events import has_complained
 from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, SigningSecret, load_settings, signing_key
-from .store import Connection, SQLiteStore, open_store, sqlite as db, subscribers, web_state
+from .store import Connection, SQLiteStore, open_store, subscribers, web_state
 from .tokens import key_id, make_token
 from .transports import transport_factory
 from .web import archive, consent

@@ -8,7 +8,10 @@ proxy) talks to both processes in turn.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,3 +191,22 @@ def test_workers_on_one_port_count_the_subscribe_limit_together(command: str, si
     assert len(answered) == 2, f"only {answered} answered: the hits did not reach both workers\n{log[-3000:]}"
     # Uvicorn's own access log (on by default) is silenced by the factory: ours masks token URLs, it would not.
     assert "Traceback" not in log and "HTTP/1.1" not in log
+
+
+@pytest.mark.parametrize("site", [pytest.param("sqlite", id="sqlite")], indirect=True)
+def test_serve_workers_replace_a_worker_that_dies(site: Settings, tmp_path: Path) -> None:
+    with workers_on_one_port("newsletter", site.root / "newsletter.toml", 2, logs=tmp_path) as url:
+        log_path = tmp_path / "serve-workers.log"
+        started = re.search(r"serving on 2 worker processes: (\d+), (\d+)", log_path.read_text("utf-8"))
+        assert started, log_path.read_text("utf-8")
+        victim = int(started.group(1))
+        time.sleep(5.5)  # a worker that dies at once is not restarted (a crash loop); this one lived
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(worker_pids(log_path.read_text("utf-8"), "signing links")) < 4:  # parent, 2 workers, 1 new
+            assert time.monotonic() < deadline, log_path.read_text("utf-8")
+            time.sleep(0.1)
+        assert f"worker {victim} exited (status -9)" in log_path.read_text("utf-8")
+        for _ in range(10):  # every connection is answered, whichever worker takes it
+            with httpx.Client(timeout=30) as one:
+                assert one.get(f"{url}/unsubscribe").status_code == 200
