@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -37,7 +35,7 @@ from .store.events import has_complained
 from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
 from .settings import Settings, SigningSecret, load_settings, signing_key
-from .store import Connection, SQLiteStore, open_store, subscribers, web_state
+from .store import Connection, open_store, subscribers, web_state
 from .tokens import key_id, make_token
 from .transports import transport_factory
 from .web import archive, consent
@@ -48,6 +46,7 @@ from .web.security import (Csrf, EscapingFormatter, RateLimiter, SecurityHeaders
                            relative_slash_redirect)
 from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
                                read_confirm_link, subscriber_for_token)
+from .web.writers import writer
 
 __all__ = ["create_app", "app_from_environment", "SUBSCRIBE_LIMIT"]
 
@@ -146,11 +145,7 @@ class _Site:
         self.confirmation_limit = confirmation_limit
         self.pages = Pages(settings)
         self.csrf = Csrf(secret)
-        # SQLite admits one writer at a time. Its busy handler sleeps and retries, so with many threads
-        # waiting, some starve past busy_timeout (a 500 under load); queued here, each process brings one
-        # writer at a time to the database. Only a queue, no state: every process may serve any request.
-        self._writer: AbstractContextManager[Any] = (threading.Lock() if isinstance(open_store(settings), SQLiteStore)
-                                                      else contextlib.nullcontext())
+        self._writer = writer(settings)  # SQLite: one writing thread at a time per process (web/writers.py)
 
     def routes(self) -> list[Route]:
         return [
