@@ -31,7 +31,6 @@ from newsletter.approval import approve
 from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings, load_settings
 from newsletter.store import open_store, subscribers
-from newsletter.store.pgstore import PostgresStore, close_shared
 from newsletter.tokens import make_token
 
 SUBSCRIBERS = 4000
@@ -50,6 +49,8 @@ def _site(root: Path, database_url: str | None) -> Settings:
     (root / "content" / "subscribers.csv").unlink()  # the sample's 8: this list is the 4,000 below
     config = write_config(root, public="https://news.example.org", database=database_url)
     if database_url is not None:
+        from newsletter.store.pgstore import PostgresStore  # psycopg: only for the PostgreSQL run
+
         PostgresStore(database_url, env={}).upgrade()
     settings = load_settings(config, env={"NEWSLETTER_SECRET": SECRET}, overrides={"max_age_days": 3650})
     people = root / "people.csv"
@@ -87,6 +88,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
+    from newsletter.store.pgstore import close_shared
+
     try:
         yield request.getfixturevalue("postgres_url")
     finally:
