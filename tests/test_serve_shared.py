@@ -132,12 +132,8 @@ def test_a_desk_session_made_on_one_process_holds_on_the_other(two: tuple[str, s
     assert after.status_code == 303 and "/desk/login" in after.headers["location"]
 
 
-# The issue page lists scheduled sends through APScheduler's job store, which cannot connect to PostgreSQL
-# yet (schedule/jobstore.py passes SQLite's `timeout` connect argument to psycopg), so this one is SQLite only.
 @pytest.mark.parametrize("site", [pytest.param("sqlite", id="sqlite"), pytest.param(
-    "postgresql", id="postgresql", marks=[pytest.mark.postgres, pytest.mark.skip(
-        reason="the desk's issue page fails on PostgreSQL in schedule/jobstore.py (connect_args timeout), "
-               "outside the web app")])], indirect=True)
+    "postgresql", id="postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_a_draft_preview_posted_to_one_process_is_shown_by_the_other(site: Settings, two: tuple[str, str],
                                                                       browser: httpx.Client) -> None:
     a, b = two
