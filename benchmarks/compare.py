@@ -42,11 +42,14 @@ COMMON = "build,personalise,send,scale,ledger"
 
 
 def _checkout(rev: str) -> Path:
-    """A detached worktree of `rev` under benchmarks/.work, sharing this checkout's npm mjml."""
-    path = WORK / f"compare-{rev.replace('/', '_')}"
+    """A detached worktree of `rev` under benchmarks/.work (named by its commit, so a moved branch gets a new
+    one), sharing this checkout's npm mjml."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", f"{rev}^{{commit}}"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    path = WORK / f"compare-{commit}"
     if not path.exists():
         WORK.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev], check=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), commit], check=True)
     modules = WORK / "node_modules"
     target = path / "benchmarks" / ".work" / "node_modules"
     if modules.exists() and not target.exists():
