@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -17,7 +17,9 @@ from . import __version__
 from .cli_base import Context, err_console, run
 from .cli_progress import print_send_report, progress, stop_on_signals
 from .errors import CheckFailed, SourceError
-from .settings import Settings
+
+if TYPE_CHECKING:  # annotations only: the settings module loads when a command needs it
+    from .settings import Settings
 
 __all__ = ["main", "cli", "run"]
 
