@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import feedparser
-
 from ..errors import SourceError
 from ..models import Summary
 from ..text import content_problem, is_safe_link, markdown_to_text
@@ -49,6 +47,8 @@ def read_feed(location: str, *, journal: str | None = None, **_: object) -> list
     is_url = location.startswith(("http://", "https://"))
     if not is_url and not Path(location).is_file():
         raise SourceError(location, "feed file not found")
+    import feedparser  # ~60 ms to import: only when a feed is read, not for every build
+
     parsed = feedparser.parse(location, sanitize_html=True, resolve_relative_uris=False)
     if parsed.get("bozo") and not parsed.get("entries"):
         exc = parsed.get("bozo_exception")
