@@ -8,8 +8,6 @@ import datetime as dt
 import email
 import email.policy
 import mailbox
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
 from newsletter.tokens import keyed_email_digest, read_token
 
+from cli_inprocess import run_newsletter
 from smtp_servers import starttls_server
 
 DATE = dt.date(2026, 11, 25)
@@ -139,20 +138,17 @@ def test_publish_end_to_end(settings: Settings) -> None:
 
 
 def test_publish_cli_on_a_fresh_copy(project: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "newsletter", "publish", "--date", "2026-11-25"], cwd=project,
-                       capture_output=True, text=True, timeout=120)
+    r = run_newsletter(["publish", "--date", "2026-11-25"], cwd=project)
     assert r.returncode == 0, r.stderr
     assert len(list((project / "outbox" / "new").iterdir())) == 8
-    r = subprocess.run([sys.executable, "-m", "newsletter", "status", "2026-11-25", "--json"], cwd=project,
-                       capture_output=True, text=True, timeout=60)
+    r = run_newsletter(["status", "2026-11-25", "--json"], cwd=project)
     assert '"sent": 8' in r.stdout and '"remaining": 0' in r.stdout
 
 
 def test_csv_import_cli_reports_bad_rows(project: Path) -> None:
     csv = project / "people.csv"
     csv.write_text("email,name\nok@example.org,Ok\nnot-an-address,Bad\nOK@example.org,Dupe\n", encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "newsletter", "subscribers", "import", str(csv)], cwd=project,
-                       capture_output=True, text=True, timeout=60)
+    r = run_newsletter(["subscribers", "import", str(csv)], cwd=project)
     assert r.returncode == 1
     assert f"{csv}:3" in r.stderr and "not-an-address" in r.stderr
     assert "1 added" in r.stdout
