@@ -9,7 +9,8 @@ given environment, and returns what `subprocess.run(..., capture_output=True, te
 * an exception that escapes main is printed to stderr as the interpreter would ("Traceback (most recent
   call last): ..."), exit code 1, so tests that look for a traceback still see one;
 * log records of WARNING and above reach stderr, as Python's last-resort handler prints them in a
-  process that configured no logging (pytest's own log capture would otherwise swallow them).
+  process that configured no logging (pytest's own log capture would otherwise swallow them); only
+  those of this thread and of threads the command starts, not of servers the test runs meanwhile.
 
 Tests about the process boundary itself (signals, a second process, a fresh interpreter's imports, a
 clean clone) keep spawning a real process.
@@ -22,6 +23,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -51,6 +53,8 @@ def run_newsletter(args: list[str] | tuple[str, ...], *, cwd: Path | str, env: M
     with contextlib.chdir(cwd), CliRunner().isolation(input=input or "", env=overrides) as (out, err, _):
         last_resort = logging.StreamHandler(sys.stderr)
         last_resort.setLevel(logging.WARNING)
+        others = {thread.ident for thread in threading.enumerate()} - {threading.get_ident()}
+        last_resort.addFilter(lambda record: record.thread not in others)
         root = logging.getLogger()
         root.addHandler(last_resort)
         try:
