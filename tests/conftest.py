@@ -65,3 +65,28 @@ def postgres_url(postgres_server, request: pytest.FixtureRequest) -> str:
     yield postgres_server.url(name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes():
+    """argon2id with the lowest cost for the desk's accounts in tests: each sign-in is one hash check.
+
+    The default (DEFAULT_HASHER, checked in test_desk_access) makes guessing slow on purpose: about 0.1 s
+    and 64 MiB per check, and up to 0.5 s on a busy 2-core machine, for hundreds of sign-ins here.
+    """
+    from argon2 import PasswordHasher
+
+    from newsletter.jobs import accounts
+
+    previous = accounts.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    yield
+    accounts.use_hasher(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _uvicorn_servers_stopped():
+    """Every test Uvicorn server (tests/web_server.py) has finished stopping when the session ends."""
+    yield
+    from web_server import finish_stopping
+
+    finish_stopping()

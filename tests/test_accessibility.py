@@ -216,7 +216,7 @@ def test_hidden_link_text_stays_hidden_where_clients_drop_css(browser: Any, samp
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     """The sample site with its issue sent to the 8 sample subscribers, served on 127.0.0.1."""
-    from test_serve import running  # the serve tests' Uvicorn-in-a-thread helper
+    from web_server import running
 
     from newsletter.store import sqlite as db, subscribers
     from newsletter.approval import approve

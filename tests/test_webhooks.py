@@ -33,7 +33,7 @@ from newsletter.settings import Settings
 from newsletter.web.hooks import WebhookConfig
 
 from bounce_helpers import recipient, sent_issue
-from test_serve import running
+from web_server import running
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem"
