@@ -1,4 +1,5 @@
-"""Shared fixtures: a throw-away copy of the sample project, loaded settings."""
+"""Shared fixtures: a throw-away copy of the sample project, loaded settings, the session's PostgreSQL and
+chromium, cheap password hashes, the test web servers stopped at the end."""
 
 from __future__ import annotations
 
@@ -90,3 +91,26 @@ def _uvicorn_servers_stopped():
     from web_server import finish_stopping
 
     finish_stopping()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium (Debian's) per browser test module; each test opens its own pages.
+
+    Skips with the reason when chromium cannot start, or fails when CI requires it (NEWSLETTER_REQUIRE_BROWSER=1).
+    Per module, not per session: playwright's sync API keeps an event loop that should not outlive the
+    browser tests into the rest of the suite.
+    """
+    import contextlib
+    import os
+
+    from newsletter.browser import BrowserUnavailable, open_browser
+
+    with contextlib.ExitStack() as stack:
+        try:
+            opened = stack.enter_context(open_browser())
+        except BrowserUnavailable as exc:
+            if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
+                pytest.fail(f"{exc} (NEWSLETTER_REQUIRE_BROWSER=1)", pytrace=False)
+            pytest.skip(str(exc))
+        yield opened

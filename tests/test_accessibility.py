@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from newsletter import render
-from newsletter.browser import SCHEMES, WIDTHS, BrowserUnavailable, open_browser
+from newsletter.browser import SCHEMES, WIDTHS
 from newsletter.browser import _page as open_page  # the project's one way to open an email in chromium
 from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.settings import load_settings
@@ -52,18 +51,6 @@ def _build(root: Path, limit: int | None) -> BuildResult:
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuildResult]:
     base = tmp_path_factory.mktemp("a11y")
     return {"sample": _build(base / "sample", None), "ten": _build(base / "ten", 10)}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with contextlib.ExitStack() as stack:
-        try:
-            opened = stack.enter_context(open_browser())
-        except BrowserUnavailable as exc:
-            if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
-                pytest.fail(f"{exc} (NEWSLETTER_REQUIRE_BROWSER=1)", pytrace=False)
-            pytest.skip(str(exc))
-        yield opened
 
 
 def axe_violations(page: Any, *, disabled: dict[str, str] | None = None) -> list[dict[str, Any]]:
