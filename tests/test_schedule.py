@@ -187,18 +187,20 @@ def stored_jobs(settings: Settings) -> list[str]:
 def test_fires_once_while_running_and_a_second_scheduler_is_refused(settings: Settings, approved: Path,
                                                                     tmp_path: Path) -> None:
     with daemon(settings, tmp_path / "a.log") as first:
-        second = subprocess.run([sys.executable, "-m", "newsletter.schedule", "--config", config(settings)],
-                                env={**os.environ, "NEWSLETTER_SECRET": SECRET}, capture_output=True, text=True,
-                                timeout=30)
-        assert second.returncode != 0
-        assert "already running" in second.stderr and f"pid {first.proc.pid}" in second.stderr
-        assert "Traceback" not in second.stderr
+        # A second scheduler starts (and is refused) while the job comes due: it must not fire it too.
+        second = subprocess.Popen([sys.executable, "-m", "newsletter.schedule", "--config", config(settings)],
+                                  env={**os.environ, "NEWSLETTER_SECRET": SECRET}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
         at, due = at_in(settings, 1)
         result = schedule_send(settings, "issues/2026-11-25", config_path=config(settings), at=at)
         assert result.job_id == "send:2026-11-25" and not result.replaced
         wait_until(lambda: outbox_count(settings) >= 1, 15, "the first message in the outbox")
         early = (dt.datetime.now(UTC) - due).total_seconds()
         wait_for_state(settings, "send:2026-11-25", "done")
+        _, second_stderr = second.communicate(timeout=30)
+        assert second.returncode != 0
+        assert "already running" in second_stderr and f"pid {first.proc.pid}" in second_stderr
+        assert "Traceback" not in second_stderr
         time.sleep(QUIET)  # several polls later: nothing more
         assert outbox_count(settings) == 8
         assert first.proc.poll() is None
