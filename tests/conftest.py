@@ -14,15 +14,20 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATE = "2026-11-25"
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The bundled sample content, templates and settings in a fresh folder with no issues yet."""
-    root = tmp_path / "site"
-    root.mkdir()
+def sample_project(root: Path) -> Path:
+    """The bundled sample content, templates and settings copied into `root` (made), with no issues yet."""
+    root.mkdir(parents=True)
     shutil.copytree(REPO / "content", root / "content")
     shutil.copytree(REPO / "templates", root / "templates")
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
     (root / "issues").mkdir()
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The bundled sample content, templates and settings in a fresh folder with no issues yet."""
+    root = sample_project(tmp_path / "site")
     monkeypatch.chdir(root)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     monkeypatch.delenv("NEWSLETTER_TRANSPORT", raising=False)

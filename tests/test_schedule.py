@@ -7,6 +7,7 @@ import datetime as dt
 import fcntl
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import sample_project
 from rich.console import Console
 
 from newsletter.store import sqlite as db, subscribers
@@ -59,16 +61,29 @@ def config(settings: Settings) -> str:
     return str(settings.root / "newsletter.toml")
 
 
-@pytest.fixture
-def approved(settings: Settings) -> Path:
-    """Issue 2026-11-25 composed, built and approved; the 8 sample subscribers imported."""
+@pytest.fixture(scope="module")
+def approved_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample project with issue 2026-11-25 composed, built and approved, the 8 sample subscribers imported."""
+    root = sample_project(tmp_path_factory.mktemp("approved") / "site")
+    settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET})
     issue = compose(settings, date=DATE)
     build(settings, issue.folder)
     approve(issue.folder)
     conn = db.connect(settings.path(settings.database))
     subscribers.import_csv(conn, settings.root / "content" / "subscribers.csv")
     conn.close()
-    return issue.folder
+    return root
+
+
+@pytest.fixture
+def approved(settings: Settings, approved_template: Path) -> Path:
+    """Issue 2026-11-25 composed, built and approved; the 8 sample subscribers imported.
+
+    Made once per module and copied (issues/ and var/: nothing in them names the folder they are in).
+    """
+    for part in ("issues", "var"):
+        shutil.copytree(approved_template / part, settings.root / part, dirs_exist_ok=True)
+    return settings.root / "issues" / "2026-11-25"
 
 
 def outbox_count(settings: Settings) -> int:
@@ -244,7 +259,7 @@ def test_downtime_beyond_the_grace_time_is_reported_missed(project: Path, approv
 def test_restart_between_scheduling_and_firing(settings: Settings, approved: Path, tmp_path: Path) -> None:
     with daemon(settings, tmp_path / "r1.log") as first:
         # Scheduled while the first scheduler runs, which sees it at its next poll and is then stopped.
-        at, due = at_in(settings, 3)
+        at, due = at_in(settings, 4)  # room for a slow stop on a busy machine
         schedule_send(settings, "2026-11-25", config_path=config(settings), at=at)
         time.sleep(2 * POLL)
     stopped = dt.datetime.now(UTC)
