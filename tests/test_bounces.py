@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,29 @@ from newsletter.store.events import Event, events_for
 from newsletter.bounces.suppression import Policy, record, soft_score
 from newsletter.bounces.verp import ForgedVerp, Verp
 from newsletter.errors import ComplainedError
-from newsletter.settings import Settings
+from newsletter.settings import Settings, load_settings
 
 from cli_inprocess import run_newsletter
+from conftest import sample_project
 from bounce_helpers import bounce_box, bounce_from_corpus, folder_keys, inbox_keys, recipient, sent_issue
 
 SECRET = "test-secret-not-for-production-use"
 BOUNCE = "bounces@bounces.ms-research.example.org"
 
 
+@pytest.fixture(scope="module")
+def sent_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample project with issue 2026-11-25 sent to the 8 sample subscribers with VERP, made once per module."""
+    root = sample_project(tmp_path_factory.mktemp("sent") / "site")
+    sent_issue(load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET}), verp=BOUNCE)
+    return root
+
+
 @pytest.fixture
-def sent(settings: Settings) -> Settings:
-    return sent_issue(settings)
+def sent(settings: Settings, sent_site: Path) -> Settings:
+    """The project as `sent_issue` leaves it (a copy of sent_site: nothing in it names its folder)."""
+    shutil.copytree(sent_site, settings.root, dirs_exist_ok=True)
+    return dataclasses.replace(settings, verp_address=BOUNCE)
 
 
 def status_of(settings: Settings, sid: int) -> str:
