@@ -43,15 +43,16 @@ def main() -> None:
         def send(url: str) -> None:
             s = dataclasses.replace(settings, transport=url)
             profiler = cProfile.Profile() if args.cprofile else None
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
             report = send_full(s, folder, connections=args.connections)
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(args.cprofile)
-            seconds = time.perf_counter() - start
-            print(f"{report.sent} sent in {seconds:.2f} s: {report.sent / seconds:.0f} msg/s")
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            print(f"{report.sent} sent in {seconds:.2f} s: {report.sent / seconds:.0f} msg/s, "
+                  f"{cpu / max(1, report.sent) * 1e6:.0f} us CPU per message (all threads, user + system)")
 
         if args.null:
             register_null()

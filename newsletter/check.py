@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from .glossary import Glossary, load_glossary, unexplained_terms
@@ -14,7 +15,7 @@ from .settings import Settings
 from .text import is_safe_link
 
 __all__ = ["Finding", "CheckReport", "check_email", "check_issue", "readability_findings", "glossary_findings",
-           "WARN_BYTES", "CLIP_BYTES"]
+           "WARN_BYTES", "CLIP_BYTES", "EMAIL_RULES", "EmailParts"]
 
 WARN_BYTES = 90 * 1024
 CLIP_BYTES = 102 * 1024  # Gmail clips larger HTML parts
@@ -62,76 +63,140 @@ def _visible_text(html: str) -> str:
     return html_lib.unescape(re.sub(r"<[^>]+>", " ", body))
 
 
-def check_email(email: RenderedEmail) -> CheckReport:
-    """Everything a sender should know before the email goes out."""
-    out: list[Finding] = []
+@dataclass(frozen=True)
+class EmailParts:
+    """A rendered email with what several rules read worked out once."""
 
-    def error(code: str, message: str) -> None:
-        out.append(Finding("error", code, message))
+    email: RenderedEmail
+    size: int
+    hrefs: tuple[str, ...]
+    visible: str  # the HTML part's visible text, whitespace collapsed, lower case
+    plain: str  # the text part, whitespace collapsed, lower case
+    placeholders: frozenset[str]
 
-    def warn(code: str, message: str) -> None:
-        out.append(Finding("warning", code, message))
+    @classmethod
+    def of(cls, email: RenderedEmail) -> EmailParts:
+        html = email.html
+        hrefs = [html_lib.unescape(h) for h in re.findall(r'(?i)\bhref\s*=\s*"([^"]*)"', html)]
+        hrefs += [html_lib.unescape(h) for h in re.findall(r"(?i)\bhref\s*=\s*'([^']*)'", html)]
+        return cls(email=email, size=len(html.encode("utf-8")), hrefs=tuple(dict.fromkeys(hrefs)),
+                   visible=" ".join(_visible_text(html).split()).lower(),
+                   plain=" ".join(email.text.split()).lower(),
+                   placeholders=frozenset(PLACEHOLDERS.values()))
 
-    html, text = email.html, email.text
-    size = len(html.encode("utf-8"))
-    if size >= CLIP_BYTES:
-        error("size", f"HTML is {size / 1024:.1f} KB; Gmail clips messages over 102 KB")
-    elif size >= WARN_BYTES:
-        warn("size", f"HTML is {size / 1024:.1f} KB, close to Gmail's 102 KB clipping limit")
 
-    placeholders = set(PLACEHOLDERS.values())
-    hrefs = [html_lib.unescape(h) for h in re.findall(r'(?i)\bhref\s*=\s*"([^"]*)"', html)]
-    hrefs += [html_lib.unescape(h) for h in re.findall(r"(?i)\bhref\s*=\s*'([^']*)'", html)]
-    for href in dict.fromkeys(hrefs):
-        if href in placeholders:
-            continue
-        if not is_safe_link(href):
-            error("link", f"link {href!r} is not an absolute http(s) or mailto link")
-    for src in re.findall(r'(?i)<img\b[^>]*\bsrc="([^"]*)"', html):
+def _error(code: str, message: str) -> Finding:
+    return Finding("error", code, message)
+
+
+def _warning(code: str, message: str) -> Finding:
+    return Finding("warning", code, message)
+
+
+def rule_size(e: EmailParts) -> Iterator[Finding]:
+    """Gmail clips an HTML part over 102 KB; warn from 90 KB."""
+    if e.size >= CLIP_BYTES:
+        yield _error("size", f"HTML is {e.size / 1024:.1f} KB; Gmail clips messages over 102 KB")
+    elif e.size >= WARN_BYTES:
+        yield _warning("size", f"HTML is {e.size / 1024:.1f} KB, close to Gmail's 102 KB clipping limit")
+
+
+def rule_links(e: EmailParts) -> Iterator[Finding]:
+    """Every link is an absolute http(s) or mailto link (or one of our placeholders)."""
+    for href in e.hrefs:
+        if href not in e.placeholders and not is_safe_link(href):
+            yield _error("link", f"link {href!r} is not an absolute http(s) or mailto link")
+
+
+def rule_images(e: EmailParts) -> Iterator[Finding]:
+    """Every image loads from an absolute http(s) URL."""
+    for src in re.findall(r'(?i)<img\b[^>]*\bsrc="([^"]*)"', e.email.html):
         if not is_safe_link(html_lib.unescape(src), allow_mailto=False):
-            error("image", f"image source {src!r} is not an absolute http(s) URL")
-    for tag in re.findall(r"(?is)<img\b[^>]*>", html):
+            yield _error("image", f"image source {src!r} is not an absolute http(s) URL")
+
+
+def rule_alt_text(e: EmailParts) -> Iterator[Finding]:
+    """Every image has alt text, for screen readers and for mail clients that block images."""
+    for tag in re.findall(r"(?is)<img\b[^>]*>", e.email.html):
         alt = re.search(r'\balt="([^"]*)"', tag)
         if not alt or not alt.group(1).strip():
-            error("alt", f"image without alt text: {tag[:120]}")
+            yield _error("alt", f"image without alt text: {tag[:120]}")
 
-    subject = email.subject
+
+def rule_subject(e: EmailParts) -> Iterator[Finding]:
+    """A subject that is there and fits on a phone's line."""
+    subject = e.email.subject
     if not subject.strip():
-        error("subject", "subject is empty")
+        yield _error("subject", "subject is empty")
     elif len(subject) > SUBJECT_LIMIT:
-        error("subject", f"subject is {len(subject)} characters; keep it to {SUBJECT_LIMIT}")
-    if not email.preheader.strip():
-        error("preheader", "preheader is empty")
-    elif email.preheader not in html_lib.unescape(html):
-        error("preheader", "preheader is missing from the HTML")
+        yield _error("subject", f"subject is {len(subject)} characters; keep it to {SUBJECT_LIMIT}")
 
-    for name, doc in (("HTML", html), ("text", text)):
-        unknown = set(re.findall(r"__NL_[A-Z_]+__", doc)) - placeholders
+
+def rule_preheader(e: EmailParts) -> Iterator[Finding]:
+    """A preheader that is there and in the HTML."""
+    if not e.email.preheader.strip():
+        yield _error("preheader", "preheader is empty")
+    elif e.email.preheader not in html_lib.unescape(e.email.html):
+        yield _error("preheader", "preheader is missing from the HTML")
+
+
+def _parts(e: EmailParts) -> tuple[tuple[str, str], ...]:
+    return (("HTML", e.email.html), ("text", e.email.text))
+
+
+def rule_placeholders(e: EmailParts) -> Iterator[Finding]:
+    """No unknown placeholder and no template syntax left in either part."""
+    for name, doc in _parts(e):
+        unknown = set(re.findall(r"__NL_[A-Z_]+__", doc)) - e.placeholders
         if unknown:
-            error("placeholder", f"unresolved placeholder(s) in the {name} part: {', '.join(sorted(unknown))}")
+            yield _error("placeholder", f"unresolved placeholder(s) in the {name} part: {', '.join(sorted(unknown))}")
         if re.search(r"\{\{|\{%|\}\}", _visible_text(doc) if name == "HTML" else doc):
-            error("placeholder", f"template syntax left in the {name} part")
+            yield _error("placeholder", f"template syntax left in the {name} part")
+
+
+def rule_unsubscribe(e: EmailParts) -> Iterator[Finding]:
+    """Both parts carry the unsubscribe link."""
+    for name, doc in _parts(e):
         if PLACEHOLDERS["unsubscribe_url"] not in doc:
-            error("unsubscribe", f"no unsubscribe link in the {name} part")
+            yield _error("unsubscribe", f"no unsubscribe link in the {name} part")
 
-    visible = " ".join(_visible_text(html).split()).lower()
-    plain = " ".join(text.split()).lower()
-    # Word for word, so a template override can neither drop the disclaimer nor lose part of it.
-    disclaimer = " ".join(disclaimer_text(list(email.journals)).split()).lower()
-    for name, doc in (("HTML", visible), ("text", plain)):
+
+def rule_disclaimer(e: EmailParts) -> Iterator[Finding]:
+    """The research disclaimer word for word in both parts, naming every journal.
+
+    Word for word, so a template override can neither drop the disclaimer nor lose part of it.
+    """
+    disclaimer = " ".join(disclaimer_text(list(e.email.journals)).split()).lower()
+    for name, doc in (("HTML", e.visible), ("text", e.plain)):
         if disclaimer not in doc:
-            error("disclaimer", f"the research disclaimer is missing from the {name} part, or changed; "
-                                "templates must show {{ disclaimer }} as it is")
-        for journal in email.journals:
+            yield _error("disclaimer", f"the research disclaimer is missing from the {name} part, or changed; "
+                                       "templates must show {{ disclaimer }} as it is")
+        for journal in e.email.journals:
             if journal.lower() not in doc:
-                error("disclaimer", f"the {name} part does not name the journal {journal!r}")
+                yield _error("disclaimer", f"the {name} part does not name the journal {journal!r}")
 
-    for number, line in enumerate(text.splitlines(), start=1):
+
+def rule_text_width(e: EmailParts) -> Iterator[Finding]:
+    """Text lines fit 78 columns, except a lone long link (optionally numbered) or a placeholder line."""
+    for number, line in enumerate(e.email.text.splitlines(), start=1):
         if len(line) > TEXT_COLUMNS and not re.fullmatch(r"\s*(\[\d+\] )?\S+", line) \
-                and not any(p in line for p in placeholders):
-            warn("text-width", f"text line {number} is {len(line)} columns (limit {TEXT_COLUMNS})")
-    return CheckReport(issue_id=email.issue_id, html_bytes=size, text_bytes=len(text.encode("utf-8")),
-                       links=len(set(hrefs)), findings=tuple(out))
+                and not any(p in line for p in e.placeholders):
+            yield _warning("text-width", f"text line {number} is {len(line)} columns (limit {TEXT_COLUMNS})")
+
+
+#: The rules check_email applies, in the order their findings are reported.
+EMAIL_RULES: tuple[Callable[[EmailParts], Iterable[Finding]], ...] = (
+    rule_size, rule_links, rule_images, rule_alt_text, rule_subject, rule_preheader,
+    rule_placeholders, rule_unsubscribe, rule_disclaimer, rule_text_width,
+)
+
+
+def check_email(email: RenderedEmail) -> CheckReport:
+    """Everything a sender should know before the email goes out: each rule of EMAIL_RULES in turn."""
+    e = EmailParts.of(email)
+    findings = tuple(f for rule in EMAIL_RULES for f in rule(e))
+    return CheckReport(issue_id=email.issue_id, html_bytes=e.size, text_bytes=len(email.text.encode("utf-8")),
+                       links=len(e.hrefs), findings=findings)
 
 
 def readability_findings(rows: tuple[Readability, ...], *, warn_grade: float,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 from smtp_servers import simple_message
 
-from newsletter.errors import ConnectionRefusedForAll, PermanentDeliveryError, TransientDeliveryError
+from newsletter.errors import ConnectionRefusedForAll, PermanentDeliveryError, RecipientBounced, TransientDeliveryError
 from newsletter.models import Subscriber
 from newsletter.transports import open_transport
 
@@ -195,3 +195,16 @@ def test_421_at_any_pipelined_step_reconnects_once(step: str) -> None:
         transport.close()
     assert [rcpt for rcpt, _ in script.messages] == ["RCPT TO:<reader1@example.com>"]
     assert script.connections == 2
+
+
+def test_multiline_refusal_keeps_every_line_and_the_session_in_step() -> None:
+    script = Script({"RCPT": ["550-5.1.1 <reader1@example.com>: the mailbox\r\n550 5.1.1 does not exist here"],
+                     "DATA": ["554-5.5.1 no valid\r\n554 5.5.1 recipients"]})
+    with scripted_server(script) as port:
+        transport = open_transport(f"smtp://127.0.0.1:{port}?starttls=off")
+        with pytest.raises(RecipientBounced) as info:
+            transport.send(_message(1))
+        assert info.value.code == 550 and "the mailbox 5.1.1 does not exist here" in str(info.value)
+        transport.send(_message(2))  # the DATA reply's two lines were both read: the next replies line up
+        transport.close()
+    assert [rcpt for rcpt, _ in script.messages] == ["RCPT TO:<reader2@example.com>"]
