@@ -6,13 +6,16 @@ import html as html_lib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from .glossary import Glossary, load_glossary, unexplained_terms
 from .models import Issue, RenderedEmail
-from .readability import Readability, issue_readability, summary_body
 from .render import PLACEHOLDERS, disclaimer_text
 from .settings import Settings
 from .text import is_safe_link
+
+if TYPE_CHECKING:  # the content rules' modules load only when check_issue runs (build does not)
+    from .glossary import Glossary
+    from .readability import Readability
 
 __all__ = ["Finding", "CheckReport", "check_email", "check_issue", "readability_findings", "glossary_findings",
            "WARN_BYTES", "CLIP_BYTES", "EMAIL_RULES", "EmailParts"]
@@ -221,6 +224,9 @@ def readability_findings(rows: tuple[Readability, ...], *, warn_grade: float,
 
 def glossary_findings(issue: Issue, glossary: Glossary) -> list[Finding]:
     """A warning for each glossary term a summary uses with no plain explanation beside it."""
+    from .glossary import unexplained_terms
+    from .readability import summary_body
+
     out: list[Finding] = []
     for s in issue.summaries:
         body = summary_body(s.findings, s.why_it_matters, s.limitations)
@@ -236,6 +242,9 @@ def glossary_findings(issue: Issue, glossary: Glossary) -> list[Finding]:
 def check_issue(issue: Issue, email: RenderedEmail, settings: Settings,
                 *, glossary: Glossary | None = None) -> CheckReport:
     """check_email plus the content rules that need the issue: readability and the glossary."""
+    from .glossary import load_glossary
+    from .readability import issue_readability
+
     report = check_email(email)
     if glossary is None:
         glossary = load_glossary(settings.path(settings.glossary))

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -17,7 +17,9 @@ from . import __version__
 from .cli_base import Context, err_console, run
 from .cli_progress import print_send_report, progress, stop_on_signals
 from .errors import CheckFailed, SourceError
-from .settings import Settings
+
+if TYPE_CHECKING:  # annotations only: the settings module loads when a command needs it
+    from .settings import Settings
 
 __all__ = ["main", "cli", "run"]
 
@@ -384,8 +386,9 @@ from .cli_editors import COMMANDS as _EDITOR_COMMANDS  # noqa: E402
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 from .cli_bounces import COMMANDS as _BOUNCE_COMMANDS, subscribers_show as _subscribers_show  # noqa: E402
+from .cli_db import COMMANDS as _DB_COMMANDS  # noqa: E402
 
-_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS + _BOUNCE_COMMANDS)
+_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS + _BOUNCE_COMMANDS + _DB_COMMANDS)
 subscribers_group.add_command(_subscribers_show)
 
 from .cli_help import finish as _finish_help  # noqa: E402

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from .errors import CheckFailed, NewsletterError
-from .settings import Settings, load_settings
+
+if TYPE_CHECKING:  # loaded with the settings, so `--help` does not import them
+    from .settings import Settings
 
 __all__ = ["Context", "run", "err_console"]
 
@@ -27,6 +30,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from .settings import load_settings
+
             self._settings = load_settings(self.config)
         return self._settings
 

@@ -14,8 +14,6 @@ from typing import Any
 
 import click
 
-from .settings import is_dns_name
-
 __all__ = ["COMMANDS", "dkim_group", "doctor_command"]
 
 
@@ -36,6 +34,7 @@ def dkim_group() -> None:
 def keygen(obj: Any, selector: str, out: Path | None, domain: str | None, bits: str, force: bool) -> None:
     """Write a private key (readable only by you) and print the DNS record to publish."""
     from .dkim import generate_key, zone_line
+    from .settings import is_dns_name
 
     settings = obj.settings
     if not is_dns_name(selector):

@@ -9,7 +9,6 @@ from .compose import ISSUE_FILE
 from .errors import IssueError
 from .files import atomic_write
 from .settings import Settings
-from .store import open_store
 
 __all__ = ["sent_count", "refuse_if_sent", "start_correction", "IssueFrozen"]
 
@@ -22,6 +21,8 @@ def sent_count(settings: Settings, issue_id: str) -> int:
     """How many subscribers have this issue (0 when there is no database yet)."""
     if settings.database_url is None and not settings.path(settings.database).exists():
         return 0
+    from .store import open_store  # the database only when a build or approval asks
+
     return open_store(settings).counts(issue_id).sent
 
 

@@ -1,6 +1,8 @@
 """`newsletter serve`: the ASGI app (Starlette) for one-click unsubscribe, the web archive and double opt-in.
 
-It reads and writes the same SQLite database and issues/ folder as the CLI. Routes:
+It reads and writes the same database (SQLite or PostgreSQL) and issues/ folder as the CLI, and keeps
+nothing between requests outside the database: any number of processes over one database serve as one
+site (docs/serving.md, "Several processes"). Routes:
 
     GET  /                       sent issues, newest first        GET /feed.xml   the same as Atom
     GET  /issues/<id>            an issue's web version (no name, generic unsubscribe link)
@@ -14,8 +16,8 @@ Confirming a subscription takes a button press, not just a GET: mail scanners fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -32,19 +34,21 @@ from .store import safeguards
 from .store.events import has_complained
 from .errors import ComplainedError, ConfigError, DeliveryError, HeaderError, SubscriberError, TokenError
 from .models import Message, Subscriber
-from .settings import Settings, SigningSecret, signing_key
-from .store import open_store, sqlite as db, subscribers
+from .settings import Settings, SigningSecret, load_settings, signing_key
+from .store import Connection, open_store, subscribers, web_state
 from .tokens import key_id, make_token
 from .transports import transport_factory
 from .web import archive, consent
 from .web.desk import Desk, DeskHeaders
 from .web.hooks import WebhookConfig, webhook_routes
 from .web.pages import CACHE_PUBLIC, PageError, Pages
-from .web.security import Csrf, RateLimiter, SecurityHeadersMiddleware, client_key, read_form, relative_slash_redirect
+from .web.security import (Csrf, EscapingFormatter, RateLimiter, SecurityHeadersMiddleware, client_key, read_form,
+                           relative_slash_redirect)
 from .web.subscription import (RESUBSCRIBE_MAX_AGE, confirm_token, confirmation_message, mask_address,
                                read_confirm_link, subscriber_for_token)
+from .web.writers import writer
 
-__all__ = ["create_app", "SUBSCRIBE_LIMIT"]
+__all__ = ["create_app", "app_from_environment", "SUBSCRIBE_LIMIT"]
 
 #: POST /subscribe: at most this many per client address per this many seconds.
 SUBSCRIBE_LIMIT = (5, 600.0)
@@ -62,11 +66,14 @@ class NewsletterApp(Starlette):
 
 def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSCRIBE_LIMIT,
                confirmation_limit: tuple[int, float] = safeguards.CONFIRMATION_LIMIT,
-               clock: Callable[[], float] = time.monotonic, webhooks: WebhookConfig | None = None) -> Starlette:
+               clock: Callable[[], float] = time.time, webhooks: WebhookConfig | None = None) -> Starlette:
     """The app over `settings`' database and issues; ConfigError now (not per request) without a usable secret."""
     key = signing_key(settings)
     check_signing_key(settings, key)
-    site = _Site(settings, key.value, RateLimiter(*subscribe_limit, clock=clock), confirmation_limit)
+    with open_store(settings).connection() as conn:
+        web_state.ensure_schema(conn)  # the state every process serving the site shares
+    site = _Site(settings, key.value, RateLimiter(*subscribe_limit, scope="subscribe", clock=clock),
+                 confirmation_limit)
     desk = Desk(settings, site.secret)
     routes = [*site.routes(), *desk.routes(), *webhook_routes(settings, site.secret, webhooks)]  # /hooks/*: web/hooks.py
     app = NewsletterApp(debug=False, routes=routes, exception_handlers=site.pages.exception_handlers())
@@ -76,6 +83,26 @@ def create_app(settings: Settings, *, subscribe_limit: tuple[int, float] = SUBSC
     app.router.redirect_slashes = False
     app.router.default = relative_slash_redirect(app.router)
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app for `uvicorn --factory newsletter.serve:app_from_environment --workers 4` (docs/serving.md):
+    settings from $NEWSLETTER_CONFIG (or ./newsletter.toml) and the environment, as `newsletter serve` reads them.
+
+    Every worker builds its own app; all they share is the database, which is all they need. Uvicorn's own
+    access log is silenced here (it would write token URLs, each a working unsubscribe link); ours masks them.
+    """
+    served = logging.getLogger("newsletter.serve")
+    if not served.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+        served.addHandler(handler)
+        served.setLevel(logging.INFO)
+        served.propagate = False
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    return create_app(load_settings())
 
 
 def check_signing_key(settings: Settings, key: SigningSecret) -> None:
@@ -95,7 +122,7 @@ def check_signing_key(settings: Settings, key: SigningSecret) -> None:
                 "links will be refused until the old secret is set again", shown)
 
 
-def _refuse_complainer(conn: sqlite3.Connection, who: Subscriber) -> None:
+def _refuse_complainer(conn: Connection, who: Subscriber) -> None:
     if has_complained(conn, who.id):
         raise ComplainedError(f"{who.email} reported our email as spam; it is not resubscribed", address=who.email)
 
@@ -118,6 +145,7 @@ class _Site:
         self.confirmation_limit = confirmation_limit
         self.pages = Pages(settings)
         self.csrf = Csrf(secret)
+        self._writer = writer(settings)  # SQLite: one writing thread at a time per process (web/writers.py)
 
     def routes(self) -> list[Route]:
         return [
@@ -131,9 +159,10 @@ class _Site:
             Route("/confirm/{token}", self.confirm, methods=["GET", "POST"], name="confirm"),
         ]
 
-    async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _db(self, work: Callable[..., T], *args: Any, writes: bool = False, **kwargs: Any) -> T:
+        """`work(conn, ...)` in a worker thread; `writes=True` when it writes (see _writer)."""
         def run() -> T:
-            with open_store(self.settings).connection() as conn:
+            with open_store(self.settings).connection() as conn, self._writer if writes else contextlib.nullcontext():
                 return work(conn, *args, **kwargs)
 
         try:
@@ -200,10 +229,10 @@ class _Site:
         form = await read_form(request)
         if form.get("List-Unsubscribe") == "One-Click":
             # RFC 8058: the mail provider POSTs this body on the reader's behalf; the token is the authority.
-            await self._db(consent.unsubscribe, self.secret, token, "one-click")
+            await self._db(consent.unsubscribe, self.secret, token, "one-click", writes=True)
             return self.pages.render(request, "unsubscribed.html", {"address": "", "already": False, "form": None})
         self.csrf.check(request, form, f"unsubscribe:{token}")
-        who = await self._db(consent.unsubscribe, self.secret, token, "web")
+        who = await self._db(consent.unsubscribe, self.secret, token, "web", writes=True)
         return self._unsubscribed(request, who, already=False)
 
     def _unsubscribed(self, request: Request, who: Subscriber, *, already: bool) -> HTMLResponse:
@@ -237,7 +266,8 @@ class _Site:
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "subscribe.html", {"error": None, "email": "", "name": ""}, "subscribe")
-        wait = self.limiter.hit(client_key(request.client.host if request.client else "-"))
+        wait = await self._db(self.limiter.hit, client_key(request.client.host if request.client else "-"),
+                              writes=True)
         if wait:
             raise PageError(429, "Too many requests", "Please wait a few minutes, then try again.",
                             headers={"Retry-After": str(int(wait) + 1)})
@@ -264,7 +294,8 @@ class _Site:
         """Email a confirm link to `address`, at most CONFIRMATION_LIMIT times a day (kept in the database,
         so neither a restart nor many client addresses can turn the form into a mail bomb)."""
         message = self._confirmation(address, name)
-        allowed = await self._db(safeguards.allow_confirmation, self.secret, address, limit=self.confirmation_limit)
+        allowed = await self._db(safeguards.allow_confirmation, self.secret, address, limit=self.confirmation_limit,
+                                 writes=True)
         if not allowed:
             log.warning("confirmation email to a %s address not sent: daily limit for that address reached",
                         address.rpartition("@")[2])
@@ -296,5 +327,5 @@ class _Site:
             raise _token_error(exc) from None
         if request.method != "POST":  # GET or HEAD: show, never change
             return self._with_form(request, "confirm.html", {"address": address, "name": name}, "confirm", token)
-        await self._db(consent.confirm, token, address, name, issued)
+        await self._db(consent.confirm, token, address, name, issued, writes=True)
         return self.pages.render(request, "subscribed.html", {"address": mask_address(address)})

@@ -116,20 +116,35 @@ def test_2_ipv6_clients_are_grouped_by_64(site: Settings) -> None:
     assert client_key("::ffff:198.51.100.4") == "198.51.100.4"
 
 
-def test_2_the_limiter_evicts_old_entries_never_all() -> None:
+def test_2_the_limiter_is_a_sliding_window_and_prunes_only_old_hits(tmp_path: Path) -> None:
+    from newsletter.store import web_state
+
     now = [0.0]
-    limiter = RateLimiter(2, 600.0, clock=lambda: now[0], max_keys=10)
+    limiter = RateLimiter(2, 600.0, clock=lambda: now[0], prune_every=0.0)
+    conn = db.connect(tmp_path / "limits.db")
+    web_state.ensure_schema(conn)
     for n in range(9):  # older visitors
-        limiter.hit(f"old-{n}")
+        limiter.hit(conn, f"old-{n}")
     now[0] = 100.0
-    assert limiter.hit("attacker") == 0.0 and limiter.hit("attacker") == 0.0
-    assert limiter.hit("attacker") > 0  # limited
-    now[0] = 101.0
-    for n in range(50):  # a flood of fresh addresses past max_keys
-        limiter.hit(f"flood-{n}")
+    assert limiter.hit(conn, "attacker") == 0.0 and limiter.hit(conn, "attacker") == 0.0
+    now[0] = 150.0
+    assert limiter.hit(conn, "attacker") == 550.0  # until the oldest of its 2 hits is 600 s old
+    now[0] = 601.0
+    for n in range(50):  # a flood of fresh addresses, each pruning old hits
+        limiter.hit(conn, f"flood-{n}")
         now[0] += 0.01
-        assert limiter.hit("attacker") > 0, n  # still limited: recent counters are not forgotten
-    assert len(limiter._hits) <= 10
+        assert limiter.hit(conn, "attacker") > 0, n  # still limited: recent hits are never pruned
+    clients = {row[0] for row in conn.execute("SELECT client FROM web_rate_hits")}
+    assert not any(c.startswith("old-") for c in clients) and "attacker" in clients
+    # Sliding: a place frees up when the oldest hit is a window old, not all places at once.
+    now[0] = 1000.0
+    assert limiter.hit(conn, "slider") == 0.0
+    now[0] = 1300.0
+    assert limiter.hit(conn, "slider") == 0.0
+    now[0] = 1601.0
+    assert limiter.hit(conn, "slider") == 0.0  # the hit at 1000 s has left the window
+    assert limiter.hit(conn, "slider") == 299.0  # the one at 1300 s has not
+    conn.close()
 
 
 # --- 3. unapproved edits of a sent issue are published ----------------------------------------------------

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsletter.approval import Approval, approve as record_approval
 from newsletter.check import CheckReport, check_email, check_issue
@@ -15,12 +15,14 @@ from newsletter.compose import read_issue, used_summary_ids, write_issue
 from newsletter.editorial import issue_findings, refuse_unsafe_links
 from newsletter.errors import IssueError, SourceError
 from newsletter.freeze import refuse_if_sent
-from newsletter.glossary import Glossary
 from newsletter.models import Issue, RenderedEmail, Summary
 from newsletter.render import render_email, write_build
 from newsletter.selection import HeldBack, held_back, select_latest
 from newsletter.settings import CONFIG_NAME, Settings
 from newsletter.sources import load_summaries
+
+if TYPE_CHECKING:
+    from newsletter.glossary import Glossary
 
 __all__ = ["gather", "issue_folder", "compose", "compose_with_notes", "Composed", "write_chosen", "load_issue",
            "build", "check", "approve", "BuildResult"]

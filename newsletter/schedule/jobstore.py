@@ -28,8 +28,10 @@ def jobstore(settings: Settings) -> SQLAlchemyJobStore:
     """APScheduler's job store on the URL the configured store gives (the same database)."""
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
-    return SQLAlchemyJobStore(url=open_store(settings).jobstore_url(), tablename="apscheduler_jobs",
-                              engine_options={"connect_args": {"timeout": 10}})
+    url = open_store(settings).jobstore_url()
+    # Each driver names its own connect argument: sqlite3's busy wait, libpq's connect timeout.
+    connect_args = {"timeout": 10} if url.startswith("sqlite") else {"connect_timeout": 10}
+    return SQLAlchemyJobStore(url=url, tablename="apscheduler_jobs", engine_options={"connect_args": connect_args})
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from newsletter.bounces.sns import CertificateSource, HttpsCertificates, SnsErro
 from newsletter.store.events import Event
 from newsletter.bounces.suppression import record
 from newsletter.settings import Settings
+from newsletter.web.writers import writer
 
 __all__ = ["WebhookConfig", "webhook_routes", "MAX_BODY"]
 
@@ -106,7 +107,7 @@ class _Hooks:
 
         counts = {"recorded": 0, "duplicates": 0, "skipped": 0}
         policy = policy_for(self.settings)
-        with open_store(self.settings).connection() as conn:
+        with open_store(self.settings).connection() as conn, writer(self.settings):  # one SQLite writer per process
             matcher = Matcher(conn, secret=self.secret, verp=None)
             for event in events:
                 verdict = Verdict(event.kind, (event.address.lower(),) if event.address else (),

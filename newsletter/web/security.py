@@ -1,5 +1,5 @@
 """Web safety: security headers and a token-masking access log on every response, signed double-submit
-CSRF fields, a per-client rate limit, and bounded form-body parsing."""
+CSRF fields, a per-client rate limit kept in the database, and bounded form-body parsing."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import ipaddress
 import logging
 import re
 import secrets
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
@@ -26,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..store import Connection, web_state
 from .pages import PageError
 
 __all__ = [
@@ -233,40 +232,28 @@ class Csrf:
 
 
 class RateLimiter:
-    """At most `limit` hits per `window` seconds per key (see client_key), in memory, sliding window.
+    """At most `limit` hits per `window` seconds per key (see client_key) under `scope`, a sliding window
+    counted in the database, so every process serving the site counts together (store/web_state.py).
 
-    Memory is bounded by `max_keys`: past it, expired keys go first, then the least recently seen;
-    recent counters are never all dropped at once (that would let a flood from many addresses reset
-    everyone's limit).
+    Hits older than the window are pruned at most once per `prune_every` seconds per process (the only
+    thing a process keeps, and only to save work: a recent hit is never pruned, so a flood of new
+    addresses resets nobody's limit).
     """
 
-    def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 10_000) -> None:
-        self.limit, self.window, self.max_keys = limit, window, max_keys
+    def __init__(self, limit: int, window: float, *, scope: str = "subscribe",
+                 clock: Callable[[], float] = time.time, prune_every: float = 60.0) -> None:
+        self.limit, self.window, self.scope, self.prune_every = limit, window, scope, prune_every
         self._clock = clock
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._next_prune = 0.0
 
-    def hit(self, key: str) -> float:
-        """Record a hit: 0.0 if allowed, else the seconds until the next one would be."""
+    def hit(self, conn: Connection, key: str) -> float:
+        """Record a hit on `conn` (committed): 0.0 if allowed, else the seconds until the next one would be."""
         now = self._clock()
-        with self._lock:
-            stamps = self._hits.setdefault(key, deque())
-            self._hits.move_to_end(key)
-            while stamps and now - stamps[0] >= self.window:
-                stamps.popleft()
-            if len(stamps) >= self.limit:
-                return max(self.window - (now - stamps[0]), 1.0)
-            stamps.append(now)
-            if len(self._hits) > self.max_keys:
-                self._evict(now)
-            return 0.0
-
-    def _evict(self, now: float) -> None:
-        for key in [k for k, v in self._hits.items() if not v or now - v[-1] >= self.window]:
-            del self._hits[key]
-        while len(self._hits) > self.max_keys:
-            self._hits.popitem(last=False)  # the least recently seen
+        wait = web_state.rate_hit(conn, self.scope, key, limit=self.limit, window=self.window, now=now)
+        if now >= self._next_prune:
+            self._next_prune = now + self.prune_every
+            web_state.prune_rate_limits(conn, self.scope, window=self.window, now=now)
+        return wait
 
 
 FORM_LIMIT = 16 * 1024

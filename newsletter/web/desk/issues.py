@@ -18,7 +18,7 @@ from ...errors import NewsletterError
 from ...jobs import desk as desk_jobs
 from ...jobs.accounts import EditorRow
 from ...jobs.desk import DeskRefusal
-from ...store import desk as desk_store
+from ...store import desk as desk_store, web_state
 from ..pages import PageError
 from .core import DeskCore, Form
 from .sending import scheduled_sends
@@ -28,7 +28,6 @@ __all__ = ["IssuePages", "PREVIEW_FRAME_HEADER", "VIEWS"]
 #: Set on the preview response so the desk's header layer gives it the framed-email policy.
 PREVIEW_FRAME_HEADER = "x-desk-preview"
 VIEWS = {"600-light": (600, "light"), "375-light": (375, "light"), "600-dark": (600, "dark"), "375-dark": (375, "dark")}
-_DRAFTS_PER_APP = 200
 
 
 def _refused(exc: NewsletterError) -> PageError:
@@ -43,7 +42,6 @@ def _dark(html: str) -> str:
 class IssuePages:
     def __init__(self, core: DeskCore) -> None:
         self.core = core
-        self._drafts: dict[tuple[int, str], str] = {}  # (editor id, issue id) -> unsaved preview HTML
 
     def routes(self) -> list[Route]:
         g = self.core.signed_in
@@ -201,7 +199,8 @@ class IssuePages:
         issue_id = request.path_params["issue_id"]
         html = None
         if request.query_params.get("draft"):
-            html = self._drafts.get((editor.id, issue_id))
+            # In the database, not in this process: the draft may have been posted to another one.
+            html = await self.core.db(web_state.draft, editor.id, issue_id, self.core.clock())
         if html is None:
             html = await run_in_threadpool(self._saved_preview, issue_id)
         if request.query_params.get("scheme") == "dark":
@@ -243,9 +242,7 @@ class IssuePages:
             html, report = await run_in_threadpool(desk_jobs.draft_preview, self.core.settings, issue_id, edit)
         except NewsletterError as exc:
             return JSONResponse({"ok": False, "problems": {"preview": str(exc)}})
-        if len(self._drafts) > _DRAFTS_PER_APP:
-            self._drafts.clear()
-        self._drafts[(editor.id, issue_id)] = html
+        await self.core.db(web_state.save_draft, editor.id, issue_id, html, self.core.clock())
         findings = [{"level": f.level, "message": f.message} for f in report.findings]
         return Response(json.dumps({"ok": True, "findings": findings, "blocking": not report.ok}),
                         media_type="application/json")
