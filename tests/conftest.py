@@ -1,4 +1,5 @@
-"""Shared fixtures: a throw-away copy of the sample project, loaded settings."""
+"""Shared fixtures: a throw-away copy of the sample project, loaded settings, the session's PostgreSQL and
+chromium, cheap password hashes, the test web servers stopped at the end."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATE = "2026-11-25"
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The bundled sample content, templates and settings in a fresh folder with no issues yet."""
-    root = tmp_path / "site"
-    root.mkdir()
+def sample_project(root: Path) -> Path:
+    """The bundled sample content, templates and settings copied into `root` (made), with no issues yet."""
+    root.mkdir(parents=True)
     shutil.copytree(REPO / "content", root / "content")
     shutil.copytree(REPO / "templates", root / "templates")
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
     (root / "issues").mkdir()
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The bundled sample content, templates and settings in a fresh folder with no issues yet."""
+    root = sample_project(tmp_path / "site")
     monkeypatch.chdir(root)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     monkeypatch.delenv("NEWSLETTER_TRANSPORT", raising=False)
@@ -65,3 +71,51 @@ def postgres_url(postgres_server, request: pytest.FixtureRequest) -> str:
     yield postgres_server.url(name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes():
+    """argon2id with the lowest cost for the desk's accounts in tests: each sign-in is one hash check.
+
+    The default (DEFAULT_HASHER, checked in test_desk_access) makes guessing slow on purpose: about 0.1 s
+    and 64 MiB per check, and up to 0.5 s on a busy 2-core machine, for hundreds of sign-ins here.
+    """
+    from argon2 import PasswordHasher
+
+    from newsletter.jobs import accounts
+
+    previous = accounts.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    yield
+    accounts.use_hasher(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _uvicorn_servers_stopped():
+    """Every test Uvicorn server (tests/web_server.py) has finished stopping when the session ends."""
+    yield
+    from web_server import finish_stopping
+
+    finish_stopping()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium (Debian's) per browser test module; each test opens its own pages.
+
+    Skips with the reason when chromium cannot start, or fails when CI requires it (NEWSLETTER_REQUIRE_BROWSER=1).
+    Per module, not per session: playwright's sync API keeps an event loop that should not outlive the
+    browser tests into the rest of the suite.
+    """
+    import contextlib
+    import os
+
+    from newsletter.browser import BrowserUnavailable, open_browser
+
+    with contextlib.ExitStack() as stack:
+        try:
+            opened = stack.enter_context(open_browser())
+        except BrowserUnavailable as exc:
+            if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
+                pytest.fail(f"{exc} (NEWSLETTER_REQUIRE_BROWSER=1)", pytrace=False)
+            pytest.skip(str(exc))
+        yield opened

@@ -1,4 +1,8 @@
-"""Shared by the desk tests: a sample site with two desk accounts, a real Uvicorn server, signing in with httpx."""
+"""Shared by the desk tests: a sample site with desk accounts, a real Uvicorn server, signing in with httpx.
+
+The fixtures `site` (a private copy of the test module's `prepared` site) and `server` (that copy served)
+are imported by the test modules, which define `prepared`.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,21 @@ import datetime as dt
 import html as html_lib
 import re
 import shutil
-import threading
-import time
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
+import pytest
+from web_server import running
 
 from newsletter.jobs import accounts
-from newsletter.store import sqlite as db, subscribers
+from newsletter.serve import create_app
+from newsletter.store import sqlite as sqlite_store, subscribers
 from newsletter.settings import Settings, load_settings
+
+__all__ = ["SECRET", "DATE", "EDITOR", "APPROVER", "APPROVER2", "make_site", "load_site", "copy_site", "running",
+           "csrf_for", "field_value", "sign_in", "site", "server", "person", "db"]
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-not-for-production-use"
@@ -38,7 +45,7 @@ def make_site(root: Path, *, accounts_: tuple[tuple[str, str, str, str], ...] = 
     shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
     (root / "issues").mkdir()
     settings = load_site(root, public=public)
-    with contextlib.closing(db.connect(settings.path(settings.database))) as conn:
+    with contextlib.closing(sqlite_store.connect(settings.path(settings.database))) as conn:
         subscribers.import_csv(conn, root / "content" / "subscribers.csv")
     for email, name, role, password in accounts_:
         accounts.add(settings, email, name=name, role=role, password=password)
@@ -56,23 +63,32 @@ def copy_site(template: Path, target: Path) -> Settings:
     return load_site(target)
 
 
+@pytest.fixture
+def site(prepared: Path, tmp_path: Path) -> Settings:
+    """A private copy of the test module's `prepared` site."""
+    return copy_site(prepared, tmp_path / "site")
+
+
+@pytest.fixture
+def server(site: Settings) -> Iterator[str]:
+    """`site`'s desk and public pages served; yields the base URL."""
+    with running(create_app(site)) as url:
+        yield url
+
+
 @contextlib.contextmanager
-def running(app: Starlette, **options: object) -> Iterator[str]:
-    """Serve `app` with Uvicorn on an ephemeral 127.0.0.1 port in a thread; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **options)  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def person(server: str, who: tuple[str, str, str, str]) -> Iterator[httpx.Client]:
+    """An httpx client signed in as `who`."""
+    with httpx.Client(base_url=server, timeout=30) as client:
+        assert sign_in(client, who).status_code == 303
+        yield client
+
+
+def db(settings: Settings) -> sqlite3.Connection:
+    """A plain sqlite3 connection to the site's database, rows by column name."""
+    conn = sqlite3.connect(settings.path(settings.database))
+    conn.row_factory = sqlite3.Row
+    return conn
 
 
 def csrf_for(page: str, action: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 
@@ -19,6 +20,8 @@ __all__ = ["Zone", "dns_server", "free_port"]
 
 #: name -> list of (type, value); MX values are "PREF HOST", TXT values are strings (split at 255).
 Zone = dict[str, list[tuple[str, str]]]
+#: How often the server threads look for a stop request: the longest a stop waits.
+_POLL = 0.02
 
 
 def _txt(value: str) -> TXT:
@@ -78,14 +81,19 @@ def dns_server(zone: Zone, *, port: int | None = None) -> Iterator[tuple[str, Zo
     port = port or free_port()
     resolver = ZoneResolver(zone)
     servers = [DNSServer(resolver, address="127.0.0.1", port=port, tcp=tcp, logger=_Quiet()) for tcp in (False, True)]
-    for server in servers:
-        server.start_thread()
+    # Not DNSServer.start_thread: socketserver's default poll interval (0.5 s) is how long each stop waits.
+    threads = [threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": _POLL}, daemon=True)
+               for server in servers]
+    for thread in threads:
+        thread.start()
     try:
         yield f"127.0.0.1:{port}", resolver
     finally:
         for server in servers:
             server.stop()
             server.server.server_close()
+        for thread in threads:
+            thread.join()
 
 
 class _Quiet:
@@ -97,7 +105,6 @@ class _Quiet:
 
 if __name__ == "__main__":
     import signal
-    import threading
 
     with open(sys.argv[1], encoding="utf-8") as fh:
         loaded = {name: [tuple(r) for r in records] for name, records in json.load(fh).items()}

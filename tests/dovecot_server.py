@@ -55,6 +55,8 @@ ssl = required
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 auth_mechanisms = plain
+# A refused login is answered at once, not after dovecot's default 2 s (a guard against guessing).
+auth_failure_delay = 0
 disable_plaintext_auth = yes
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
@@ -71,6 +73,10 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  # No growing delay after repeated refused logins from 127.0.0.1 (dovecot's auth penalty).
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 passdb {{
   driver = passwd-file

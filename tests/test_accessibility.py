@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from newsletter import render
-from newsletter.browser import SCHEMES, WIDTHS, BrowserUnavailable, open_browser
+from newsletter.browser import SCHEMES, WIDTHS
 from newsletter.browser import _page as open_page  # the project's one way to open an email in chromium
 from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.settings import load_settings
@@ -52,18 +51,6 @@ def _build(root: Path, limit: int | None) -> BuildResult:
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuildResult]:
     base = tmp_path_factory.mktemp("a11y")
     return {"sample": _build(base / "sample", None), "ten": _build(base / "ten", 10)}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with contextlib.ExitStack() as stack:
-        try:
-            opened = stack.enter_context(open_browser())
-        except BrowserUnavailable as exc:
-            if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
-                pytest.fail(f"{exc} (NEWSLETTER_REQUIRE_BROWSER=1)", pytrace=False)
-            pytest.skip(str(exc))
-        yield opened
 
 
 def axe_violations(page: Any, *, disabled: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -216,7 +203,7 @@ def test_hidden_link_text_stays_hidden_where_clients_drop_css(browser: Any, samp
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     """The sample site with its issue sent to the 8 sample subscribers, served on 127.0.0.1."""
-    from test_serve import running  # the serve tests' Uvicorn-in-a-thread helper
+    from web_server import running
 
     from newsletter.store import sqlite as db, subscribers
     from newsletter.approval import approve

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from newsletter.store import sqlite as db
@@ -16,6 +14,7 @@ from newsletter.bounces.suppression import record
 from newsletter.jobs.delivery import send_full
 from newsletter.settings import Settings
 
+from cli_inprocess import run_newsletter
 from bounce_helpers import DATE, recipient, sent_issue
 from smtp_servers import Fault, FaultHandler, starttls_server
 
@@ -77,13 +76,11 @@ def test_status_shows_rates(settings: Settings, project: Path) -> None:
         sid, _, _ = recipient(conn, n)
         record(conn, Event(sid, kind, "mailbox", issue_id=ISSUE, ref=f"r{n}"))
     conn.close()
-    run = subprocess.run([sys.executable, "-m", "newsletter", "status", f"issues/{ISSUE}"], cwd=project,
-                         capture_output=True, text=True, timeout=60)
+    run = run_newsletter(["status", f"issues/{ISSUE}"], cwd=project)
     assert run.returncode == 0, run.stderr
     assert ("delivered 8 · bounced hard 1 (12.50%) · soft 2 (25.00%) · complained 1 (12.50%)"
             in run.stdout)
-    as_json = subprocess.run([sys.executable, "-m", "newsletter", "status", f"issues/{ISSUE}", "--json"],
-                             cwd=project, capture_output=True, text=True, timeout=60)
+    as_json = run_newsletter(["status", f"issues/{ISSUE}", "--json"], cwd=project)
     data = json.loads(as_json.stdout)
     assert (data["sent"], data["bounced_hard"], data["bounced_soft"], data["complained"]) == (8, 1, 2, 1)
     assert data["complaint_rate"] == 0.125

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,29 @@ from newsletter.store.events import Event, events_for
 from newsletter.bounces.suppression import Policy, record, soft_score
 from newsletter.bounces.verp import ForgedVerp, Verp
 from newsletter.errors import ComplainedError
-from newsletter.settings import Settings
+from newsletter.settings import Settings, load_settings
 
+from cli_inprocess import run_newsletter
+from conftest import sample_project
 from bounce_helpers import bounce_box, bounce_from_corpus, folder_keys, inbox_keys, recipient, sent_issue
 
 SECRET = "test-secret-not-for-production-use"
 BOUNCE = "bounces@bounces.ms-research.example.org"
 
 
+@pytest.fixture(scope="module")
+def sent_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample project with issue 2026-11-25 sent to the 8 sample subscribers with VERP, made once per module."""
+    root = sample_project(tmp_path_factory.mktemp("sent") / "site")
+    sent_issue(load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET}), verp=BOUNCE)
+    return root
+
+
 @pytest.fixture
-def sent(settings: Settings) -> Settings:
-    return sent_issue(settings)
+def sent(settings: Settings, sent_site: Path) -> Settings:
+    """The project as `sent_issue` leaves it (a copy of sent_site: nothing in it names its folder)."""
+    shutil.copytree(sent_site, settings.root, dirs_exist_ok=True)
+    return dataclasses.replace(settings, verp_address=BOUNCE)
 
 
 def status_of(settings: Settings, sid: int) -> str:
@@ -216,16 +227,13 @@ def test_cli_fetch_and_show(sent: Settings, project: Path) -> None:
                                                      verp=Verp(SECRET, BOUNCE).address("2026-11-25", sid))})
     toml = project / "newsletter.toml"
     toml.write_text(toml.read_text() + f'\nverp_address = "{BOUNCE}"\nbounce_mailbox = "maildir:bounces"\n')
-    run = subprocess.run([sys.executable, "-m", "newsletter", "bounces", "fetch"], cwd=project,
-                         capture_output=True, text=True, timeout=60)
+    run = run_newsletter(["bounces", "fetch"], cwd=project)
     assert run.returncode == 0, run.stderr
     assert "1 message(s): 1 hard" in run.stdout and "suppressed" in run.stdout
-    shown = subprocess.run([sys.executable, "-m", "newsletter", "subscribers", "show", address], cwd=project,
-                           capture_output=True, text=True, timeout=60)
+    shown = run_newsletter(["subscribers", "show", address], cwd=project)
     assert shown.returncode == 0, shown.stderr
     assert "bounced" in shown.stdout and "mailbox" in shown.stdout and "5.1.1" in shown.stdout
-    missing = subprocess.run([sys.executable, "-m", "newsletter", "subscribers", "show", "nobody@example.org"],
-                             cwd=project, capture_output=True, text=True, timeout=60)
+    missing = run_newsletter(["subscribers", "show", "nobody@example.org"], cwd=project)
     assert missing.returncode == 1 and "nobody@example.org is not on the list" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from newsletter.bounces.service import fetch_bounces
 from newsletter.bounces.verp import Verp
 from newsletter.settings import Settings
 
+from cli_inprocess import run_newsletter
 from bounce_helpers import bounce_from_corpus, recipient, sent_issue
 from dovecot_server import PASSWORD, Dovecot, dovecot_server
 
@@ -105,9 +104,8 @@ def test_refused_login_is_one_line_and_touches_nothing(project: Path, settings: 
     client.logout()
     toml = project / "newsletter.toml"
     toml.write_text(toml.read_text() + f'\nbounce_mailbox = "{imap.url()}"\n')
-    env = {**os.environ, "NEWSLETTER_BOUNCE_PASSWORD": "not-the-password", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    run = subprocess.run([sys.executable, "-m", "newsletter", "bounces", "fetch"], cwd=project, env=env,
-                         capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "NEWSLETTER_BOUNCE_PASSWORD": "not-the-password"}
+    run = run_newsletter(["bounces", "fetch"], cwd=project, env=env)
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and "refused the login" in run.stderr
     assert "not-the-password" not in run.stderr + run.stdout

@@ -8,13 +8,11 @@ Without chromium these tests skip, unless NEWSLETTER_REQUIRE_BROWSER=1 (CI), whe
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
-import os
 import re
 import shutil
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,9 @@ from newsletter.browser import (
     MIN_CONTRAST,
     SCHEMES,
     WIDTHS,
-    BrowserUnavailable,
     Measurement,
     contrast_ratio,
     measure,
-    open_browser,
     take_screenshots,
 )
 from newsletter.jobs.issues import BuildResult, build, compose
@@ -59,18 +55,6 @@ def _build_sample(root: Path, limit: int | None) -> BuildResult:
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuildResult]:
     base = tmp_path_factory.mktemp("browser")
     return {name: _build_sample(base / name, limit) for name, limit in VARIANTS.items()}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with contextlib.ExitStack() as stack:
-        try:
-            opened = stack.enter_context(open_browser())
-        except BrowserUnavailable as exc:
-            if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
-                pytest.fail(f"{exc} (NEWSLETTER_REQUIRE_BROWSER=1)", pytrace=False)
-            pytest.skip(str(exc))
-        yield opened
 
 
 Measure = Callable[..., Measurement]

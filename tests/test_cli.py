@@ -1,4 +1,8 @@
-"""The CLI end to end in a subprocess, as an editor runs it: compose, build, check, preview, bad input."""
+"""The CLI end to end, as an editor runs it: compose, build, check, preview, bad input.
+
+The first test spawns `python -m newsletter` for every step, as an editor's shell does; the others run
+the same entry point in this process (cli_inprocess), which is the same code without the start-ups.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_inprocess import run_newsletter
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def spawn(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m newsletter ARGS` in a new process."""
     return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
                           text=True, timeout=120)
 
 
+def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`newsletter ARGS` in this process."""
+    return run_newsletter(args, cwd=project)
+
+
 def test_compose_build_check_preview(project: Path) -> None:
-    r = run(project, "compose", "--date", "2026-11-25")
+    r = spawn(project, "compose", "--date", "2026-11-25")
     assert r.returncode == 0, r.stderr
     assert "issues/2026-11-25/issue.toml" in r.stdout
-    r = run(project, "build", "issues/2026-11-25")
+    r = spawn(project, "build", "issues/2026-11-25")
     assert r.returncode == 0, r.stderr
     build = project / "issues/2026-11-25/build"
     assert (build / "email.html").stat().st_size > 10_000
     assert (build / "email.txt").exists() and (build / "preview.html").exists()
-    r = run(project, "check", "issues/2026-11-25", "--json")
+    r = spawn(project, "check", "issues/2026-11-25", "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["ok"] is True and report["html_bytes"] < 102 * 1024
-    r = run(project, "preview", "2026-11-25")
+    r = spawn(project, "preview", "2026-11-25")
     assert r.returncode == 0 and r.stdout.strip().endswith("preview.html")
     assert "__NL_" not in Path(r.stdout.strip()).read_text()
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import click
+from cli_inprocess import run_newsletter
 
 from newsletter.cli import cli
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "COLUMNS": "80"})
+    """`newsletter ARGS` in `cwd`, 80 columns wide (in this process: see cli_inprocess)."""
+    return run_newsletter(args, cwd=cwd, env={**os.environ, "COLUMNS": "80"})
 
 
 def _commands(command: click.Command, path: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]

@@ -8,8 +8,7 @@ import datetime as dt
 import email
 import email.policy
 import mailbox
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,11 @@ from newsletter.approval import approve
 from newsletter.jobs.delivery import publish, send_full, send_proof, status
 from newsletter.errors import ApprovalError
 from newsletter.jobs.issues import build, compose
-from newsletter.settings import Settings
+from newsletter.settings import Settings, load_settings
 from newsletter.tokens import keyed_email_digest, read_token
 
+from cli_inprocess import run_newsletter
+from conftest import sample_project
 from smtp_servers import starttls_server
 
 DATE = dt.date(2026, 11, 25)
@@ -31,14 +32,25 @@ FIRST_NAMES = {row["email"]: row["first_name"]
                for row in csv.DictReader((Path(__file__).parent.parent / "content" / "subscribers.csv").open())}
 
 
-@pytest.fixture
-def built(settings: Settings) -> Path:
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample project with issue 2026-11-25 composed and built, the 8 sample subscribers imported."""
+    root = sample_project(tmp_path_factory.mktemp("built") / "site")
+    settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production-use"})
     issue = compose(settings, date=DATE)
     build(settings, issue.folder)
     conn = db.connect(settings.path(settings.database))
     subscribers.import_csv(conn, settings.root / "content" / "subscribers.csv")
     conn.close()
-    return issue.folder
+    return root
+
+
+@pytest.fixture
+def built(settings: Settings, built_site: Path) -> Path:
+    """Issue 2026-11-25 built, subscribers imported: a copy of built_site (nothing in it names its folder)."""
+    for part in ("issues", "var"):
+        shutil.copytree(built_site / part, settings.root / part, dirs_exist_ok=True)
+    return settings.root / "issues" / DATE.isoformat()
 
 
 def outbox(settings: Settings) -> list[email.message.EmailMessage]:
@@ -139,20 +151,17 @@ def test_publish_end_to_end(settings: Settings) -> None:
 
 
 def test_publish_cli_on_a_fresh_copy(project: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "newsletter", "publish", "--date", "2026-11-25"], cwd=project,
-                       capture_output=True, text=True, timeout=120)
+    r = run_newsletter(["publish", "--date", "2026-11-25"], cwd=project)
     assert r.returncode == 0, r.stderr
     assert len(list((project / "outbox" / "new").iterdir())) == 8
-    r = subprocess.run([sys.executable, "-m", "newsletter", "status", "2026-11-25", "--json"], cwd=project,
-                       capture_output=True, text=True, timeout=60)
+    r = run_newsletter(["status", "2026-11-25", "--json"], cwd=project)
     assert '"sent": 8' in r.stdout and '"remaining": 0' in r.stdout
 
 
 def test_csv_import_cli_reports_bad_rows(project: Path) -> None:
     csv = project / "people.csv"
     csv.write_text("email,name\nok@example.org,Ok\nnot-an-address,Bad\nOK@example.org,Dupe\n", encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "newsletter", "subscribers", "import", str(csv)], cwd=project,
-                       capture_output=True, text=True, timeout=60)
+    r = run_newsletter(["subscribers", "import", str(csv)], cwd=project)
     assert r.returncode == 1
     assert f"{csv}:3" in r.stderr and "not-an-address" in r.stderr
     assert "1 added" in r.stdout

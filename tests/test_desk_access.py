@@ -9,8 +9,6 @@ import contextlib
 import dataclasses
 import json
 import re
-import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from starlette.routing import Route
 
-from desk_support import (APPROVER, APPROVER2, DATE, EDITOR, SECRET, copy_site, csrf_for, field_value, make_site, running,
-                          sign_in)
+from desk_support import (APPROVER, APPROVER2, DATE, EDITOR, SECRET, csrf_for, db, field_value, make_site, person,  # noqa: F401
+                          running, server, sign_in, site)
 from newsletter.jobs import accounts
 from newsletter.store import desk as desk_store
 from newsletter.cli import cli
@@ -38,30 +36,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = make_site(tmp_path_factory.mktemp("desk") / "site")
     compose(settings, date=DATE)
     return settings.root
-
-
-@pytest.fixture
-def site(prepared: Path, tmp_path: Path) -> Settings:
-    return copy_site(prepared, tmp_path / "site")
-
-
-@pytest.fixture
-def server(site: Settings) -> Iterator[str]:
-    with running(create_app(site)) as url:
-        yield url
-
-
-@contextlib.contextmanager
-def person(server: str, who: tuple[str, str, str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=30) as client:
-        assert sign_in(client, who).status_code == 303
-        yield client
-
-
-def db(settings: Settings) -> sqlite3.Connection:
-    conn = sqlite3.connect(settings.path(settings.database))
-    conn.row_factory = sqlite3.Row
-    return conn
 
 
 # --- accounts --------------------------------------------------------------------------------------------
@@ -340,3 +314,23 @@ def test_audit_log_records_sign_in(site: Settings, server: str) -> None:
     assert "signin" in page and "Edith Editor" in page
     with contextlib.closing(db(site)) as conn:
         assert desk_store.audit_entries(conn)[0].action == "signin"
+
+
+def test_the_desk_hashes_with_argon2ids_default_cost() -> None:
+    """The tests sign in with a cheap hasher (conftest's cheap_password_hashes); the desk itself does not."""
+    from argon2 import Type, extract_parameters
+    from argon2.profiles import RFC_9106_LOW_MEMORY
+
+    strong = accounts.DEFAULT_HASHER
+    assert strong.type is Type.ID
+    assert (strong.time_cost, strong.memory_cost, strong.parallelism) >= (
+        RFC_9106_LOW_MEMORY.time_cost, RFC_9106_LOW_MEMORY.memory_cost, RFC_9106_LOW_MEMORY.parallelism)
+    cheap = accounts.use_hasher(strong)
+    try:
+        stored = accounts.hash_password("a long and secret passphrase")  # one strong hash and one check: ~0.2 s
+    finally:
+        accounts.use_hasher(cheap)
+    made = extract_parameters(stored)
+    assert (made.type, made.time_cost, made.memory_cost) == (Type.ID, strong.time_cost, strong.memory_cost)
+    assert accounts.verify(stored, "a long and secret passphrase")
+    assert not accounts.verify_or_pad(None, "a long and secret passphrase")  # no account: padded, refused

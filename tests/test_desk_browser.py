@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 
 from desk_support import APPROVER, EDITOR, SECRET, load_site, make_site, running
-from newsletter.browser import BrowserUnavailable, open_browser
 from newsletter.jobs.issues import compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings
@@ -37,18 +36,6 @@ from smtp_servers import Server, smtp_server
 pytestmark = pytest.mark.browser
 ISSUE = "2026-11-25"
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with contextlib.ExitStack() as stack:
-        try:
-            opened = stack.enter_context(open_browser())
-        except BrowserUnavailable as exc:
-            if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
-                pytest.fail(f"{exc} (NEWSLETTER_REQUIRE_BROWSER=1)", pytrace=False)
-            pytest.skip(str(exc))
-        yield opened
 
 
 def wait_until(check: Callable[[], bool], seconds: float, what: str) -> None:

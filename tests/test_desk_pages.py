@@ -8,18 +8,15 @@ import csv
 import io
 import json
 import re
-import sqlite3
 import time
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from desk_support import APPROVER, APPROVER2, DATE, EDITOR, copy_site, csrf_for, field_value, make_site, running, sign_in
+from desk_support import (APPROVER, APPROVER2, DATE, EDITOR, csrf_for, db, field_value, make_site, person,  # noqa: F401
+                          server, site)
 from newsletter.jobs.issues import compose
-from newsletter.serve import create_app
 from newsletter.settings import Settings
 
 ISSUE = DATE.isoformat()
@@ -28,30 +25,6 @@ ISSUE = DATE.isoformat()
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_site(tmp_path_factory.mktemp("desk-pages") / "site").root
-
-
-@pytest.fixture
-def site(prepared: Path, tmp_path: Path) -> Settings:
-    return copy_site(prepared, tmp_path / "site")
-
-
-@pytest.fixture
-def server(site: Settings) -> Iterator[str]:
-    with running(create_app(site)) as url:
-        yield url
-
-
-@contextlib.contextmanager
-def person(server: str, who: tuple[str, str, str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=30) as client:
-        assert sign_in(client, who).status_code == 303
-        yield client
-
-
-def db(settings: Settings) -> sqlite3.Connection:
-    conn = sqlite3.connect(settings.path(settings.database))
-    conn.row_factory = sqlite3.Row
-    return conn
 
 
 def edit_data(page: str, **changes: object) -> dict[str, object]:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import dkim
@@ -26,6 +25,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from cli_inprocess import run_newsletter
 from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
 from newsletter.jobs.delivery import send_full, send_proof
@@ -46,9 +46,7 @@ REQUIRED = {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "
 
 
 def cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NEWSLETTER_SECRET=SECRET)
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
-                          text=True, timeout=60, env=env)
+    return run_newsletter(args, cwd=project, env=dict(os.environ, NEWSLETTER_SECRET=SECRET))
 
 
 def keygen(project: Path, selector: str = "news1") -> tuple[Path, str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from cli_inprocess import run_newsletter
 from newsletter.dkim import generate_key
 from newsletter.doctor import OK, PROBLEM, WARNING, DnsLookup, DnsUnreachable, Finding, diagnose
 from newsletter.errors import ConfigError
@@ -24,9 +24,7 @@ KEY_NAME = f"news1._domainkey.{DOMAIN}"
 
 
 def cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, NEWSLETTER_SECRET=SECRET)
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
-                          text=True, timeout=60, env=env)
+    return run_newsletter(args, cwd=project, env=dict(os.environ, NEWSLETTER_SECRET=SECRET))
 
 
 @pytest.fixture

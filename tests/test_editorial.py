@@ -7,12 +7,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from cli_inprocess import run_newsletter
 from newsletter.errors import IssueError, SourceError
 from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings
@@ -107,8 +107,8 @@ def test_compose_lists_what_it_held_back_and_check_warns_on_a_typo_year(project:
 
 
 def run_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    """`newsletter ARGS` in `project`, 200 columns wide (in this process: see cli_inprocess)."""
+    return run_newsletter(args, cwd=project, env={**os.environ, "COLUMNS": "200"})
 
 
 def test_old_summaries_stay_out_and_the_intro_tells_the_truth(project: Path) -> None:

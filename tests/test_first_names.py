@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import mailbox
 import subprocess
-import sys
 from pathlib import Path
+
+from cli_inprocess import run_newsletter
 
 from newsletter.store import sqlite as db, subscribers
 
 
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
-                          text=True, timeout=120)
+    """`newsletter ARGS` in `project` (in this process: see cli_inprocess)."""
+    return run_newsletter(args, cwd=project)
 
 
 def _greetings(project: Path) -> dict[str, str]:

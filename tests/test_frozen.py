@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
+
+from cli_inprocess import run_newsletter
 
 ISSUE = "issues/2026-11-25"
 
 
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
-                          text=True, timeout=120)
+    """`newsletter ARGS` in `project` (in this process: see cli_inprocess)."""
+    return run_newsletter(args, cwd=project)
 
 
 def test_a_sent_issue_is_frozen(project: Path) -> None:

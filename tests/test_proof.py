@@ -15,7 +15,7 @@ from newsletter.jobs.issues import build, compose
 from newsletter.serve import create_app
 from newsletter.settings import Settings
 
-from test_serve import running
+from web_server import running
 
 
 def test_proof_says_it_is_a_proof_and_its_link_says_so_too(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_inprocess import run_newsletter
 from newsletter.check import check_issue, glossary_findings, readability_findings
 from newsletter.errors import ConfigError, SourceError
 from newsletter.glossary import Glossary, Term, load_glossary, unexplained_terms
@@ -263,8 +264,7 @@ def test_a_shortened_disclaimer_fails_check(built, settings: Settings) -> None: 
 
 def test_check_prints_the_readability_table(project: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, capture_output=True,
-                              text=True, timeout=120, env={**__import__("os").environ, "COLUMNS": "120"})
+        return run_newsletter(args, cwd=project, env={**__import__("os").environ, "COLUMNS": "120"})
 
     assert run("compose", "--date", DATE.isoformat()).returncode == 0
     result = run("check", f"issues/{DATE.isoformat()}")

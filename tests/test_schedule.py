@@ -7,6 +7,7 @@ import datetime as dt
 import fcntl
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from conftest import sample_project
 from rich.console import Console
 
 from newsletter.store import sqlite as db, subscribers
@@ -47,7 +49,9 @@ DATE = dt.date(2026, 11, 25)
 UTC = dt.timezone.utc
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
-POLL = "0.3"
+POLL = 0.2  # seconds between the scheduler's looks at the store (--poll)
+#: "Nothing more happens": this many polls after a job is done, the scheduler has looked again 3 times.
+QUIET = 3 * POLL
 NEW_ON_DEC_1 = "ceam-maps-dna-changes-brain-cells"  # the one sample summary dated 2026-12-01
 
 
@@ -57,16 +61,29 @@ def config(settings: Settings) -> str:
     return str(settings.root / "newsletter.toml")
 
 
-@pytest.fixture
-def approved(settings: Settings) -> Path:
-    """Issue 2026-11-25 composed, built and approved; the 8 sample subscribers imported."""
+@pytest.fixture(scope="module")
+def approved_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample project with issue 2026-11-25 composed, built and approved, the 8 sample subscribers imported."""
+    root = sample_project(tmp_path_factory.mktemp("approved") / "site")
+    settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET})
     issue = compose(settings, date=DATE)
     build(settings, issue.folder)
     approve(issue.folder)
     conn = db.connect(settings.path(settings.database))
     subscribers.import_csv(conn, settings.root / "content" / "subscribers.csv")
     conn.close()
-    return issue.folder
+    return root
+
+
+@pytest.fixture
+def approved(settings: Settings, approved_template: Path) -> Path:
+    """Issue 2026-11-25 composed, built and approved; the 8 sample subscribers imported.
+
+    Made once per module and copied (issues/ and var/: nothing in them names the folder they are in).
+    """
+    for part in ("issues", "var"):
+        shutil.copytree(approved_template / part, settings.root / part, dirs_exist_ok=True)
+    return settings.root / "issues" / "2026-11-25"
 
 
 def outbox_count(settings: Settings) -> int:
@@ -75,9 +92,21 @@ def outbox_count(settings: Settings) -> int:
 
 
 def at_in(settings: Settings, seconds: float) -> tuple[str, dt.datetime]:
-    """An --at value `seconds` from now in the project's timezone, and that moment."""
-    moment = (dt.datetime.now(UTC) + dt.timedelta(seconds=seconds)).replace(microsecond=0)
-    return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M:%S"), moment
+    """An --at value `seconds` from now (negative: ago) in the project's timezone, and that moment."""
+    moment = dt.datetime.now(UTC) + dt.timedelta(seconds=seconds)
+    return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M:%S.%f"), moment
+
+
+def scheduled_earlier(settings: Settings, toml: str, *, seconds_ago: float) -> dt.datetime:
+    """`schedule_send` as it ran a while back, for a time that has passed by `seconds_ago` now.
+
+    The same as scheduling for a second later and keeping the scheduler down until then, without the wait.
+    """
+    at, due = at_in(settings, -seconds_ago)
+    then = lambda: due - dt.timedelta(seconds=1)  # noqa: E731  the clock when it was scheduled
+    schedule_send(settings, "2026-11-25", config_path=toml, at=at, clock=then)
+    assert dt.datetime.now(UTC) - due >= dt.timedelta(seconds=seconds_ago)
+    return due
 
 
 def wait_until(condition, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
@@ -89,10 +118,6 @@ def wait_until(condition, timeout: float, what: str) -> float:  # type: ignore[n
     return time.monotonic() - started
 
 
-def sleep_until(moment: dt.datetime) -> None:
-    time.sleep(max(0.0, (moment - dt.datetime.now(UTC)).total_seconds()))
-
-
 class Daemon:
     """`python -m newsletter.schedule` as a subprocess, its stderr in a file."""
 
@@ -102,7 +127,7 @@ class Daemon:
         env.pop("NEWSLETTER_CONFIG", None)
         self.handle = log.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "newsletter.schedule", "--config", config(settings),
-                                      "--poll", POLL], cwd=settings.root, env=env, stdout=self.handle,
+                                      "--poll", str(POLL)], cwd=settings.root, env=env, stdout=self.handle,
                                      stderr=subprocess.STDOUT)
 
     def text(self) -> str:
@@ -135,6 +160,22 @@ def daemon(settings: Settings, log: Path) -> Iterator[Daemon]:
         d.stop()
 
 
+def recorded_state(settings: Settings, job_id: str) -> str | None:
+    """The state the scheduler last wrote for a job (a plain read: cheap enough to poll)."""
+    conn = sqlite3.connect(settings.path(settings.database))
+    try:
+        row = conn.execute("SELECT state FROM schedule_jobs WHERE job_id = ?", (job_id,)).fetchone()
+    except sqlite3.OperationalError:  # the table does not exist yet
+        return None
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def wait_for_state(settings: Settings, job_id: str, state: str, timeout: float = 15) -> None:
+    wait_until(lambda: recorded_state(settings, job_id) == state, timeout, f"{job_id} to be {state}")
+
+
 def ledger_sent(settings: Settings, folder: Path) -> int:
     return status(settings, folder).sent
 
@@ -161,21 +202,24 @@ def stored_jobs(settings: Settings) -> list[str]:
 def test_fires_once_while_running_and_a_second_scheduler_is_refused(settings: Settings, approved: Path,
                                                                     tmp_path: Path) -> None:
     with daemon(settings, tmp_path / "a.log") as first:
-        second = subprocess.run([sys.executable, "-m", "newsletter.schedule", "--config", config(settings)],
-                                env={**os.environ, "NEWSLETTER_SECRET": SECRET}, capture_output=True, text=True,
-                                timeout=30)
-        assert second.returncode != 0
-        assert "already running" in second.stderr and f"pid {first.proc.pid}" in second.stderr
-        assert "Traceback" not in second.stderr
-        at, due = at_in(settings, 2)
+        # A second scheduler starts (and is refused) while the job comes due: it must not fire it too.
+        second = subprocess.Popen([sys.executable, "-m", "newsletter.schedule", "--config", config(settings)],
+                                  env={**os.environ, "NEWSLETTER_SECRET": SECRET}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        at, due = at_in(settings, 1)
         result = schedule_send(settings, "issues/2026-11-25", config_path=config(settings), at=at)
         assert result.job_id == "send:2026-11-25" and not result.replaced
-        wait_until(lambda: outbox_count(settings) >= 8, 15, "8 messages in the outbox")
-        late = (dt.datetime.now(UTC) - due).total_seconds()
-        time.sleep(1.0)  # several polls later: nothing more
+        wait_until(lambda: outbox_count(settings) >= 1, 15, "the first message in the outbox")
+        early = (dt.datetime.now(UTC) - due).total_seconds()
+        wait_for_state(settings, "send:2026-11-25", "done")
+        _, second_stderr = second.communicate(timeout=30)
+        assert second.returncode != 0
+        assert "already running" in second_stderr and f"pid {first.proc.pid}" in second_stderr
+        assert "Traceback" not in second_stderr
+        time.sleep(QUIET)  # several polls later: nothing more
         assert outbox_count(settings) == 8
         assert first.proc.poll() is None
-    assert late < 2.5  # fired within about one poll of its time
+    assert 0 <= early < 2.5  # not before its time, and within about one poll of it (a busy machine: 2.5 s)
     assert ledger_sent(settings, approved) == 8
     state, detail = job_state(settings, "send:2026-11-25")
     assert state == "done" and "sent 8" in detail
@@ -185,13 +229,11 @@ def test_fires_once_while_running_and_a_second_scheduler_is_refused(settings: Se
 
 def test_downtime_within_the_grace_time_sends_once_on_start(settings: Settings, approved: Path,
                                                             tmp_path: Path) -> None:
-    at, due = at_in(settings, 1)
-    schedule_send(settings, "2026-11-25", config_path=config(settings), at=at)
-    sleep_until(due + dt.timedelta(seconds=3))  # the scheduler is down at the fire time and 3 s after
+    scheduled_earlier(settings, config(settings), seconds_ago=3)  # the scheduler was down at the time and 3 s after
     assert job_state(settings, "send:2026-11-25")[0] == "overdue"
     with daemon(settings, tmp_path / "d.log"):
-        wait_until(lambda: outbox_count(settings) >= 8, 15, "the overdue send")
-        time.sleep(1.0)
+        wait_for_state(settings, "send:2026-11-25", "done")
+        time.sleep(QUIET)
     assert outbox_count(settings) == 8 and ledger_sent(settings, approved) == 8
     assert job_state(settings, "send:2026-11-25")[0] == "done"
 
@@ -200,14 +242,13 @@ def test_downtime_beyond_the_grace_time_is_reported_missed(project: Path, approv
     toml = project / "newsletter.toml"
     toml.write_text(toml.read_text() + "\nmisfire_grace_seconds = 1\n")
     settings = load_settings(toml, env={"NEWSLETTER_SECRET": SECRET})
-    at, due = at_in(settings, 1)
-    schedule_send(settings, "2026-11-25", config_path=str(toml), at=at)
-    sleep_until(due + dt.timedelta(seconds=3))
+    due = scheduled_earlier(settings, str(toml), seconds_ago=3)
     state, detail = job_state(settings, "send:2026-11-25")
     assert state == "overdue" and "missed" in detail
     with daemon(settings, tmp_path / "m.log") as d:
-        wait_until(lambda: "missed" in d.text(), 10, "the missed run to be logged")
-        time.sleep(0.5)
+        wait_for_state(settings, "send:2026-11-25", "missed", timeout=10)
+        time.sleep(QUIET)
+        assert "missed" in d.text()
     assert outbox_count(settings) == 0 and ledger_sent(settings, approved) == 0
     state, detail = job_state(settings, "send:2026-11-25")
     assert state == "missed" and detail.startswith("was due ")
@@ -216,15 +257,20 @@ def test_downtime_beyond_the_grace_time_is_reported_missed(project: Path, approv
 
 
 def test_restart_between_scheduling_and_firing(settings: Settings, approved: Path, tmp_path: Path) -> None:
-    at, due = at_in(settings, 6)
-    schedule_send(settings, "2026-11-25", config_path=config(settings), at=at)
-    with daemon(settings, tmp_path / "r1.log"):
-        time.sleep(0.5)
+    with daemon(settings, tmp_path / "r1.log") as first:
+        # Scheduled while the first scheduler runs, which sees it at its next poll and is then stopped.
+        at, due = at_in(settings, 4)  # room for a slow stop on a busy machine
+        schedule_send(settings, "2026-11-25", config_path=config(settings), at=at)
+        time.sleep(2 * POLL)
+    stopped = dt.datetime.now(UTC)
+    assert first.proc.returncode == 0
+    assert stopped < due, "the first scheduler took too long to stop: the test proves nothing"
     assert outbox_count(settings) == 0 and stored_jobs(settings) == ["send:2026-11-25"]
     with daemon(settings, tmp_path / "r2.log"):
-        wait_until(lambda: outbox_count(settings) >= 8, 15, "the send after the restart")
+        wait_until(lambda: outbox_count(settings) >= 1, 15, "the send after the restart")
         assert dt.datetime.now(UTC) >= due
-        time.sleep(1.0)
+        wait_for_state(settings, "send:2026-11-25", "done")
+        time.sleep(QUIET)
     assert outbox_count(settings) == 8 and ledger_sent(settings, approved) == 8
 
 
@@ -247,8 +293,8 @@ def test_sigterm_mid_send_finishes_the_message_in_flight_and_resumes(project: Pa
     conn.close()
     assert job_state(settings, "send:2026-11-25")[0] == "interrupted"
     with daemon(settings, tmp_path / "t2.log") as again:
-        wait_until(lambda: outbox_count(settings) >= 8, 15, "the resumed send")
-        time.sleep(0.5)
+        wait_for_state(settings, "send:2026-11-25", "done")
+        time.sleep(QUIET)
     assert outbox_count(settings) == 8 and ledger_sent(settings, approved) == 8
     assert "resuming" in again.text()
     assert job_state(settings, "send:2026-11-25")[0] == "done"

@@ -1,7 +1,7 @@
 """Secrets and TLS: passwords and signing secrets never leak; TLS is verified and never silently dropped;
 unsubscribe tokens cannot be forged or swapped; unsubscribed and bounced people get no later issue.
 
-The leak test runs the real CLI (compose, build, check, approve, import, send, publish, status) with
+The leak test runs the CLI's entry point (compose, build, check, approve, import, send, publish, status) with
 distinctive secret values, through a failing SMTP login, a refused connection, a password put in
 the URL and a successful authenticated send, then searches every line printed, every file under
 the project and every message the server received for the secrets (raw, base64, URL-quoted and
@@ -16,7 +16,6 @@ import datetime as dt
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from urllib.parse import quote
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cli_inprocess import run_newsletter
 from faults import FaultInjectingHandler, Rule, copy_sample_project, fault_server, prepare_issue
 from hypothesis import HealthCheck, given, settings as hsettings
 from hypothesis import strategies as st
@@ -83,7 +83,11 @@ def free_port() -> int:
 
 
 class Cli:
-    """Runs `python -m newsletter` in the project with the given secrets; keeps every output."""
+    """Runs the `newsletter` CLI in the project with the given secrets; keeps every output.
+
+    In this process (cli_inprocess: the same entry point, its stdout and stderr, a traceback or a
+    WARNING log line included), with exactly the environment built here.
+    """
 
     def __init__(self, project: Path) -> None:
         self.project = project
@@ -98,8 +102,7 @@ class Cli:
             env["NEWSLETTER_SMTP_PASSWORD"] = password
         if transport is not None:
             env["NEWSLETTER_TRANSPORT"] = transport
-        result = subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=self.project, env=env,
-                                capture_output=True, text=True, timeout=120)
+        result = run_newsletter(args, cwd=self.project, env=env)
         self.outputs.append((" ".join(args), result.stdout + result.stderr))
         assert "Traceback" not in result.stderr, result.stderr
         return result

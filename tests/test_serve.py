@@ -22,7 +22,6 @@ import mailbox
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +29,9 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
-from starlette.applications import Starlette
+from web_server import running
 
 from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
@@ -86,25 +84,6 @@ def sent_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def site(sent_site: Path, tmp_path: Path) -> Settings:
     shutil.copytree(sent_site, tmp_path / "site")
     return _settings(tmp_path / "site")
-
-
-@contextlib.contextmanager
-def running(app: Starlette, **options: object) -> Iterator[str]:
-    """Serve `app` with Uvicorn on an ephemeral 127.0.0.1 port in a thread; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **options)  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture

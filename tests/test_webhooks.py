@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +30,15 @@ from newsletter.store import sqlite as db
 from newsletter.bounces.service import history
 from newsletter.bounces.sns import HttpsCertificates, SnsError
 from newsletter.serve import create_app
-from newsletter.settings import Settings
+from newsletter.settings import Settings, load_settings
 from newsletter.web.hooks import WebhookConfig
 
 from bounce_helpers import recipient, sent_issue
-from test_serve import running
+from web_server import running
 
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-not-for-production-use"
+VERP = "bounces@bounces.ms-research.example.org"  # sent_issue's default
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000000000000000000000.pem"
 POSTMARK_KEY = "hook-user:hook-password-made-by-the-test"
@@ -85,11 +89,28 @@ class Hooks:
             conn.close()
 
 
+@pytest.fixture(scope="module")
+def sent_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample project with issue 2026-11-25 sent to the 8 sample subscribers (Maildir), made once per module."""
+    root = tmp_path_factory.mktemp("hooks") / "site"
+    root.mkdir()
+    for folder in ("content", "templates"):
+        shutil.copytree(REPO / folder, root / folder)
+    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
+    (root / "issues").mkdir()
+    sent_issue(load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET}))
+    return root
+
+
 @pytest.fixture
-def hooks(settings: Settings, keys: Keys) -> Iterator[Hooks]:
+def hooks(project: Path, sent_site: Path, keys: Keys) -> Iterator[Hooks]:
+    """The webhooks served for a private copy of the sent site (so no test sees another's events)."""
+    root = shutil.copytree(sent_site, project.parent / "sent-site")
+    settings = dataclasses.replace(load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET}),
+                                   verp_address=VERP)  # as sent_issue sent it
     sendgrid_public = base64.b64encode(keys.ec_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
-    sent = dataclasses.replace(sent_issue(settings), ses_topic_arn=TOPIC, webhook_keys=(
+    sent = dataclasses.replace(settings, ses_topic_arn=TOPIC, webhook_keys=(
         ("postmark", POSTMARK_KEY), ("mailgun", MAILGUN_KEY), ("sendgrid", sendgrid_public)))
     confirmed: list[str] = []
     certificates = {CERT_URL: keys.cert_pem}

@@ -17,12 +17,26 @@ from newsletter.store.desk import ROLES, EditorRow
 from newsletter.store.subscribers import clean_name, email_key, normalise_address
 
 __all__ = ["AccountError", "ROLES", "EditorRow", "MIN_PASSWORD", "desk_db", "add", "remove", "change_password",
-           "list_editors", "verify", "hash_password", "DUMMY_HASH"]
+           "list_editors", "verify", "verify_or_pad", "hash_password", "use_hasher", "DEFAULT_HASHER"]
 
 MIN_PASSWORD = 12
-_HASHER = PasswordHasher()
+#: argon2-cffi's defaults (argon2id, RFC 9106's second recommendation); `use_hasher` can swap it.
+DEFAULT_HASHER = PasswordHasher()
+_HASHER = DEFAULT_HASHER
 #: Verified against when the address has no account, so a wrong email takes as long as a wrong password.
-DUMMY_HASH = _HASHER.hash("not a password anyone has")
+#: Made on first use (one hash costs about 0.1 s: no need to pay it when a command never signs anyone in).
+_DUMMY_HASH: str | None = None
+
+
+def use_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Hash new passwords (and the stand-in for unknown addresses) with `hasher`; returns the one before.
+
+    For tests, which need many sign-ins and not the cost that makes guessing slow. Existing hashes keep
+    the parameters they were made with: verifying reads them from the hash.
+    """
+    global _HASHER, _DUMMY_HASH
+    previous, _HASHER, _DUMMY_HASH = _HASHER, hasher, None
+    return previous
 
 
 class AccountError(NewsletterError):
@@ -88,6 +102,17 @@ def change_password(settings: Settings, email: str, password: str) -> None:
 def list_editors(settings: Settings) -> list[EditorRow]:
     with desk_db(settings) as conn:
         return desk_store.editors(conn)
+
+
+def verify_or_pad(password_hash: str | None, password: str) -> bool:
+    """`verify`, or for an address without an account (None) the same work against a stand-in, then False."""
+    global _DUMMY_HASH
+    if password_hash is None:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = _HASHER.hash("not a password anyone has")
+        verify(_DUMMY_HASH, password)
+        return False
+    return verify(password_hash, password)
 
 
 def verify(password_hash: str, password: str) -> bool:

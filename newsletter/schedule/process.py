@@ -27,11 +27,13 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
 __all__ = ["run_scheduler", "running_pid", "lock_path", "scheduler_lock", "poll_interval", "POLL_ENV",
-           "DEFAULT_POLL_SECONDS"]
+           "DEFAULT_POLL_SECONDS", "LOCK_WAIT_SECONDS"]
 
 log = logging.getLogger("newsletter.schedule")
 POLL_ENV = "NEWSLETTER_SCHEDULER_POLL"
 DEFAULT_POLL_SECONDS = 10.0
+#: How long a starting scheduler tries for the lock: a probe (`schedule list`) holds it for microseconds.
+LOCK_WAIT_SECONDS = 0.5
 
 
 
@@ -56,22 +58,23 @@ def _holder(fd: int) -> int | None:
 
 
 @contextmanager
-def _flock(path: Path, *, attempts: int = 1) -> Iterator[None]:
+def _flock(path: Path, *, wait: float = 0.0) -> Iterator[None]:
     """An exclusive flock on `path`, our pid written in it; the kernel frees it if the process dies.
 
-    Raises _Busy(pid of the holder) after `attempts` tries 0.1 s apart.
+    Tries again every 10 ms for up to `wait` seconds; then raises _Busy(pid of the holder).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        for attempt in range(attempts):
+        deadline = time.monotonic() + wait
+        while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if attempt == attempts - 1:
+                if time.monotonic() >= deadline:
                     raise _Busy(_holder(fd)) from None
-                time.sleep(0.1)
+                time.sleep(0.01)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield
@@ -96,11 +99,11 @@ def running_pid(settings: Settings) -> int | None:
 
 
 @contextmanager
-def scheduler_lock(settings: Settings) -> Iterator[None]:
-    """One scheduler per database. A few tries: `schedule list` probes the lock for a moment."""
+def scheduler_lock(settings: Settings, *, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """One scheduler per database. Tries for `wait` s: `schedule list` probes the lock for a moment."""
     stack = ExitStack()
     try:
-        stack.enter_context(_flock(lock_path(settings), attempts=10))
+        stack.enter_context(_flock(lock_path(settings), wait=wait))
     except _Busy as busy:
         raise SchedulerRunning(
             f"another `newsletter scheduler` is already running for {settings.path(settings.database)}"
