@@ -110,6 +110,12 @@ def scheduler_lock(settings: Settings, *, wait: float = LOCK_WAIT_SECONDS) -> It
             f"{f' (pid {busy.pid})' if busy.pid else ''}; only one may fire jobs. Stop it first "
             f"(lock: {lock_path(settings)})", pid=busy.pid) from None
     with stack:
+        # A shared database (PostgreSQL) may have schedulers on other hosts, which no local file lock sees.
+        if not stack.enter_context(open_store(settings).exclusive("scheduler")):
+            raise SchedulerRunning(
+                f"another `newsletter scheduler` is already running on another host for "
+                f"{settings.database_url or settings.path(settings.database)}; only one may fire jobs. "
+                "Stop it first", pid=None)
         yield
 
 

@@ -44,6 +44,14 @@ class Store(Protocol):
         """Create or upgrade the schema to the head revision (`newsletter db upgrade`); what it found and left."""
         ...
 
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Held by one process of every host using this database, or yields False at once when another holds it.
+
+        For what must run once per database however many hosts share it (the scheduler). A file lock
+        suffices for SQLite, which lives on one host: there it always yields True.
+        """
+        ...
+
     def log_event(self, kind: str, *, issue_id: str | None = None, detail: str = "") -> None: ...
 
     # subscribers and the ledger
@@ -93,6 +101,10 @@ class SQLiteStore(StoreBase):
         with self.connection():
             pass  # creates the file in WAL mode before SQLAlchemy opens it
         return URL.create("sqlite", database=str(self.path)).render_as_string(hide_password=False)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        yield True  # one host: the caller's file lock next to the database is the whole story
 
     def upgrade(self) -> Upgrade:
         sqlite.prepare(self.path)

@@ -6,6 +6,7 @@ Imported only when `database` is a postgresql:// URL: psycopg is the optional `p
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -90,6 +91,21 @@ class PostgresStore(StoreBase):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A session advisory lock on a connection of its own, held while the block runs (False: another has it).
+
+        The server frees it when this process or its connection dies, so a crash never leaves it held.
+        """
+        key = int.from_bytes(hashlib.sha256(f"newsletter:{name}".encode()).digest()[:8], "big", signed=True)
+        try:
+            conn = psycopg.connect(self.info, autocommit=True)
+        except psycopg.Error as exc:
+            raise LedgerError(f"{self.where}: cannot connect to the database: {str(exc).strip()}") from exc
+        with conn:
+            held = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])
+            yield held
 
     def jobstore_url(self) -> str:
         return postgres.jobstore_url(self.info)
