@@ -73,6 +73,24 @@ def postgres_url(postgres_server, request: pytest.FixtureRequest) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="module")
+def postgres_module_url(postgres_server, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's cluster shared by one test module (dropped afterwards):
+    for module-scoped fixtures that set a site up once and reset what the tests change."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "m_" + re.sub(r"[^a-z0-9]", "_", request.module.__name__.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    admin = postgres_server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_server.url(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cheap_password_hashes():
     """argon2id with the lowest cost for the desk's accounts in tests: each sign-in is one hash check.
