@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="NAMES", default=",".join(MEASUREMENTS),
                    help=f"comma-separated measurements to run (default: all of {', '.join(MEASUREMENTS)})")
     p.add_argument("--quick", action="store_true", help="fewer runs and messages (about a minute in all)")
+    p.add_argument("--smoke", action="store_true",
+                   help="the smallest size, to show a measurement runs end to end (its figures mean nothing; "
+                        "implies --quick where a measurement has no smoke size)")
     p.add_argument("--messages", type=int, metavar="N", help="messages per send run (default 5000, --quick 500)")
     p.add_argument("--subscribers", type=int, metavar="N",
                    help="subscribers for the scale run (default 100000, --quick 10000)")
@@ -47,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         from .tools import install
 
         install()
-    meta = dict(machine(), date=dt.date.today().isoformat(), quick=args.quick, only=names,
+    quick = args.quick or args.smoke
+    meta = dict(machine(), date=dt.date.today().isoformat(), quick=quick, smoke=args.smoke, only=names,
                 command="python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"machine: {meta['cores']} cores, {meta['cpu']}, Python {meta['python']}, "
           f"load {meta['loadavg_at_start']}", flush=True)
@@ -62,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             options["messages"] = args.messages
         if name == "scale" and args.subscribers:
             options["subscribers"] = args.subscribers
-        rows += module.run(quick=args.quick, out=lambda s: print(s, flush=True), **options)
+        if args.smoke and "smoke" in inspect.signature(module.run).parameters:
+            options["smoke"] = True
+        rows += module.run(quick=quick, out=lambda s: print(s, flush=True), **options)
         print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
     meta["seconds"] = round(time.perf_counter() - started, 1)
     print()

@@ -56,11 +56,11 @@ def _rate(fn, items) -> float:
     return len(items) / (time.perf_counter() - start)
 
 
-def run(*, quick: bool, out=print) -> list[Row]:
+def run(*, quick: bool, out=print, smoke: bool = False) -> list[Row]:
     from newsletter.jobs.delivery import personaliser_for
     from newsletter.render import read_build
 
-    fast_n, naive_n, rounds = (5_000, 200, 3) if quick else (20_000, 1_000, 5)
+    fast_n, naive_n, rounds = (500, 20, 1) if smoke else (5_000, 200, 3) if quick else (20_000, 1_000, 5)
     with temp_dir("personalise-") as work:
         root = make_project(work / "site")
         folder = compose_and_build(root, limit=10)

@@ -1,5 +1,5 @@
 """Shared fixtures: a throw-away copy of the sample project, loaded settings, the session's PostgreSQL and
-chromium, cheap password hashes, the test web servers stopped at the end."""
+chromium, cheap password hashes, the test web servers stopped at the end; test folders in memory."""
 
 from __future__ import annotations
 
@@ -12,6 +12,41 @@ from newsletter.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATE = "2026-11-25"
+
+#: Test folders (tmp_path) go under this memory filesystem when it is there and roomy, unless --basetemp
+#: is given or NEWSLETTER_TEST_TMP=disk is set.
+MEMORY_FS = Path("/dev/shm")
+_MEMORY_FS_MIN_FREE = 2 * 1024**3
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """tmp_path on a memory filesystem (tmpfs): every test writes real files and real SQLite databases, and
+    on a disk each commit and close waits for fsync, which on a shared, busy machine costs more than the work
+    itself (as the test PostgreSQL runs with fsync=off). What the files hold is the same."""
+    import os
+    import tempfile
+
+    if config.option.basetemp is not None or os.environ.get("NEWSLETTER_TEST_TMP") == "disk":
+        return
+    if hasattr(config, "workerinput"):  # an xdist worker: its controller chose the folder
+        return
+    try:
+        roomy = shutil.disk_usage(MEMORY_FS).free >= _MEMORY_FS_MIN_FREE and os.access(MEMORY_FS, os.W_OK)
+    except OSError:
+        return
+    if roomy:
+        config.option.basetemp = tempfile.mkdtemp(prefix="newsletter-tests-", dir=MEMORY_FS)
+        config.stash[_MEMORY_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Free the memory the test folders took (pytest keeps no old runs of a --basetemp of ours)."""
+    folder = config.stash.get(_MEMORY_BASETEMP, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_MEMORY_BASETEMP = pytest.StashKey[Path]()
 
 
 def sample_project(root: Path) -> Path:
@@ -65,6 +100,24 @@ def postgres_url(postgres_server, request: pytest.FixtureRequest) -> str:
     import psycopg
 
     name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    admin = postgres_server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_server.url(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def postgres_module_url(postgres_server, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's cluster shared by one test module (dropped afterwards):
+    for module-scoped fixtures that set a site up once and reset what the tests change."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "m_" + re.sub(r"[^a-z0-9]", "_", request.module.__name__.lower())[:40] + "_" + uuid.uuid4().hex[:8]
     admin = postgres_server.url("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -10,10 +10,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_quick_personalise_prints_a_table_and_writes_json(tmp_path: Path) -> None:
+def test_smoke_personalise_prints_a_table_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", "personalise", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "personalise", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -22,7 +22,8 @@ def test_quick_personalise_prints_a_table_and_writes_json(tmp_path: Path) -> Non
         assert column in header
     assert "personalise: spliced messages per second" in proc.stdout
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert data["meta"]["quick"] is True and data["meta"]["only"] == ["personalise"]
+    assert data["meta"]["smoke"] is True and data["meta"]["quick"] is True
+    assert data["meta"]["only"] == ["personalise"]
     assert data["meta"]["cores"] >= 1
     rows = data["rows"]
     assert rows and all(row["section"] == "personalise" for row in rows)

@@ -48,12 +48,47 @@ def site(request: pytest.FixtureRequest, prepared: Path, tmp_path: Path) -> Iter
                              accounts_=(EDITOR, APPROVER))
 
 
+@pytest.fixture(scope="module", params=STORES)
+def shared_site(request: pytest.FixtureRequest, prepared: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One copy of the prepared site per store for the tests below that share two serving processes."""
+    root = tmp_path_factory.mktemp(f"shared-{request.param}") / "site"
+    if request.param == "sqlite":
+        yield copy_site(prepared, root)
+        return
+    yield from postgres_site(prepared, root, request.getfixturevalue("postgres_module_url"),
+                             accounts_=(EDITOR, APPROVER))
+
+
+@pytest.fixture(scope="module")
+def shared_two(shared_site: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[str]]]:
+    """Two serving processes over `shared_site`, started once per store; yields their logs folder and URLs."""
+    logs = tmp_path_factory.mktemp("serve-logs")
+    with serve_processes(shared_site.root / "newsletter.toml", 2, logs=logs) as urls:
+        yield logs, urls
+
+
+#: What the web app keeps in the database across requests and processes: rate-limit hits, unsaved draft
+#: previews, sign-in attempts and desk sessions. Each test below starts with none of it.
+_WEB_STATE_TABLES = ("web_rate_hits", "web_drafts", "desk_signin_attempts", "desk_sessions")
+
+
+def _forget_web_state(settings: Settings) -> None:
+    with open_store(settings).connection() as conn:
+        for table in _WEB_STATE_TABLES:
+            conn.execute(f"DELETE FROM {table}")
+            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+        conn.commit()
+
+
 @pytest.fixture
-def two(site: Settings, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two serving processes over `site`; fails with their output if either wrote a traceback."""
-    with serve_processes(site.root / "newsletter.toml", 2, logs=tmp_path) as (a, b):
-        yield a, b
-    assert "Traceback" not in server_logs(tmp_path), server_logs(tmp_path)
+def two(shared_site: Settings, shared_two: tuple[Path, list[str]]) -> Iterator[tuple[str, str]]:
+    """The two shared serving processes, with no web state left from an earlier test (each test also uses
+    subscriber addresses of its own); fails with their output if either wrote a traceback meanwhile."""
+    logs, (a, b) = shared_two
+    _forget_web_state(shared_site)
+    yield a, b
+    assert "Traceback" not in server_logs(logs), server_logs(logs)
 
 
 @pytest.fixture
@@ -98,9 +133,10 @@ def test_the_subscribe_limit_counts_hits_on_every_process(two: tuple[str, str], 
     assert 590 <= int(retry_after) <= 601  # the window began with the first hit, moments ago
 
 
-def test_a_csrf_form_from_one_process_is_accepted_by_the_other(site: Settings, two: tuple[str, str],
+def test_a_csrf_form_from_one_process_is_accepted_by_the_other(shared_site: Settings, two: tuple[str, str],
                                                                browser: httpx.Client) -> None:
     a, b = two
+    site = shared_site
     token = _token(site, "amara.okafor@example.org")
     field = _csrf_field(browser.get(f"{a}/unsubscribe/{token}").text)
     forged = field[:-4] + ("AAAA" if not field.endswith("AAAA") else "BBBB")
@@ -132,11 +168,10 @@ def test_a_desk_session_made_on_one_process_holds_on_the_other(two: tuple[str, s
     assert after.status_code == 303 and "/desk/login" in after.headers["location"]
 
 
-@pytest.mark.parametrize("site", [pytest.param("sqlite", id="sqlite"), pytest.param(
-    "postgresql", id="postgresql", marks=pytest.mark.postgres)], indirect=True)
-def test_a_draft_preview_posted_to_one_process_is_shown_by_the_other(site: Settings, two: tuple[str, str],
+def test_a_draft_preview_posted_to_one_process_is_shown_by_the_other(shared_site: Settings, two: tuple[str, str],
                                                                       browser: httpx.Client) -> None:
     a, b = two
+    site = shared_site
     compose(site, date=DATE)
     _sign_in(browser, a)
     page = browser.get(f"{b}/desk/issues/{ISSUE}").text

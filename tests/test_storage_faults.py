@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_inprocess import run_newsletter
 from faults import FaultInjectingHandler, copy_sample_project, fault_server, prepare_issue, write_subscribers_csv
 
 from newsletter.store import sqlite as db, subscribers
@@ -46,10 +47,12 @@ BUSY_TIMEOUT = 0.5
 # --- helpers --------------------------------------------------------------------------------------
 
 def run_cli(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m newsletter ARGS` in `project`, run in this process: the faults here are in the storage, and the
+    lock holder is a separate process of its own (`exclusive_lock`), so the command's process boundary is not
+    the point."""
     full_env = {**os.environ, "NEWSLETTER_SECRET": SECRET, **(env or {})}
     full_env.pop("NEWSLETTER_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    return run_newsletter(args, cwd=project, env=full_env)
 
 
 def _privileged(*command: str) -> None:
@@ -248,7 +251,7 @@ def _unwritable_mid_send(root: Path, make_unwritable: Callable[[Settings], Abstr
     handler = FaultInjectingHandler(delay=0.1)
     error: BaseException | None = None
     with fault_server(handler) as server:
-        smtp = dataclasses.replace(settings, transport=server.url(query="starttls=off&timeout=30"))
+        smtp = dataclasses.replace(settings, transport=server.url(query="starttls=off&timeout=5"))
         conn = db.connect(settings.path(settings.database), timeout=settings.busy_timeout)
         results = 0
         with ExitStack() as held:
