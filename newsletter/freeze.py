@@ -20,8 +20,7 @@ class IssueFrozen(IssueError):
 
 def sent_count(settings: Settings, issue_id: str) -> int:
     """How many subscribers have this issue (0 when there is no database yet)."""
-    path = settings.path(settings.database)
-    if not path.exists():
+    if settings.database_url is None and not settings.path(settings.database).exists():
         return 0
     return open_store(settings).counts(issue_id).sent
 

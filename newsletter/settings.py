@@ -60,6 +60,7 @@ class Settings:
     issues_dir: Path = Path("issues")
     templates_dir: Path = Path("templates")
     database: Path = Path("var/newsletter.sqlite3")
+    database_url: str | None = None  # `database = "postgresql://..."` lands here; `database` then places lock files
     sources: tuple[Source, ...] = ()
     transport: str = "maildir:outbox"
     connections: int = 1
@@ -141,6 +142,8 @@ def _check_type(key: str, value: Any, path: Path) -> Any:
     if key in ("sources", "feeds"):
         return _sources(key, value, path)
     default = Settings.__dataclass_fields__[key].default
+    if key == "database" and isinstance(value, str) and "://" in value:
+        return value  # a database URL, checked by _validate
     if key in _PATH_KEYS:
         if not isinstance(value, str) or not value:
             raise ConfigError("must be a non-empty path string", key=key, path=path)
@@ -217,6 +220,10 @@ def _validate(s: Settings, path: Path | str) -> Settings:
         if any(c in getattr(s, key) for c in "\r\n\0"):
             raise ConfigError("must be a single line", key=key, path=path)
     _validate_dkim(s, path)
+    db = urlsplit(s.database_url or "")
+    if s.database_url is not None and (db.scheme not in ("postgresql", "postgres") or db.password is not None):
+        raise ConfigError(f"{mask_url(s.database_url)!r}: use a file path (SQLite) or postgresql://USER@HOST/DB, "
+                          "the password in NEWSLETTER_DATABASE_PASSWORD or a libpq service file", key="database", path=path)
     return s
 
 
@@ -366,6 +373,8 @@ def load_settings(config: Path | None = None, *, env: Mapping[str, str] | None =
             checked = _check_type(key, value, config)
             if key in ("sources", "feeds"):  # `feeds` is the older spelling of feed sources
                 values["sources"] = values.get("sources", ()) + checked
+            elif key == "database" and isinstance(checked, str):
+                values["database_url"] = checked
             else:
                 values[key] = checked
     assert root is not None

@@ -623,7 +623,7 @@ def test_a_version_1_database_upgrades_in_place_to_the_latest(tmp_path: Path) ->
     old.close()
     conn = db.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 5
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"confirmation_mail", "used_links", "send_keys"} <= tables
         assert subscribers.count(conn) == 1  # nothing lost

@@ -275,6 +275,6 @@ def test_a_version_2_database_gains_the_events_table(tmp_path: Path) -> None:
     raw.commit()
     raw.close()
     conn = db.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 5
     assert conn.execute("SELECT COUNT(*) FROM delivery_events").fetchone()[0] == 0
     conn.close()

@@ -1,4 +1,5 @@
-"""The database and the send ledger on real SQLite files: schema, claims, resume-as-a-query, batched commits."""
+"""The database and the send ledger: the SQLite file's pragmas and refusals, then claims, resume-as-a-query and
+batched commits on both stores (the `store` fixture: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.store import ledger, sqlite as db, subscribers
 from newsletter.errors import LedgerError
+from newsletter.store import Connection, IntegrityError, Store, ledger, sqlite as db, subscribers
+from store_support import Counting, pg_database, pg_template, second, store  # noqa: F401 - fixtures
 
 ISSUE = "2024-05-06"
 
@@ -20,22 +22,17 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def conn(path: Path) -> sqlite3.Connection:
-    connection = db.connect(path)
-    for i in range(1, 7):
-        subscribers.add(connection, f"user{i}@example.com")
-    yield connection
-    connection.close()
+def conn(store: Store) -> Iterator[Connection]:
+    with store.connection() as connection:
+        for i in range(1, 7):
+            subscribers.add(connection, f"user{i}@example.com")
+        yield connection
 
 
-def other(path: Path) -> sqlite3.Connection:
-    """A second connection: sees only what was committed."""
-    return sqlite3.connect(path)
-
-
-def statuses(path: Path) -> dict[int, str]:
-    with other(path) as second:
-        return dict(second.execute("SELECT subscriber_id, status FROM ledger WHERE issue_id = ?", (ISSUE,)))
+def statuses(store: Store) -> dict[int, str]:
+    """What another connection sees: only what was committed."""
+    with second(store) as other:
+        return dict(other.execute("SELECT subscriber_id, status FROM ledger WHERE issue_id = ?", (ISSUE,)).fetchall())
 
 
 # -- db.connect --------------------------------------------------------------------------------
@@ -56,14 +53,13 @@ def test_connect_applies_pragmas_and_schema(path: Path) -> None:
     db.connect(path).close()  # idempotent
 
 
-def test_constraints_are_enforced(conn: sqlite3.Connection) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO ledger (issue_id, subscriber_id, status) VALUES (?, 999, 'claimed')", (ISSUE,))
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO ledger (issue_id, subscriber_id, status) VALUES (?, 1, 'maybe')", (ISSUE,))
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("UPDATE subscribers SET status = 'gone' WHERE id = 1")
-    conn.rollback()
+def test_constraints_are_enforced(conn: Connection) -> None:
+    for statement in ("INSERT INTO ledger (issue_id, subscriber_id, status) VALUES (?, 999, 'claimed')",
+                      "INSERT INTO ledger (issue_id, subscriber_id, status) VALUES (?, 1, 'maybe')",
+                      "UPDATE subscribers SET status = 'gone' WHERE id = 1 AND ? != ''"):
+        with pytest.raises(IntegrityError):
+            conn.execute(statement, (ISSUE,))
+        conn.rollback()
 
 
 def test_unusable_files_raise_ledger_error_naming_the_path(tmp_path: Path) -> None:
@@ -104,15 +100,15 @@ def test_locked_database_raises_ledger_error(path: Path) -> None:
 # -- claims and pending ------------------------------------------------------------------------
 
 
-def test_claim_is_committed_and_only_for_subscribed(conn: sqlite3.Connection, path: Path) -> None:
+def test_claim_is_committed_and_only_for_subscribed(conn: Connection, store: Store) -> None:
     subscribers.unsubscribe(conn, 2)
     claimed = ledger.claim_batch(conn, ISSUE, [1, 2, 3])
     assert claimed == [1, 3]
     assert not conn.in_transaction
-    assert statuses(path) == {1: "claimed", 3: "claimed"}
+    assert statuses(store) == {1: "claimed", 3: "claimed"}
 
 
-def test_claim_returns_crash_left_and_deferred_rows(conn: sqlite3.Connection) -> None:
+def test_claim_returns_crash_left_and_deferred_rows(conn: Connection) -> None:
     ledger.claim_batch(conn, ISSUE, [1, 2, 3, 4])
     ledger.mark_sent(conn, ISSUE, 1, "m1@x")
     ledger.mark_deferred(conn, ISSUE, 2, 451, "try later")
@@ -124,12 +120,12 @@ def test_claim_returns_crash_left_and_deferred_rows(conn: sqlite3.Connection) ->
     assert result.resumed == frozenset({4})
 
 
-def pending_ids(conn: sqlite3.Connection, issue_id: str, *, batch: int = 500) -> Iterator[int]:
+def pending_ids(conn: Connection, issue_id: str, *, batch: int = 500) -> Iterator[int]:
     """The ids of ledger.pending_subscribers, streamed as it streams them."""
     return (subscriber.id for subscriber in ledger.pending_subscribers(conn, issue_id, batch=batch))
 
 
-def test_pending_is_a_query(conn: sqlite3.Connection) -> None:
+def test_pending_is_a_query(conn: Connection) -> None:
     assert list(pending_ids(conn, ISSUE, batch=2)) == [1, 2, 3, 4, 5, 6]
     ledger.claim_batch(conn, ISSUE, [1, 2, 3, 4])
     ledger.mark_sent(conn, ISSUE, 1, "m1@x")
@@ -141,18 +137,16 @@ def test_pending_is_a_query(conn: sqlite3.Connection) -> None:
     assert ledger.counts(conn, ISSUE) == ledger.LedgerCounts(sent=1, deferred=1, failed=1, claimed=1, remaining=3)
 
 
-def test_pending_streams_in_pages(conn: sqlite3.Connection) -> None:
-    statements: list[str] = []
-    conn.set_trace_callback(statements.append)
-    ids = pending_ids(conn, ISSUE, batch=4)
+def test_pending_streams_in_pages(conn: Connection) -> None:
+    counting = Counting(conn, "LIMIT")
+    ids = pending_ids(counting, ISSUE, batch=4)
     assert next(ids) == 1
-    assert sum("LIMIT" in s for s in statements) == 1
+    assert counting.count == 1
     assert list(ids) == [2, 3, 4, 5, 6]
-    conn.set_trace_callback(None)
-    assert sum("LIMIT" in s for s in statements) == 2
+    assert counting.count == 2
 
 
-def test_marks_record_attempts_codes_and_times(conn: sqlite3.Connection) -> None:
+def test_marks_record_attempts_codes_and_times(conn: Connection) -> None:
     ledger.claim_batch(conn, ISSUE, [1, 2])
     ledger.mark_deferred(conn, ISSUE, 1, 451, "greylisted")
     ledger.claim_batch(conn, ISSUE, [1])
@@ -165,7 +159,7 @@ def test_marks_record_attempts_codes_and_times(conn: sqlite3.Connection) -> None
     assert rows[2]["sent_at"] is None and rows[2]["claimed_at"] and rows[2]["updated_at"]
 
 
-def test_marks_refuse_unclaimed_or_final_rows(conn: sqlite3.Connection) -> None:
+def test_marks_refuse_unclaimed_or_final_rows(conn: Connection) -> None:
     with pytest.raises(LedgerError, match="never claimed"):
         ledger.mark_sent(conn, ISSUE, 1, "x@y")
     ledger.claim_batch(conn, ISSUE, [1])
@@ -174,44 +168,44 @@ def test_marks_refuse_unclaimed_or_final_rows(conn: sqlite3.Connection) -> None:
         ledger.mark_failed(conn, ISSUE, 1, 550, "late")
 
 
-def test_release_undoes_unsent_claims(conn: sqlite3.Connection) -> None:
+def test_release_undoes_unsent_claims(conn: Connection) -> None:
     ledger.claim_batch(conn, ISSUE, [1, 2])
     ledger.mark_deferred(conn, ISSUE, 2, 451, "later")
     ledger.claim_batch(conn, ISSUE, [1, 2])
     ledger.release(conn, ISSUE, [1, 2])
-    assert dict(conn.execute("SELECT subscriber_id, status FROM ledger")) == {2: "deferred"}
+    assert dict(conn.execute("SELECT subscriber_id, status FROM ledger").fetchall()) == {2: "deferred"}
     assert conn.execute("SELECT reason FROM ledger WHERE subscriber_id = 2").fetchone()[0] == "later"
 
 
 # -- the Ledger wrapper: batched commits ------------------------------------------------------
 
 
-def test_results_are_committed_in_batches(conn: sqlite3.Connection, path: Path) -> None:
+def test_results_are_committed_in_batches(conn: Connection, store: Store) -> None:
     book = ledger.Ledger(conn, ISSUE, commit_every=3, commit_interval=3600)
     assert book.claim_batch([1, 2, 3, 4]) == [1, 2, 3, 4]
     book.mark_sent(1, "m1")
     book.mark_sent(2, "m2")
-    assert statuses(path) == {1: "claimed", 2: "claimed", 3: "claimed", 4: "claimed"}
+    assert statuses(store) == {1: "claimed", 2: "claimed", 3: "claimed", 4: "claimed"}
     book.mark_sent(3, "m3")
-    assert statuses(path)[3] == "sent"
+    assert statuses(store)[3] == "sent"
     book.mark_sent(4, "m4")
-    assert statuses(path)[4] == "claimed"
+    assert statuses(store)[4] == "claimed"
     book.claim_batch([5])  # a claim commits the results recorded before it
-    assert statuses(path)[4] == "sent" and statuses(path)[5] == "claimed"
+    assert statuses(store)[4] == "sent" and statuses(store)[5] == "claimed"
 
 
-def test_results_are_committed_after_the_interval(conn: sqlite3.Connection, path: Path) -> None:
+def test_results_are_committed_after_the_interval(conn: Connection, store: Store) -> None:
     now = [0.0]
     book = ledger.Ledger(conn, ISSUE, commit_every=50, commit_interval=0.5, clock=lambda: now[0])
     book.claim_batch([1, 2])
     book.mark_sent(1, "m1")
-    assert statuses(path)[1] == "claimed"
+    assert statuses(store)[1] == "claimed"
     now[0] = 0.6
     book.mark_sent(2, "m2")
-    assert statuses(path) == {1: "sent", 2: "sent"}
+    assert statuses(store) == {1: "sent", 2: "sent"}
 
 
-def test_was_claimed_before(conn: sqlite3.Connection) -> None:
+def test_was_claimed_before(conn: Connection) -> None:
     ledger.claim_batch(conn, ISSUE, [1])  # an earlier run that died
     book = ledger.Ledger(conn, ISSUE)
     book.claim_batch([1, 2])

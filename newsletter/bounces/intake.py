@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from newsletter.store import Connection
 from newsletter.store import subscribers
 from newsletter.bounces.mailbox import MailItem, Mailbox
 from newsletter.bounces.parse import BounceParseError, Verdict, classify
@@ -46,7 +46,7 @@ class Match:
 class Matcher:
     """Finds the subscribers a verdict is about, trusting only what we signed or what we mailed."""
 
-    def __init__(self, conn: sqlite3.Connection, *, secret: str, verp: Verp | None) -> None:
+    def __init__(self, conn: Connection, *, secret: str, verp: Verp | None) -> None:
         self.conn, self.secret, self.verp = conn, secret, verp
 
     def matches(self, verdict: Verdict) -> list[Match]:
@@ -108,7 +108,7 @@ class IntakeReport:
         return sum(item.kind == kind for item in self.items)
 
 
-def process_message(conn: sqlite3.Connection, item: MailItem, matcher: Matcher, *, policy: Policy,
+def process_message(conn: Connection, item: MailItem, matcher: Matcher, *, policy: Policy,
                     source: str = "mailbox") -> ItemResult:
     """Classify and record one message; never raises for bad input (a database error does raise)."""
     if item.data is None:
@@ -142,7 +142,7 @@ def process_message(conn: sqlite3.Connection, item: MailItem, matcher: Matcher, 
                       verdict.kind, counted)
 
 
-def fetch(conn: sqlite3.Connection, mailbox: Mailbox, matcher: Matcher, *, policy: Policy = Policy(),
+def fetch(conn: Connection, mailbox: Mailbox, matcher: Matcher, *, policy: Policy = Policy(),
           report: Callable[[ItemResult], None] | None = None, limit: int | None = None) -> IntakeReport:
     """Process every message in the mailbox, moving each once its result is committed."""
     results: list[ItemResult] = []

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from newsletter.store import Connection
 from newsletter.store.events import issue_rates
 
 __all__ = ["Thresholds", "pause_reason", "pause_check"]
@@ -18,7 +18,7 @@ class Thresholds:
     min_delivered: int = 1000  # below this a handful of reports would swing the rate too far
 
 
-def pause_reason(conn: sqlite3.Connection, issue_id: str, limits: Thresholds) -> str | None:
+def pause_reason(conn: Connection, issue_id: str, limits: Thresholds) -> str | None:
     """Why the send of `issue_id` should pause now, in plain words with how to resume; None to go on."""
     rates = issue_rates(conn, issue_id)
     resume = (f"Look at who bounced or complained (newsletter status {issue_id}; newsletter subscribers show "
@@ -34,5 +34,5 @@ def pause_reason(conn: sqlite3.Connection, issue_id: str, limits: Thresholds) ->
     return None
 
 
-def pause_check(conn: sqlite3.Connection, issue_id: str, limits: Thresholds) -> Callable[[], str | None]:
+def pause_check(conn: Connection, issue_id: str, limits: Thresholds) -> Callable[[], str | None]:
     return lambda: pause_reason(conn, issue_id, limits)

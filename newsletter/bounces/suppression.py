@@ -9,11 +9,11 @@ being resubscribed by a link or an import.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
 
+from newsletter.store import Connection
 from newsletter.store import subscribers
-from newsletter.store.sqlite import log_event, transaction
+from newsletter.store.dbapi import log_event, transaction
 from newsletter.errors import SubscriberError
 from newsletter.store.events import Event, has_complained, insert_event, soft_days
 
@@ -37,7 +37,7 @@ class Outcome:
     status: str = ""  # the subscriber's status afterwards
 
 
-def soft_score(conn: sqlite3.Connection, subscriber_id: int, policy: Policy, now: dt.datetime) -> float:
+def soft_score(conn: Connection, subscriber_id: int, policy: Policy, now: dt.datetime) -> float:
     """Sum over the days with a soft bounce of soft_score x (1 - age / decay_days)."""
     today = now.astimezone(dt.UTC).date()
     since = now - dt.timedelta(days=policy.decay_days)
@@ -48,7 +48,7 @@ def soft_score(conn: sqlite3.Connection, subscriber_id: int, policy: Policy, now
     return round(total, 4)
 
 
-def record(conn: sqlite3.Connection, event: Event, *, policy: Policy = Policy(),
+def record(conn: Connection, event: Event, *, policy: Policy = Policy(),
            now: dt.datetime | None = None) -> Outcome:
     """Store the event and apply its consequence, in one transaction (joins the caller's if open)."""
     now = now or event.at or dt.datetime.now(dt.UTC)
@@ -80,6 +80,6 @@ def record(conn: sqlite3.Connection, event: Event, *, policy: Policy = Policy(),
         return Outcome(False, "scored", score, status=who.status)
 
 
-def complained(conn: sqlite3.Connection, subscriber_id: int) -> bool:
+def complained(conn: Connection, subscriber_id: int) -> bool:
     """True once a complaint was recorded: such a subscriber is never resubscribed by a link or an import."""
     return has_complained(conn, subscriber_id)

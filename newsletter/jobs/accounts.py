@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from newsletter.errors import NewsletterError, SubscriberError
 from newsletter.settings import Settings
+from newsletter.store import Connection
 from newsletter.store import desk as desk_store
 from newsletter.store import open_store
 from newsletter.store.desk import ROLES, EditorRow
@@ -30,10 +30,9 @@ class AccountError(NewsletterError):
 
 
 @contextmanager
-def desk_db(settings: Settings) -> Iterator[sqlite3.Connection]:
+def desk_db(settings: Settings) -> Iterator[Connection]:
     """A connection to the project's database with the desk's tables in place."""
     with open_store(settings).connection() as conn:
-        desk_store.ensure_schema(conn)
         yield conn
 
 

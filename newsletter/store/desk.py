@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .dbapi import Connection, Row
+
 __all__ = [
-    "ROLES", "EditorRow", "SessionRow", "AuditEntry", "ensure_schema",
+    "ROLES", "EditorRow", "SessionRow", "AuditEntry",
     "add_editor", "editor_by_email", "editor_by_id", "editors", "count_editors", "remove_editor", "set_password",
     "create_session", "session", "touch_session", "delete_session", "delete_sessions_of",
     "record_attempt", "failed_attempts",
@@ -17,52 +18,7 @@ __all__ = [
 
 ROLES = ("editor", "approver")
 
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS desk_editors (
-        id INTEGER PRIMARY KEY,
-        email TEXT NOT NULL,
-        email_key TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('editor', 'approver')),
-        password_hash TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS desk_sessions (
-        id_hash TEXT PRIMARY KEY,      -- sha256 of the cookie's id: a copy of the database opens no session
-        editor_id INTEGER NOT NULL REFERENCES desk_editors (id) ON DELETE CASCADE,
-        created_at REAL NOT NULL,
-        last_seen REAL NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS desk_signin_attempts (
-        id INTEGER PRIMARY KEY,
-        at REAL NOT NULL,
-        email_key TEXT NOT NULL,
-        address TEXT NOT NULL,
-        ok INTEGER NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS desk_signin_email ON desk_signin_attempts (email_key, at)",
-    "CREATE INDEX IF NOT EXISTS desk_signin_address ON desk_signin_attempts (address, at)",
-    """
-    CREATE TABLE IF NOT EXISTS desk_audit (
-        id INTEGER PRIMARY KEY,
-        at TEXT NOT NULL,
-        editor_id INTEGER,
-        editor_name TEXT NOT NULL,   -- kept as it was: removing an account must not rewrite history
-        action TEXT NOT NULL,        -- compose edit proof approve schedule cancel send signin signout
-        issue_id TEXT,
-        version TEXT,                -- the issue.toml hash an edit wrote, or the build hash an approval froze
-        detail TEXT NOT NULL DEFAULT ''
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS desk_audit_issue ON desk_audit (issue_id, id)",
-)
+# The tables are part of the versioned schema (newsletter.store.tables, schema v5).
 
 
 @dataclass(frozen=True)
@@ -96,46 +52,42 @@ def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
-
-
-def _editor(row: sqlite3.Row) -> EditorRow:
+def _editor(row: Row) -> EditorRow:
     return EditorRow(id=row["id"], email=row["email"], name=row["name"], role=row["role"],
                      password_hash=row["password_hash"])
 
 
-def add_editor(conn: sqlite3.Connection, email: str, email_key: str, name: str, role: str,
+def add_editor(conn: Connection, email: str, email_key: str, name: str, role: str,
                password_hash: str) -> EditorRow | None:
     """The new account, or None when that address already has one."""
     now = _now_iso()
-    cursor = conn.execute(
-        "INSERT OR IGNORE INTO desk_editors (email, email_key, name, role, password_hash, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)", (email, email_key, name, role, password_hash, now, now))
+    added = conn.execute(
+        "INSERT INTO desk_editors (email, email_key, name, role, password_hash, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        (email, email_key, name, role, password_hash, now, now)).fetchall()
     conn.commit()
-    return editor_by_id(conn, int(cursor.lastrowid or 0)) if cursor.rowcount else None
+    return editor_by_id(conn, int(added[0][0])) if added else None
 
 
-def editor_by_email(conn: sqlite3.Connection, email_key: str) -> EditorRow | None:
+def editor_by_email(conn: Connection, email_key: str) -> EditorRow | None:
     row = conn.execute("SELECT * FROM desk_editors WHERE email_key = ?", (email_key,)).fetchone()
     return _editor(row) if row else None
 
 
-def editor_by_id(conn: sqlite3.Connection, editor_id: int) -> EditorRow | None:
+def editor_by_id(conn: Connection, editor_id: int) -> EditorRow | None:
     row = conn.execute("SELECT * FROM desk_editors WHERE id = ?", (editor_id,)).fetchone()
     return _editor(row) if row else None
 
 
-def editors(conn: sqlite3.Connection) -> list[EditorRow]:
+def editors(conn: Connection) -> list[EditorRow]:
     return [_editor(row) for row in conn.execute("SELECT * FROM desk_editors ORDER BY email_key")]
 
 
-def count_editors(conn: sqlite3.Connection) -> int:
+def count_editors(conn: Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM desk_editors").fetchone()[0])
 
 
-def remove_editor(conn: sqlite3.Connection, email_key: str) -> bool:
+def remove_editor(conn: Connection, email_key: str) -> bool:
     row = editor_by_email(conn, email_key)
     if row is None:
         return False
@@ -145,7 +97,7 @@ def remove_editor(conn: sqlite3.Connection, email_key: str) -> bool:
     return True
 
 
-def set_password(conn: sqlite3.Connection, email_key: str, password_hash: str) -> bool:
+def set_password(conn: Connection, email_key: str, password_hash: str) -> bool:
     """New hash; every open session of that person ends (a changed password locks out a stolen cookie)."""
     row = editor_by_email(conn, email_key)
     if row is None:
@@ -157,34 +109,34 @@ def set_password(conn: sqlite3.Connection, email_key: str, password_hash: str) -
     return True
 
 
-def create_session(conn: sqlite3.Connection, id_hash: str, editor_id: int, now: float) -> None:
+def create_session(conn: Connection, id_hash: str, editor_id: int, now: float) -> None:
     conn.execute("INSERT INTO desk_sessions (id_hash, editor_id, created_at, last_seen) VALUES (?, ?, ?, ?)",
                  (id_hash, editor_id, now, now))
     conn.commit()
 
 
-def session(conn: sqlite3.Connection, id_hash: str) -> SessionRow | None:
+def session(conn: Connection, id_hash: str) -> SessionRow | None:
     row = conn.execute("SELECT s.created_at, s.last_seen, e.* FROM desk_sessions s"
                        " JOIN desk_editors e ON e.id = s.editor_id WHERE s.id_hash = ?", (id_hash,)).fetchone()
     return SessionRow(_editor(row), row["created_at"], row["last_seen"]) if row else None
 
 
-def touch_session(conn: sqlite3.Connection, id_hash: str, now: float) -> None:
+def touch_session(conn: Connection, id_hash: str, now: float) -> None:
     conn.execute("UPDATE desk_sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))
     conn.commit()
 
 
-def delete_session(conn: sqlite3.Connection, id_hash: str) -> None:
+def delete_session(conn: Connection, id_hash: str) -> None:
     conn.execute("DELETE FROM desk_sessions WHERE id_hash = ?", (id_hash,))
     conn.commit()
 
 
-def delete_sessions_of(conn: sqlite3.Connection, editor_id: int) -> None:
+def delete_sessions_of(conn: Connection, editor_id: int) -> None:
     conn.execute("DELETE FROM desk_sessions WHERE editor_id = ?", (editor_id,))
     conn.commit()
 
 
-def record_attempt(conn: sqlite3.Connection, email_key: str, address: str, *, ok: bool, now: float,
+def record_attempt(conn: Connection, email_key: str, address: str, *, ok: bool, now: float,
                    keep_seconds: float) -> None:
     """One sign-in attempt; rows older than `keep_seconds` go, so the table stays small."""
     conn.execute("DELETE FROM desk_signin_attempts WHERE at < ?", (now - keep_seconds,))
@@ -193,7 +145,7 @@ def record_attempt(conn: sqlite3.Connection, email_key: str, address: str, *, ok
     conn.commit()
 
 
-def failed_attempts(conn: sqlite3.Connection, *, email_key: str, address: str, since: float) -> tuple[int, int]:
+def failed_attempts(conn: Connection, *, email_key: str, address: str, since: float) -> tuple[int, int]:
     """Failed attempts since `since`: (for this account, from this address)."""
     by_email = conn.execute("SELECT COUNT(*) FROM desk_signin_attempts WHERE email_key = ? AND at >= ? AND ok = 0",
                             (email_key, since)).fetchone()[0]
@@ -202,7 +154,7 @@ def failed_attempts(conn: sqlite3.Connection, *, email_key: str, address: str, s
     return int(by_email), int(by_address)
 
 
-def audit(conn: sqlite3.Connection, editor: EditorRow | None, action: str, *, issue_id: str | None = None,
+def audit(conn: Connection, editor: EditorRow | None, action: str, *, issue_id: str | None = None,
           version: str | None = None, detail: str = "") -> None:
     conn.execute("INSERT INTO desk_audit (at, editor_id, editor_name, action, issue_id, version, detail)"
                  " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -211,13 +163,13 @@ def audit(conn: sqlite3.Connection, editor: EditorRow | None, action: str, *, is
     conn.commit()
 
 
-def _entry(row: sqlite3.Row) -> AuditEntry:
+def _entry(row: Row) -> AuditEntry:
     return AuditEntry(at=dt.datetime.fromisoformat(row["at"]), editor_id=row["editor_id"],
                       editor_name=row["editor_name"], action=row["action"], issue_id=row["issue_id"],
                       version=row["version"], detail=row["detail"])
 
 
-def audit_entries(conn: sqlite3.Connection, *, issue_id: str | None = None, limit: int = 50,
+def audit_entries(conn: Connection, *, issue_id: str | None = None, limit: int = 50,
                   offset: int = 0) -> list[AuditEntry]:
     if issue_id is None:
         rows = conn.execute("SELECT * FROM desk_audit ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
@@ -227,21 +179,21 @@ def audit_entries(conn: sqlite3.Connection, *, issue_id: str | None = None, limi
     return [_entry(row) for row in rows]
 
 
-def last_edit(conn: sqlite3.Connection, issue_id: str) -> AuditEntry | None:
+def last_edit(conn: Connection, issue_id: str) -> AuditEntry | None:
     """The latest compose or edit of an issue made on the desk."""
     row = conn.execute("SELECT * FROM desk_audit WHERE issue_id = ? AND action IN ('compose', 'edit')"
                        " ORDER BY id DESC LIMIT 1", (issue_id,)).fetchone()
     return _entry(row) if row else None
 
 
-def bounced(conn: sqlite3.Connection, issue_id: str) -> int:
+def bounced(conn: Connection, issue_id: str) -> int:
     """Of an issue's failed rows, how many marked the subscriber bounced (no such user)."""
     return int(conn.execute("SELECT COUNT(*) FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id"
                             " WHERE l.issue_id = ? AND l.status = 'failed' AND s.status = 'bounced'",
                             (issue_id,)).fetchone()[0])
 
 
-def search_subscribers(conn: sqlite3.Connection, text: str, *, status: str | None, limit: int,
+def search_subscribers(conn: Connection, text: str, *, status: str | None, limit: int,
                        offset: int) -> tuple[int, list[tuple[str, str, str]]]:
     """(how many match, one page of (email, name, status)) for addresses containing `text`."""
     pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -253,7 +205,7 @@ def search_subscribers(conn: sqlite3.Connection, text: str, *, status: str | Non
     return total, [(r["email"], r["name"], r["status"]) for r in rows]
 
 
-def subscriber_pages(conn: sqlite3.Connection, *, batch: int = 1000) -> Iterator[list[tuple[str, str, str]]]:
+def subscriber_pages(conn: Connection, *, batch: int = 1000) -> Iterator[list[tuple[str, str, str]]]:
     """Every subscriber as (email, name, status), a page at a time (for the CSV export)."""
     last = ""
     while True:

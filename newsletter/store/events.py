@@ -6,8 +6,9 @@ Kept apart from the ledger's SQL so it can move behind the Store protocol as one
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
+
+from .dbapi import Connection
 
 __all__ = ["SCHEMA_V3", "EVENT_KINDS", "Event", "StoredEvent", "IssueRates", "insert_event", "events_for",
            "soft_days", "has_complained", "issue_rates", "latest_issue_for"]
@@ -92,7 +93,7 @@ def _iso(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
-def insert_event(conn: sqlite3.Connection, event: Event) -> bool:
+def insert_event(conn: Connection, event: Event) -> bool:
     """Store the event (not committed); False when the same (source, ref) was stored before."""
     if event.kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {event.kind!r}")
@@ -105,14 +106,14 @@ def insert_event(conn: sqlite3.Connection, event: Event) -> bool:
     return cursor.rowcount == 1
 
 
-def events_for(conn: sqlite3.Connection, subscriber_id: int) -> list[StoredEvent]:
+def events_for(conn: Connection, subscriber_id: int) -> list[StoredEvent]:
     rows = conn.execute(
         "SELECT at, kind, source, issue_id, code, diagnostic FROM delivery_events WHERE subscriber_id = ?"
         " ORDER BY at, id", (subscriber_id,)).fetchall()
     return [StoredEvent(*row) for row in rows]
 
 
-def soft_days(conn: sqlite3.Connection, subscriber_id: int, since: dt.datetime) -> list[dt.date]:
+def soft_days(conn: Connection, subscriber_id: int, since: dt.datetime) -> list[dt.date]:
     """The distinct UTC days with a soft bounce since `since` (a day counts once, however many bounces)."""
     rows = conn.execute(
         "SELECT DISTINCT substr(at, 1, 10) FROM delivery_events WHERE subscriber_id = ? AND kind = 'soft'"
@@ -120,21 +121,22 @@ def soft_days(conn: sqlite3.Connection, subscriber_id: int, since: dt.datetime) 
     return [dt.date.fromisoformat(row[0]) for row in rows]
 
 
-def has_complained(conn: sqlite3.Connection, subscriber_id: int) -> bool:
+def has_complained(conn: Connection, subscriber_id: int) -> bool:
     return conn.execute("SELECT 1 FROM delivery_events WHERE subscriber_id = ? AND kind = 'complaint' LIMIT 1",
                         (subscriber_id,)).fetchone() is not None
 
 
-def latest_issue_for(conn: sqlite3.Connection, subscriber_id: int) -> str | None:
+def latest_issue_for(conn: Connection, subscriber_id: int) -> str | None:
     """The issue most recently sent to this subscriber (for a bounce that names only the address)."""
     row = conn.execute("SELECT issue_id FROM ledger WHERE subscriber_id = ? AND status IN ('sent', 'failed')"
                        " ORDER BY COALESCE(sent_at, updated_at) DESC LIMIT 1", (subscriber_id,)).fetchone()
     return row[0] if row else None
 
 
-def issue_rates(conn: sqlite3.Connection, issue_id: str) -> IssueRates:
+def issue_rates(conn: Connection, issue_id: str) -> IssueRates:
     delivered, attempted = conn.execute(
-        "SELECT COALESCE(SUM(status = 'sent'), 0), COALESCE(SUM(status IN ('sent', 'failed')), 0)"
+        "SELECT COALESCE(SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN status IN ('sent', 'failed') THEN 1 ELSE 0 END), 0)"
         " FROM ledger WHERE issue_id = ?", (issue_id,)).fetchone()
     by_kind = dict(conn.execute(
         "SELECT kind, COUNT(DISTINCT subscriber_id) FROM delivery_events WHERE issue_id = ? GROUP BY kind",

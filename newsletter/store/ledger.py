@@ -20,12 +20,11 @@ one left by a crash, so the caller must serialise runs of one issue (a lock file
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from newsletter.store.sqlite import utc_now
+from newsletter.store.dbapi import Connection, begin_write, utc_now
 from newsletter.errors import LedgerError
 from newsletter.models import Subscriber
 
@@ -80,7 +79,7 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def claim(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]) -> Claim:
+def claim(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> Claim:
     """Claim ids for this run and COMMIT: new rows, rows left 'claimed' by a crash, and 'deferred' rows.
 
     Only subscribers still subscribed are claimed; ids with a final row are left alone.
@@ -90,8 +89,7 @@ def claim(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]
     resumed: set[int] = set()
     # Unlike db.transaction this always commits, results recorded earlier in the open transaction included:
     # the claim must be durable before any of these messages reaches a transport.
-    if not conn.in_transaction:
-        conn.execute("BEGIN IMMEDIATE")
+    begin_write(conn)
     try:
         for part in _chunks(list(subscriber_ids)):
             marks = _marks(len(part))
@@ -101,8 +99,9 @@ def claim(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]
             ).fetchall()
             resumed.update(row[0] for row in before if row[1] == "claimed")
             conn.execute(
-                "INSERT OR IGNORE INTO ledger (issue_id, subscriber_id, status, claimed_at, updated_at)"
-                f" SELECT ?, id, 'claimed', ?, ? FROM subscribers WHERE status = 'subscribed' AND id IN ({marks})",
+                "INSERT INTO ledger (issue_id, subscriber_id, status, claimed_at, updated_at)"
+                f" SELECT ?, id, 'claimed', ?, ? FROM subscribers WHERE status = 'subscribed' AND id IN ({marks})"
+                " ON CONFLICT DO NOTHING",
                 (issue_id, now, now, *part),
             )
             conn.execute(
@@ -128,12 +127,12 @@ def claim(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]
     return Claim(claimed=tuple(sorted(claimed, key=order.__getitem__)), resumed=frozenset(resumed & claimed))
 
 
-def claim_batch(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]) -> list[int]:
+def claim_batch(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> list[int]:
     """The ids claimed for this run (see claim); committed before returning."""
     return list(claim(conn, issue_id, subscriber_ids).claimed)
 
 
-def release(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]) -> None:
+def release(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> None:
     """Undo claims for messages never handed to a transport: back to no row, or to 'deferred'."""
     for part in _chunks(list(subscriber_ids)):
         marks = _marks(len(part))
@@ -149,7 +148,7 @@ def release(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[in
         )
 
 
-def reopen(conn: sqlite3.Connection, issue_id: str, subscriber_ids: Sequence[int]) -> None:
+def reopen(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> None:
     """Give 'failed' rows back (no row: pending again), for refusals that were not about the recipient."""
     for part in _chunks(list(subscriber_ids)):
         conn.execute(f"DELETE FROM ledger WHERE issue_id = ? AND status = 'failed' AND subscriber_id IN ({_marks(len(part))})",
@@ -164,7 +163,7 @@ _PENDING = (
 )
 
 
-def pending_subscribers(conn: sqlite3.Connection, issue_id: str, *, batch: int = 500) -> Iterator[Subscriber]:
+def pending_subscribers(conn: Connection, issue_id: str, *, batch: int = 500) -> Iterator[Subscriber]:
     """Subscribed subscribers with no row or a 'claimed'/'deferred' row, by id, fetched `batch` at a time."""
     last = 0
     while True:
@@ -177,7 +176,7 @@ def pending_subscribers(conn: sqlite3.Connection, issue_id: str, *, batch: int =
 
 
 def _mark(
-    conn: sqlite3.Connection,
+    conn: Connection,
     issue_id: str,
     subscriber_id: int,
     status: str,
@@ -202,22 +201,22 @@ def _mark(
         raise LedgerError(f"issue {issue_id}: cannot mark subscriber {subscriber_id} {status}: {state}")
 
 
-def mark_sent(conn: sqlite3.Connection, issue_id: str, subscriber_id: int, message_id: str) -> None:
+def mark_sent(conn: Connection, issue_id: str, subscriber_id: int, message_id: str) -> None:
     """Record that the transport accepted the message (not committed; see Ledger for batching)."""
     _mark(conn, issue_id, subscriber_id, "sent", message_id=message_id)
 
 
-def mark_deferred(conn: sqlite3.Connection, issue_id: str, subscriber_id: int, code: int | None, reason: str) -> None:
+def mark_deferred(conn: Connection, issue_id: str, subscriber_id: int, code: int | None, reason: str) -> None:
     """Record a temporary failure after retries: the next run tries again."""
     _mark(conn, issue_id, subscriber_id, "deferred", code=code, reason=reason)
 
 
-def mark_failed(conn: sqlite3.Connection, issue_id: str, subscriber_id: int, code: int | None, reason: str) -> None:
+def mark_failed(conn: Connection, issue_id: str, subscriber_id: int, code: int | None, reason: str) -> None:
     """Record a permanent failure: final, never retried for this issue."""
     _mark(conn, issue_id, subscriber_id, "failed", code=code, reason=reason)
 
 
-def already_final(conn: sqlite3.Connection, issue_id: str) -> int:
+def already_final(conn: Connection, issue_id: str) -> int:
     """Subscribed subscribers whose row for this issue is final already (what a run skips)."""
     return int(conn.execute(
         "SELECT COUNT(*) FROM ledger l JOIN subscribers s ON s.id = l.subscriber_id"
@@ -226,20 +225,20 @@ def already_final(conn: sqlite3.Connection, issue_id: str) -> int:
     ).fetchone()[0])
 
 
-def first_sent_times(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+def first_sent_times(conn: Connection) -> list[tuple[str, str | None]]:
     """(issue id, first sent_at) of every issue someone received: what the web archive may show."""
     return [(row[0], row[1]) for row in
             conn.execute("SELECT issue_id, MIN(sent_at) FROM ledger WHERE status = 'sent' GROUP BY issue_id")]
 
 
-def first_sent_time(conn: sqlite3.Connection, issue_id: str) -> tuple[bool, str | None]:
+def first_sent_time(conn: Connection, issue_id: str) -> tuple[bool, str | None]:
     """Was `issue_id` sent to anyone, and when first."""
     row = conn.execute("SELECT MIN(sent_at), COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'sent'",
                        (issue_id,)).fetchone()
     return bool(row[1]), row[0]
 
 
-def counts(conn: sqlite3.Connection, issue_id: str) -> LedgerCounts:
+def counts(conn: Connection, issue_id: str) -> LedgerCounts:
     """Rows per status for the issue, and how many subscribed subscribers still lack a final row."""
     by_status = dict(
         conn.execute("SELECT status, COUNT(*) FROM ledger WHERE issue_id = ? GROUP BY status", (issue_id,)).fetchall()
@@ -263,7 +262,7 @@ class Ledger:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         issue_id: str,
         *,
         commit_every: int = 1,

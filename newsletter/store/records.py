@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
 
-from .sqlite import log_event, utc_now
+from .dbapi import Connection, Row, log_event, utc_now
 
-__all__ = ["JobRecord", "DigestMark", "ensure_schema", "save_job", "job", "jobs", "delete_job", "last_digest",
+__all__ = ["JobRecord", "DigestMark", "save_job", "job", "jobs", "delete_job", "last_digest",
            "record_digest"]
 
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS schedule_jobs (
-        job_id TEXT PRIMARY KEY,
-        what TEXT NOT NULL,
-        timezone TEXT NOT NULL,
-        issue_id TEXT,          -- what a send job sends; the last issue a digest composed
-        state TEXT NOT NULL,    -- scheduled running done skipped incomplete interrupted missed error
-        due_at TEXT,            -- UTC run time of the next or the last fire
-        result TEXT NOT NULL DEFAULT '',
-        updated_at TEXT
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS schedule_digests (
-        name TEXT PRIMARY KEY,
-        last_date TEXT NOT NULL,  -- issue date of the last digest composed: the next one starts there
-        last_issue_id TEXT NOT NULL,
-        updated_at TEXT
-    )
-    """,
-)
+# The tables are part of the versioned schema (newsletter.store.tables, schema v5).
 
 
 @dataclass(frozen=True)
@@ -54,21 +32,17 @@ class DigestMark:
     issue_id: str
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
-
-
 def _utc_iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def save_job(conn: sqlite3.Connection, job_id: str, state: str, result: str = "", *, insert: bool = True,
+def save_job(conn: Connection, job_id: str, state: str, result: str = "", *, insert: bool = True,
              what: str | None = None, timezone: str | None = None, issue_id: str | None = None,
              due_at: dt.datetime | None = None) -> None:
     # insert=False for a run's final state: a job cancelled while it ran stays cancelled.
     if insert:
-        conn.execute("INSERT OR IGNORE INTO schedule_jobs (job_id, what, timezone, state) VALUES (?, ?, ?, ?)",
+        conn.execute("INSERT INTO schedule_jobs (job_id, what, timezone, state) VALUES (?, ?, ?, ?)"
+                     " ON CONFLICT DO NOTHING",
                      (job_id, what or job_id, timezone or "UTC", state))
     conn.execute(
         "UPDATE schedule_jobs SET state = ?, result = ?, updated_at = ?, what = COALESCE(?, what),"
@@ -77,31 +51,31 @@ def save_job(conn: sqlite3.Connection, job_id: str, state: str, result: str = ""
         (state, result, utc_now(), what, timezone, issue_id, due_at and _utc_iso(due_at), job_id))
 
 
-def _record(row: sqlite3.Row) -> JobRecord:
+def _record(row: Row) -> JobRecord:
     due = dt.datetime.fromisoformat(row["due_at"]) if row["due_at"] else None
     return JobRecord(job_id=row["job_id"], what=row["what"], timezone=row["timezone"], issue_id=row["issue_id"],
                      state=row["state"], due_at=due, result=row["result"])
 
 
-def job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+def job(conn: Connection, job_id: str) -> JobRecord | None:
     row = conn.execute("SELECT * FROM schedule_jobs WHERE job_id = ?", (job_id,)).fetchone()
     return _record(row) if row is not None else None
 
 
-def jobs(conn: sqlite3.Connection) -> list[JobRecord]:
+def jobs(conn: Connection) -> list[JobRecord]:
     return [_record(row) for row in conn.execute("SELECT * FROM schedule_jobs ORDER BY job_id")]
 
 
-def delete_job(conn: sqlite3.Connection, job_id: str) -> None:
+def delete_job(conn: Connection, job_id: str) -> None:
     conn.execute("DELETE FROM schedule_jobs WHERE job_id = ?", (job_id,))
 
 
-def last_digest(conn: sqlite3.Connection, name: str) -> DigestMark | None:
+def last_digest(conn: Connection, name: str) -> DigestMark | None:
     row = conn.execute("SELECT last_date, last_issue_id FROM schedule_digests WHERE name = ?", (name,)).fetchone()
     return DigestMark(dt.date.fromisoformat(row["last_date"]), row["last_issue_id"]) if row else None
 
 
-def record_digest(conn: sqlite3.Connection, name: str, date: dt.date, issue_id: str, *, summaries: int) -> None:
+def record_digest(conn: Connection, name: str, date: dt.date, issue_id: str, *, summaries: int) -> None:
     """Digest `name` composed `issue_id`: the next run starts there, and its job record names the issue."""
     conn.execute("INSERT INTO schedule_digests (name, last_date, last_issue_id, updated_at) VALUES (?, ?, ?, ?)"
                  " ON CONFLICT (name) DO UPDATE SET last_date = excluded.last_date,"

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
 import time
 
-from .sqlite import transaction, utc_now
+from .dbapi import Connection, transaction, utc_now
 
 __all__ = [
     "CONFIRMATION_LIMIT",
@@ -35,11 +34,11 @@ def _recipient_key(secret: str, address: str) -> str:
                     hashlib.sha256).hexdigest()[:32]
 
 
-def allow_confirmation(conn: sqlite3.Connection, secret: str, address: str, *,
+def allow_confirmation(conn: Connection, secret: str, address: str, *,
                        limit: tuple[int, float] = CONFIRMATION_LIMIT, now: float | None = None) -> bool:
     """Record one confirmation email to `address` and return True, or False when the limit is reached.
 
-    One BEGIN IMMEDIATE transaction: two processes cannot both take the last slot.
+    One write transaction (the writer lock first): two processes cannot both take the last slot.
     """
     count, window = limit
     now = time.time() if now is None else now
@@ -55,25 +54,26 @@ def allow_confirmation(conn: sqlite3.Connection, secret: str, address: str, *,
         return True
 
 
-def use_link(conn: sqlite3.Connection, token: str, *, keep_for: float, now: float | None = None) -> bool:
+def use_link(conn: Connection, token: str, *, keep_for: float, now: float | None = None) -> bool:
     """Mark a one-time link used: True the first time, False ever after (within `keep_for` seconds,
     after which the link has expired anyway). Joins the caller's transaction when there is one."""
     now = time.time() if now is None else now
     digest = hashlib.sha256(token.encode("utf-8")).hexdigest()
     with transaction(conn):
         conn.execute("DELETE FROM used_links WHERE used_at <= ?", (now - keep_for,))
-        cursor = conn.execute("INSERT OR IGNORE INTO used_links (digest, used_at) VALUES (?, ?)", (digest, now))
+        cursor = conn.execute("INSERT INTO used_links (digest, used_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                              (digest, now))
         return cursor.rowcount == 1
 
 
-def record_send_key(conn: sqlite3.Connection, issue_id: str, key_id: str, *, token_format: int = TOKEN_FORMAT) -> None:
+def record_send_key(conn: Connection, issue_id: str, key_id: str, *, token_format: int = TOKEN_FORMAT) -> None:
     """Note that `issue_id`'s links are signed with the key named `key_id` (see tokens.key_id); committed."""
     with transaction(conn):
-        conn.execute("INSERT OR IGNORE INTO send_keys (issue_id, key_id, token_format, first_used) VALUES (?, ?, ?, ?)",
-                     (issue_id, key_id, token_format, utc_now()))
+        conn.execute("INSERT INTO send_keys (issue_id, key_id, token_format, first_used) VALUES (?, ?, ?, ?)"
+                     " ON CONFLICT DO NOTHING", (issue_id, key_id, token_format, utc_now()))
 
 
-def issues_sent_under_other_keys(conn: sqlite3.Connection, key_id: str) -> list[str]:
+def issues_sent_under_other_keys(conn: Connection, key_id: str) -> list[str]:
     """Issues with sent messages whose links were signed with a key other than `key_id`."""
     rows = conn.execute(
         "SELECT DISTINCT k.issue_id FROM send_keys k WHERE k.key_id != ?"

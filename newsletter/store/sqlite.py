@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from newsletter.store.events import SCHEMA_V3 as _SCHEMA_BOUNCES
 from newsletter.errors import LedgerError
+from newsletter.store.dbapi import describe_sqlite_error, ledger_error, log_event, transaction, utc_now
+from newsletter.store.events import SCHEMA_V3 as _SCHEMA_BOUNCES
+from newsletter.store.tables import LEASE_COLUMNS, SCHEDULE_AND_DESK, render
 
-__all__ = ["ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
+__all__ = ["SQLiteConnection", "ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
 #: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 log = logging.getLogger("newsletter.db")
 
@@ -99,16 +99,39 @@ _SCHEMA_V3 = (
     """,
 )
 
-# Index i holds the statements that take a file from user_version i to i + 1.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_BOUNCES)  # v4: delivery_events
+
+# v5: the schedule's and the desk's tables (created on first use before; IF NOT EXISTS adopts them), and the
+# ledger's lease columns (added only where missing).
+def _schema_v5(conn: sqlite3.Connection) -> None:
+    for statement in render(SCHEDULE_AND_DESK, "sqlite"):
+        conn.execute(statement)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+    for name, kind in LEASE_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE ledger ADD COLUMN {name} {kind}")
 
 
-def utc_now() -> str:
-    """The current time as ISO-8601 UTC, to the second (e.g. 2024-05-01T12:00:00+00:00)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+# Index i holds what takes a file from user_version i to i + 1: statements, or a function for a step that
+# must look first.
+_MIGRATIONS: tuple[Any, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_BOUNCES, _schema_v5)  # v4: delivery_events
 
 
-def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
+class SQLiteConnection(sqlite3.Connection):
+    """sqlite3's connection, saying which dialect it speaks and which file it is (for error messages)."""
+
+    dialect = "sqlite"
+
+    @property
+    def where(self) -> str:
+        row = self.execute("PRAGMA database_list").fetchone()
+        return str(row[2]) if row and row[2] else "the database"
+
+    @staticmethod
+    def describe_error(exc: BaseException) -> str:
+        return describe_sqlite_error(exc)
+
+
+def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteConnection:
     """Open (creating if needed) the database at `path`, with WAL, foreign keys and the schema applied."""
     path = Path(path)
     try:
@@ -117,7 +140,7 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Con
         raise LedgerError(f"{path}: cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
     _private_file(path)
     try:
-        conn = sqlite3.connect(path, timeout=timeout)
+        conn = sqlite3.connect(path, timeout=timeout, factory=SQLiteConnection)
     except sqlite3.Error as exc:
         raise LedgerError(f"{path}: cannot open the database: {exc}") from exc
     try:
@@ -135,7 +158,7 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Con
         _apply_schema(conn, path)
     except sqlite3.Error as exc:
         conn.close()
-        raise LedgerError(f"{path}: {_describe(exc)}") from exc
+        raise LedgerError(f"{path}: {describe_sqlite_error(exc)}") from exc
     except LedgerError:
         conn.close()
         raise
@@ -165,27 +188,6 @@ def _private_file(path: Path) -> None:
     os.close(fd)
 
 
-def ledger_error(conn: sqlite3.Connection, exc: sqlite3.Error, *, what: str) -> LedgerError:
-    """A LedgerError naming the database file, what was being done, and why SQLite refused."""
-    try:
-        row = conn.execute("PRAGMA database_list").fetchone()
-        path = row[2] if row and row[2] else "the database"
-    except sqlite3.Error:
-        path = "the database"
-    return LedgerError(f"{path}: {what}: {_describe(exc)}")
-
-
-def _describe(exc: sqlite3.Error) -> str:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return f"the database is locked by another process ({text})"
-    if "readonly" in text or "read-only" in text:
-        return f"the database is read-only ({text})"
-    if "not a database" in text:
-        return f"this file is not an SQLite database ({text})"
-    return text
-
-
 def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
@@ -198,30 +200,9 @@ def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
     with transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for step in range(version, SCHEMA_VERSION):
+            if callable(_MIGRATIONS[step]):
+                _MIGRATIONS[step](conn)
+                continue
             for statement in _MIGRATIONS[step]:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); inside an open transaction, joins it instead."""
-    if conn.in_transaction:
-        # The owner of the outer transaction decides when it commits.
-        yield conn
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-
-
-def log_event(conn: sqlite3.Connection, kind: str, *, issue_id: str | None = None, detail: str = "") -> None:
-    """Append a row to the events log (not committed: it rides along with the caller's transaction)."""
-    conn.execute(
-        "INSERT INTO events (at, kind, issue_id, detail) VALUES (?, ?, ?, ?)",
-        (utc_now(), kind, issue_id, detail),
-    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter.errors import ComplainedError, SubscriberError
 from newsletter.store.events import has_complained
-from newsletter.store.sqlite import transaction, utc_now
+from newsletter.store.dbapi import Connection, Row, dialect, transaction, utc_now
 from newsletter.headers import strip_controls
 from newsletter.models import Subscriber
 
@@ -67,7 +66,7 @@ def clean_name(raw: str) -> str:
     return " ".join(strip_controls(raw).split())[:MAX_NAME_LENGTH].rstrip()
 
 
-def _row(row: sqlite3.Row) -> Subscriber:
+def _row(row: Row) -> Subscriber:
     return Subscriber(id=row["id"], email=row["email"], name=row["name"], status=row["status"],
                       first_name=row["first_name"])
 
@@ -77,20 +76,20 @@ def _check_status(status: str | None) -> None:
         raise SubscriberError(f"unknown subscriber status {status!r} (expected one of {', '.join(STATUSES)})")
 
 
-def get(conn: sqlite3.Connection, subscriber_id: int) -> Subscriber | None:
+def get(conn: Connection, subscriber_id: int) -> Subscriber | None:
     """The subscriber with this id, or None."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
     return _row(row) if row else None
 
 
-def find(conn: sqlite3.Connection, email: str) -> Subscriber | None:
+def find(conn: Connection, email: str) -> Subscriber | None:
     """The subscriber with this address (any case), or None; SubscriberError if it is not an address."""
     key = email_key(normalise_address(email))
     row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (key,)).fetchone()
     return _row(row) if row else None
 
 
-def add(conn: sqlite3.Connection, email: str, name: str = "", *, first_name: str = "",
+def add(conn: Connection, email: str, name: str = "", *, first_name: str = "",
         resubscribe: bool = False) -> Subscriber:
     """Add (or update the names of) a subscriber; an unsubscribed/bounced one stays so unless `resubscribe`."""
     address = normalise_address(email)
@@ -98,12 +97,12 @@ def add(conn: sqlite3.Connection, email: str, name: str = "", *, first_name: str
     with transaction(conn):
         row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (key,)).fetchone()
         if row is None:
-            cursor = conn.execute(
+            new_id = conn.execute(
                 "INSERT INTO subscribers (email, email_key, name, first_name, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, 'subscribed', ?, ?)",
+                " VALUES (?, ?, ?, ?, 'subscribed', ?, ?) RETURNING id",
                 (address, key, name, first, now, now),
-            )
-            return Subscriber(id=int(cursor.lastrowid or 0), email=address, name=name, first_name=first)
+            ).fetchall()[0][0]
+            return Subscriber(id=int(new_id), email=address, name=name, first_name=first)
         current = _row(row)
         if current.status != "subscribed" and not resubscribe:
             return current
@@ -120,7 +119,7 @@ def add(conn: sqlite3.Connection, email: str, name: str = "", *, first_name: str
         return Subscriber(id=current.id, email=current.email, name=new_name, first_name=new_first)
 
 
-def _set_status(conn: sqlite3.Connection, subscriber_id: int, status: str, *, commit: bool) -> Subscriber:
+def _set_status(conn: Connection, subscriber_id: int, status: str, *, commit: bool) -> Subscriber:
     now = utc_now()
     stamp = "unsubscribed_at" if status == "unsubscribed" else "bounced_at"
     # Only a subscribed (or, for an unsubscribe, a bounced) row changes status; timestamps keep the first time.
@@ -140,17 +139,17 @@ def _set_status(conn: sqlite3.Connection, subscriber_id: int, status: str, *, co
     return _row(row)
 
 
-def unsubscribe(conn: sqlite3.Connection, subscriber_id: int, *, commit: bool = True) -> Subscriber:
+def unsubscribe(conn: Connection, subscriber_id: int, *, commit: bool = True) -> Subscriber:
     """Mark a subscriber unsubscribed (idempotent); SubscriberError for an unknown id."""
     return _set_status(conn, subscriber_id, "unsubscribed", commit=commit)
 
 
-def mark_bounced(conn: sqlite3.Connection, subscriber_id: int, *, commit: bool = True) -> Subscriber:
+def mark_bounced(conn: Connection, subscriber_id: int, *, commit: bool = True) -> Subscriber:
     """Mark a subscribed subscriber bounced (an unsubscribed one stays unsubscribed, with bounced_at set)."""
     return _set_status(conn, subscriber_id, "bounced", commit=commit)
 
 
-def remove(conn: sqlite3.Connection, email: str) -> Subscriber:
+def remove(conn: Connection, email: str) -> Subscriber:
     """Unsubscribe by address (rows are kept, so a re-import cannot resubscribe them)."""
     found = find(conn, email)
     if found is None:
@@ -158,7 +157,7 @@ def remove(conn: sqlite3.Connection, email: str) -> Subscriber:
     return unsubscribe(conn, found.id)
 
 
-def list_subscribers(conn: sqlite3.Connection, *, status: str | None = None) -> list[Subscriber]:
+def list_subscribers(conn: Connection, *, status: str | None = None) -> list[Subscriber]:
     """Every subscriber (optionally of one status), by id. For sending, use iter_subscribed."""
     _check_status(status)
     if status is None:
@@ -168,7 +167,7 @@ def list_subscribers(conn: sqlite3.Connection, *, status: str | None = None) -> 
     return [_row(row) for row in rows]
 
 
-def iter_subscribed(conn: sqlite3.Connection, *, batch: int = 1000) -> Iterator[Subscriber]:
+def iter_subscribed(conn: Connection, *, batch: int = 1000) -> Iterator[Subscriber]:
     """Subscribed subscribers by id, fetched `batch` at a time (keyset pages: safe to write in between)."""
     last = 0
     while True:
@@ -183,7 +182,7 @@ def iter_subscribed(conn: sqlite3.Connection, *, batch: int = 1000) -> Iterator[
         last = rows[-1]["id"]
 
 
-def count(conn: sqlite3.Connection, status: str | None = None) -> int:
+def count(conn: Connection, status: str | None = None) -> int:
     """How many subscribers (of one status, or in all)."""
     _check_status(status)
     if status is None:
@@ -285,39 +284,52 @@ def _parse_rows(path: Path, errors: list[RowProblem]) -> Iterator[tuple[int, str
         raise SubscriberError(f"{path}: empty file (expected a header with an 'email' column)")
 
 
-def _load(conn: sqlite3.Connection, path: Path, errors: list[RowProblem]) -> int:
-    """Stream the file into temp.import_rows, keeping each address's first line; returns the rows kept.
+_IMPORT_COLUMNS = ("line", "email", "email_key", "name", "first_name", "raw")
 
-    Only the connection's temp database is written here, so the main file's write lock is not held while a
-    large file is parsed (a send running meanwhile keeps committing its results).
+
+def _load(conn: Connection, path: Path, errors: list[RowProblem]) -> int:
+    """Stream the file into the temporary table import_rows, keeping each address's first line; returns the
+    rows kept.
+
+    Only the connection's own temporary table is written here, so no lock on the list is held while a large
+    file is parsed (a send running meanwhile keeps committing its results).
     """
+    key_type = 'TEXT COLLATE "C"' if dialect(conn) == "postgresql" else "TEXT"
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS import_rows"
-        " (line INTEGER PRIMARY KEY, email TEXT, email_key TEXT, name TEXT, first_name TEXT, raw TEXT)"
+        f" (line INTEGER PRIMARY KEY, email TEXT, email_key {key_type}, name TEXT, first_name TEXT, raw TEXT)"
     )
-    conn.execute("CREATE INDEX IF NOT EXISTS temp.import_rows_key ON import_rows (email_key, line)")
-    conn.execute("DELETE FROM temp.import_rows")
+    index = "temp.import_rows_key" if dialect(conn) == "sqlite" else "import_rows_key"
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {index} ON import_rows (email_key, line)")
+    conn.execute("DELETE FROM import_rows")
     batch: list[tuple[int, str, str, str, str, str]] = []
     for row in _parse_rows(path, errors):
         batch.append(row)
         if len(batch) >= _INSERT_BATCH:
-            conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?)", batch)
+            _insert_rows(conn, batch)
             batch.clear()
-    conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?)", batch)
-    first = "(SELECT MIN(j.line) FROM temp.import_rows j WHERE j.email_key = i.email_key)"
+    _insert_rows(conn, batch)
+    first = "(SELECT MIN(j.line) FROM import_rows j WHERE j.email_key = i.email_key)"
     errors.extend(
         RowProblem(line, email, f"duplicate of line {first_line}")
         for line, email, first_line in conn.execute(
-            f"SELECT i.line, i.raw, {first} AS f FROM temp.import_rows i WHERE i.line > {first}"
+            f"SELECT i.line, i.raw, {first} AS f FROM import_rows i WHERE i.line > {first}"
         )
     )
-    conn.execute(f"DELETE FROM temp.import_rows AS i WHERE i.line > {first}")
-    kept = int(conn.execute("SELECT COUNT(*) FROM temp.import_rows").fetchone()[0])
+    conn.execute(f"DELETE FROM import_rows AS i WHERE i.line > {first}")
+    kept = int(conn.execute("SELECT COUNT(*) FROM import_rows").fetchone()[0])
     conn.commit()
     return kept
 
 
-def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
+def _insert_rows(conn: Connection, rows: list[tuple[int, str, str, str, str, str]]) -> None:
+    if dialect(conn) == "postgresql":
+        conn.copy_rows("import_rows", _IMPORT_COLUMNS, rows)  # type: ignore[attr-defined]
+    else:
+        conn.executemany("INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def import_csv(conn: Connection, path: Path) -> ImportReport:
     """Import a CSV (`email`, optional `name` and `first_name`) in one transaction; bad rows are reported by line.
 
     The greeting uses `first_name` only: without that column nobody is greeted by name, because no rule can
@@ -335,7 +347,7 @@ def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
         skipped_rows = tuple(
             RowProblem(line, email, f"skipped: {status}")
             for line, email, status in conn.execute(
-                "SELECT i.line, i.email, s.status FROM temp.import_rows i JOIN subscribers s USING (email_key)"
+                "SELECT i.line, i.email, s.status FROM import_rows i JOIN subscribers s USING (email_key)"
                 " WHERE s.status != 'subscribed' ORDER BY i.line"
             )
         )
@@ -344,7 +356,7 @@ def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
             "UPDATE subscribers SET"
             " name = CASE WHEN i.name != '' THEN i.name ELSE subscribers.name END,"
             " first_name = CASE WHEN i.first_name != '' THEN i.first_name ELSE subscribers.first_name END,"
-            " updated_at = ? FROM temp.import_rows i"
+            " updated_at = ? FROM import_rows i"
             " WHERE subscribers.email_key = i.email_key AND subscribers.status = 'subscribed'"
             " AND ((i.name != '' AND subscribers.name != i.name)"
             " OR (i.first_name != '' AND subscribers.first_name != i.first_name))",
@@ -352,11 +364,11 @@ def import_csv(conn: sqlite3.Connection, path: Path) -> ImportReport:
         ).rowcount
         added = conn.execute(
             "INSERT INTO subscribers (email, email_key, name, first_name, status, created_at, updated_at)"
-            " SELECT email, email_key, name, first_name, 'subscribed', ?, ? FROM temp.import_rows i"
+            " SELECT email, email_key, name, first_name, 'subscribed', ?, ? FROM import_rows i"
             " WHERE NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.email_key = i.email_key) ORDER BY line",
             (now, now),
         ).rowcount
-        conn.execute("DELETE FROM temp.import_rows")
+        conn.execute("DELETE FROM import_rows")
     return ImportReport(
         added=added,
         updated=updated,

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import logging
 import re
-import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..errors import ApprovalError, IssueError
 from ..models import RenderedEmail
 from ..render import META_FILE, fill_placeholders, neutral_values, read_build
 from ..settings import Settings
+from ..store import Connection
 from ..store.ledger import first_sent_time, first_sent_times
 from ..text import format_date
 
@@ -106,7 +106,7 @@ def _load(settings: Settings, issue_id: str, sent_at: str | None) -> ArchivedIss
                          first_sent=_first_sent(sent_at, date))
 
 
-def sent_issues(conn: sqlite3.Connection, settings: Settings) -> list[ArchivedIssue]:
+def sent_issues(conn: Connection, settings: Settings) -> list[ArchivedIssue]:
     """Every sent issue with an approved build on disk, newest first; any other is logged and left out."""
     rows = first_sent_times(conn)
     issues = []
@@ -121,7 +121,7 @@ def sent_issues(conn: sqlite3.Connection, settings: Settings) -> list[ArchivedIs
     return sorted(issues, key=lambda i: (i.first_sent, i.id), reverse=True)
 
 
-def sent_issue(conn: sqlite3.Connection, settings: Settings, issue_id: str) -> ArchivedIssue | None:
+def sent_issue(conn: Connection, settings: Settings, issue_id: str) -> ArchivedIssue | None:
     """The issue if it was sent and its build exists, else None (an unsent draft is not public).
 
     ValueError when it was sent but cannot be shown (damaged, or changed since approval).

@@ -12,9 +12,9 @@ Rules (security audit, issue 14):
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 
-from ..store import sqlite as db, subscribers
+from ..store import Connection
+from ..store import dbapi as db, subscribers
 from ..models import Subscriber
 from ..store.safeguards import use_link
 from .pages import PageError
@@ -32,7 +32,7 @@ _STALE = PageError(400, "This link is older than your unsubscribe",
                    "To subscribe again, please fill in the form again.")
 
 
-def unsubscribe(conn: sqlite3.Connection, secret: str, token: str, how: str) -> Subscriber:
+def unsubscribe(conn: Connection, secret: str, token: str, how: str) -> Subscriber:
     with db.transaction(conn):
         who = subscriber_for_token(conn, secret, "unsubscribe", token)
         if who.status != "unsubscribed":
@@ -40,7 +40,7 @@ def unsubscribe(conn: sqlite3.Connection, secret: str, token: str, how: str) -> 
         return subscribers.unsubscribe(conn, who.id, commit=False)
 
 
-def _unsubscribed_at(conn: sqlite3.Connection, subscriber_id: int) -> dt.datetime | None:
+def _unsubscribed_at(conn: Connection, subscriber_id: int) -> dt.datetime | None:
     row = conn.execute("SELECT unsubscribed_at FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
     try:
         when = dt.datetime.fromisoformat(row[0]) if row and row[0] else None
@@ -49,7 +49,7 @@ def _unsubscribed_at(conn: sqlite3.Connection, subscriber_id: int) -> dt.datetim
     return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def confirm(conn: sqlite3.Connection, token: str, address: str, name: str, issued: dt.datetime) -> Subscriber:
+def confirm(conn: Connection, token: str, address: str, name: str, issued: dt.datetime) -> Subscriber:
     """Subscribe `address` from a confirm link made at `issued`; PageError if the link may not do it."""
     with db.transaction(conn):
         before = subscribers.find(conn, address)

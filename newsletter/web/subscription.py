@@ -11,7 +11,6 @@ import datetime as dt
 import email.policy
 import email.utils
 import html
-import sqlite3
 from email.message import EmailMessage
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
@@ -20,6 +19,7 @@ from ..errors import SubscriberError, TokenError
 from ..headers import envelope_address, format_address, header_line
 from ..models import Message, Subscriber
 from ..settings import Settings
+from ..store import Connection
 from ..store.subscribers import clean_name, get, normalise_address
 from ..tokens import digest_matches, read_token
 
@@ -42,7 +42,7 @@ CONFIRM_SALT = "newsletter.confirm-email"
 _MAX_CONFIRM_TOKEN = 2048
 
 
-def subscriber_for_token(conn: sqlite3.Connection, secret: str, purpose: str, token: str, *,
+def subscriber_for_token(conn: Connection, secret: str, purpose: str, token: str, *,
                          max_age: int | None = None) -> Subscriber:
     """The subscriber a token names; TokenError if it is forged, expired, or made for another address."""
     subscriber_id, digest = read_token(secret, purpose, token, max_age=max_age)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -10,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ...jobs.accounts import DUMMY_HASH, EditorRow, verify
+from ...store import Connection
 from ...store import desk as desk_store
 from .core import DeskCore
 
@@ -69,7 +69,7 @@ class SignIn:
         self.core.set_session_cookie(response, outcome.cookie, request)
         return response
 
-    def _attempt(self, conn: sqlite3.Connection, email: str, password: str, address: str,
+    def _attempt(self, conn: Connection, email: str, password: str, address: str,
                  request: Request) -> _Outcome:
         key = email.lower()
         now = self.core.clock()

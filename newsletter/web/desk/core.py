@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from email import policy
@@ -21,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Router
 
 from ...jobs.accounts import EditorRow, desk_db
+from ...store import Connection
 from ...store import desk as desk_store
 from ...settings import Settings
 from ..pages import PageError
@@ -182,13 +182,13 @@ class DeskCore:
             return None
         return raw if isinstance(raw, str) and raw.isascii() else None
 
-    def start_session(self, conn: sqlite3.Connection, editor: EditorRow) -> str:
+    def start_session(self, conn: Connection, editor: EditorRow) -> str:
         """A new session id for `editor` (never one the browser brought along); returns the cookie value."""
         raw = secrets.token_urlsafe(32)
         desk_store.create_session(conn, self._hash(raw), editor.id, self.clock())
         return self._sessions.dumps(raw)
 
-    def current(self, conn: sqlite3.Connection, request: Request) -> EditorRow | None:
+    def current(self, conn: Connection, request: Request) -> EditorRow | None:
         raw = self._raw(request)
         if raw is None:
             return None
@@ -203,7 +203,7 @@ class DeskCore:
             desk_store.touch_session(conn, self._hash(raw), now)
         return row.editor
 
-    def end_session(self, conn: sqlite3.Connection, request: Request) -> None:
+    def end_session(self, conn: Connection, request: Request) -> None:
         raw = self._raw(request)
         if raw is not None:
             desk_store.delete_session(conn, self._hash(raw))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from ...jobs.accounts import EditorRow
+from ...store import Connection
 from ...store import desk as desk_store, subscribers
 from ...errors import SubscriberError
 from ..pages import PageError
@@ -52,7 +52,7 @@ class PeoplePages:
         return FileResponse(DESK_TEMPLATES / "static" / name, media_type=STATIC_FILES[name],
                             headers={"Cache-Control": "no-cache"})
 
-    def _counts(self, conn: sqlite3.Connection) -> dict[str, int]:
+    def _counts(self, conn: Connection) -> dict[str, int]:
         return {status: subscribers.count(conn, status) for status in subscribers.STATUSES}
 
     async def list(self, request: Request, editor: EditorRow, *, messages: dict[str, object] | None = None,
@@ -105,7 +105,7 @@ class PeoplePages:
                                status=200)
 
     async def export(self, request: Request, editor: EditorRow) -> Response:
-        def build(conn: sqlite3.Connection) -> str:
+        def build(conn: Connection) -> str:
             out = io.StringIO()
             writer = csv.writer(out)
             writer.writerow(["email", "name", "status"])

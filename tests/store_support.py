@@ -1,0 +1,96 @@
+"""The store suite's fixtures: one `store` per test on each database (a fresh SQLite file; a fresh PostgreSQL
+database copied from an upgraded template on the session's throwaway cluster), and `conn`, one connection of it.
+
+Test modules import the fixtures by name (`from store_support import conn, store  # noqa: F401`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from newsletter.store import SQLiteStore, Store
+
+STORES = [pytest.param("sqlite", id="sqlite"),
+          pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+def _admin(server: Any) -> Any:
+    import psycopg
+
+    return psycopg.connect(server.url("postgres"), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_server: Any) -> Iterator[str]:
+    """A database at the current schema, copied (CREATE DATABASE ... TEMPLATE) for each test."""
+    from newsletter.store.pgstore import PostgresStore
+
+    name = f"store_template_{uuid.uuid4().hex[:8]}"
+    with _admin(postgres_server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    PostgresStore(postgres_server.url(name), env={}).upgrade()
+    yield name
+    with _admin(postgres_server) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database(postgres_server: Any, pg_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a fresh database at the current schema, dropped after the test."""
+    name = "s_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    with _admin(postgres_server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield postgres_server.url(name)
+    with _admin(postgres_server) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The store under test: SQLite or PostgreSQL, empty, at the current schema."""
+    if request.param == "sqlite":
+        yield SQLiteStore(tmp_path / "state" / "newsletter.db")
+        return
+    from newsletter.store.pgstore import PostgresStore
+
+    pg = PostgresStore(request.getfixturevalue("pg_database"), pool_size=3, env={})
+    try:
+        yield pg
+    finally:
+        pg.close()
+
+
+@pytest.fixture
+def conn(store: Store) -> Iterator[Any]:
+    """One connection of the store, open for the whole test."""
+    with store.connection() as connection:
+        yield connection
+
+
+@contextmanager
+def second(store: Store) -> Iterator[Any]:
+    """Another connection of the same store: it sees only what was committed."""
+    with store.connection() as other:
+        yield other
+        other.rollback()
+
+
+class Counting:
+    """A connection that counts the statements it runs containing `word` (to see that reads come in pages)."""
+
+    def __init__(self, conn: Any, word: str) -> None:
+        self.conn, self.word, self.count = conn, word, 0
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self.count += self.word in sql
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
