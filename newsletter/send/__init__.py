@@ -109,8 +109,8 @@ def _claim_loop(run: Run, make_message: Callable[[Subscriber], Message], claim_s
             return
         run.workers.collect(run.record, timeout=None)
         run.ledger.flush()
-        if wait > 0:
-            run.stop.wait(min(wait + 0.05, _WAIT_STEP))
+        # 0: rows to take over now (a dead holder's); a moment's pause in case another claimer is taking them
+        run.stop.wait(min(wait + 0.05, _WAIT_STEP))
 
 
 def _send_all(run: Run, transports: list[Transport], make_message: Callable[[Subscriber], Message],
