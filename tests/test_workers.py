@@ -208,3 +208,16 @@ def test_a_progress_callback_sees_every_workers_outcomes(tmp_path: Path) -> None
     assert report.sent == 30 and report.skipped == 0 and not report.interrupted
     assert sorted(sid for _, sid in seen) == sorted(int(r[0]) for r in _rows(settings, "SELECT id FROM subscribers"))
     assert len(list((tmp_path / "box" / "new").iterdir())) == 30
+
+
+def test_an_unapproved_issue_or_a_short_lease_is_refused_before_any_worker_starts(tmp_path: Path) -> None:
+    from newsletter.errors import ApprovalError, ConfigError
+    from newsletter.jobs.fleet import send_with_workers
+
+    settings, folder = crash_loop._prepare(tmp_path / "site", 5, None)
+    with pytest.raises(ConfigError, match="lease_seconds"):
+        send_with_workers(dataclasses.replace(settings, lease_seconds=1.0), folder, workers=2)
+    (folder / "approval.json").unlink()
+    with pytest.raises(ApprovalError):
+        send_with_workers(settings, folder, workers=2)
+    assert _rows(settings, "SELECT COUNT(*) FROM ledger")[0][0] == 0

@@ -149,17 +149,17 @@ def send_with_workers(settings: Settings, folder: Path, *, workers: int, stop: t
     share = rate / workers if rate else None
     context = multiprocessing.get_context("spawn")
     crew: list[_Worker] = []
-    for index in range(workers):
-        spec = WorkerSpec(settings, folder, run, index, connections, share, no_pause, pause_interval,
-                          progress is not None)
-        receive, send_end = context.Pipe(duplex=False)
-        process = context.Process(target=target, args=(spec, send_end), name=f"newsletter-worker-{index}")
-        process.start()
-        send_end.close()
-        crew.append(_Worker(spec, process, receive))
     try:
+        for index in range(workers):
+            spec = WorkerSpec(settings, folder, run, index, connections, share, no_pause, pause_interval,
+                              progress is not None)
+            receive, send_end = context.Pipe(duplex=False)
+            process = context.Process(target=target, args=(spec, send_end), name=f"newsletter-worker-{index}")
+            process.start()
+            send_end.close()
+            crew.append(_Worker(spec, process, receive))
         _watch(crew, stop, progress)
-    except BaseException:
+    except BaseException:  # Ctrl-C twice, or a worker that could not start: stop the others gracefully
         _signal_all(crew)
         for member in crew:
             member.process.join()
