@@ -385,9 +385,11 @@ from .cli_editors import COMMANDS as _EDITOR_COMMANDS  # noqa: E402
 from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 from .cli_bounces import COMMANDS as _BOUNCE_COMMANDS, subscribers_show as _subscribers_show  # noqa: E402
+from .cli_db import COMMANDS as _DB_COMMANDS  # noqa: E402
 from .cli_worker import COMMANDS as _WORKER_COMMANDS  # noqa: E402
 
-_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS + _BOUNCE_COMMANDS + _WORKER_COMMANDS)
+_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS + _BOUNCE_COMMANDS + _DB_COMMANDS
+          + _WORKER_COMMANDS)
 subscribers_group.add_command(_subscribers_show)
 
 from .cli_help import finish as _finish_help  # noqa: E402

@@ -251,10 +251,27 @@ def test_records_keep_the_first_insert(conn: Connection) -> None:
 # -- who imports what ------------------------------------------------------------------------------
 
 
-def test_sqlite_users_never_import_psycopg(tmp_path: Path) -> None:
-    code = ("import sys; from newsletter.store import SQLiteStore, subscribers\n"
-            f"s = SQLiteStore(__import__('pathlib').Path({str(tmp_path / 'x.db')!r}))\n"
-            "with s.connection() as c: subscribers.add(c, 'a@example.org')\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'alembic'))))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == "[]"
+def _modules_loaded_by_a_send_setup(path: Path) -> list[str]:
+    code = ("import sys; from pathlib import Path; from newsletter.store import SQLiteStore, subscribers\n"
+            f"s = SQLiteStore(Path({str(path)!r}))\n"
+            "with s.connection() as c: subscribers.add(c, f'a{len(sys.argv)}@example.org'); c.commit()\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & {'psycopg', 'psycopg_pool', 'alembic'})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout.split()
+
+
+def test_sqlite_users_never_import_psycopg_and_import_alembic_only_to_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    assert _modules_loaded_by_a_send_setup(path) == ["alembic"]  # a new file: created by the first revision
+    assert _modules_loaded_by_a_send_setup(path) == []  # at the head: the start check is one plain SELECT
+
+
+def test_small_lookups_the_send_loop_and_the_web_use(conn: Connection) -> None:
+    a, b = _people(conn, 2)
+    ledger.claim_batch(conn, ISSUE, [a])
+    assert ledger.has_row(conn, ISSUE, a) and not ledger.has_row(conn, ISSUE, b)
+    subscribers.unsubscribe(conn, b)
+    assert (subscribers.status_of(conn, a), subscribers.status_of(conn, b), subscribers.status_of(conn, 99)) == (
+        "subscribed", "unsubscribed", None)
+    assert subscribers.unsubscribed_at(conn, a) is None
+    assert dt.datetime.fromisoformat(subscribers.unsubscribed_at(conn, b) or "").tzinfo is not None

@@ -8,6 +8,7 @@ behaviour on both databases is tests/test_store.py (one suite, parametrised over
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email
 import email.policy
 import mailbox
@@ -46,50 +47,6 @@ def test_password_comes_from_the_environment_and_tls_options_pass_through() -> N
 def test_a_password_in_the_url_is_refused() -> None:
     with pytest.raises(LedgerError, match=postgres.PASSWORD_ENV):
         postgres.conninfo("postgresql://mail:oops@db.example.org/news", {})
-
-
-def test_an_empty_database_is_refused_until_upgraded(postgres_url: str) -> None:
-    info = postgres.conninfo(postgres_url, {})
-    with pytest.raises(LedgerError, match="schema version 0.*newsletter db upgrade"):
-        postgres.connect(info)
-    with postgres.connect(info, upgrade=True) as conn:
-        assert postgres.schema_version(conn) == postgres.SCHEMA_VERSION
-        conn.execute("INSERT INTO subscribers (email, email_key, status, first_name) "
-                     "VALUES ('a@example.org', 'a@example.org', 'subscribed', 'A')")
-        conn.commit()
-    with postgres.connect(info) as conn:  # now accepted without upgrading, and the row is there
-        assert conn.execute("SELECT first_name FROM subscribers").fetchone()[0] == "A"
-
-
-def test_a_newer_schema_is_refused(postgres_url: str) -> None:
-    info = postgres.conninfo(postgres_url, {})
-    with postgres.connect(info, upgrade=True) as conn:
-        conn.execute("UPDATE schema_version SET version = %s", (postgres.SCHEMA_VERSION + 1,))
-        conn.commit()
-    for upgrade in (False, True):
-        with pytest.raises(LedgerError, match="written by a newer newsletter"):
-            postgres.connect(info, upgrade=upgrade)
-
-
-def test_two_processes_upgrading_at_once_take_turns(postgres_url: str) -> None:
-    info = postgres.conninfo(postgres_url, {})
-    starts: list[int] = []
-    errors: list[BaseException] = []
-
-    def upgrade() -> None:
-        try:
-            with psycopg.connect(info) as conn:
-                starts.append(postgres.apply_schema(conn, info))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=upgrade) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
-    assert sorted(starts) == [0, postgres.SCHEMA_VERSION, postgres.SCHEMA_VERSION]
 
 
 def test_unreachable_server_names_where(postgres_server) -> None:
@@ -150,26 +107,15 @@ def test_open_store_shares_one_pool_per_database(postgres_url: str, tmp_path: Pa
         close_shared()
 
 
-def test_an_old_database_is_refused_by_the_store_until_upgraded(postgres_url: str) -> None:
-    store = PostgresStore(postgres_url, env={})
-    with pytest.raises(LedgerError, match=r"@127\.0\.0\.1:\d+/t_.*schema version 0.*newsletter db upgrade"):
-        store.counts("x")
-    assert store.upgrade() == 0
-    assert store.counts("x").remaining == 0
-    store.close()
-
-
 def _outbox(settings: Settings) -> list[email.message.EmailMessage]:
     box = mailbox.Maildir(settings.root / "outbox", create=False)
     return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)  # type: ignore[misc]
             for key in box.keys()]
 
 
-def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path, postgres_url: str) -> None:
-    from test_serve import running  # uvicorn on 127.0.0.1 in a thread
-
-    from newsletter.serve import create_app
-
+def _site_on(project: Path, postgres_url: str) -> tuple[Settings, Path]:
+    """The sample project on this PostgreSQL database: upgraded, its issue composed, built and approved, and
+    the sample list imported; (settings, the issue's folder)."""
     config = project / "newsletter.toml"
     text, found = re.subn(r'(?m)^database = .*$', f'database = "{postgres_url}"', config.read_text(encoding="utf-8"))
     assert found == 1
@@ -177,18 +123,27 @@ def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path
     settings = load_settings(config, env={"NEWSLETTER_SECRET": SECRET})
     assert settings.database_url == postgres_url
     PostgresStore(postgres_url, env={}).upgrade()
+    folder = compose(settings, date=dt.date(2026, 11, 25)).folder
+    build(settings, folder)
+    with open_store(settings).connection() as conn:
+        assert subscribers.import_csv(conn, project / "content" / "subscribers.csv").added == 8
+    approve(folder)
+    return settings, folder
+
+
+def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path, postgres_url: str) -> None:
+    from test_serve import running  # uvicorn on 127.0.0.1 in a thread
+
+    from newsletter.serve import create_app
+
+    settings, folder = _site_on(project, postgres_url)
     try:
-        issue = compose(settings, date=__import__("datetime").date(2026, 11, 25))
-        build(settings, issue.folder)
-        with open_store(settings).connection() as conn:
-            assert subscribers.import_csv(conn, project / "content" / "subscribers.csv").added == 8
-        approve(issue.folder)
-        report = send_full(settings, issue.folder)
+        report = send_full(settings, folder)
         assert (report.sent, report.failed, report.deferred) == (8, 0, 0)
-        assert status(settings, issue.folder).remaining == 0
-        assert send_full(settings, issue.folder).sent == 0  # resume is a query: nothing left
+        assert status(settings, folder).remaining == 0
+        assert send_full(settings, folder).sent == 0  # resume is a query: nothing left
         with pytest.raises(IssueFrozen):  # what went out stays as it went out
-            build(settings, issue.folder)
+            build(settings, folder)
         assert not (project / "var" / "newsletter.sqlite3").exists()  # everything went to PostgreSQL
         messages = _outbox(settings)
         assert len(messages) == 8
@@ -205,3 +160,43 @@ def test_an_issue_goes_out_and_a_reader_unsubscribes_on_postgresql(project: Path
         assert set(rows.values()) == {"subscribed"}
         assert pg.execute("SELECT COUNT(*) FROM ledger WHERE status = 'sent'").fetchone()[0] == 8
         assert pg.execute("SELECT kind FROM events WHERE kind = 'web.unsubscribe'").fetchall() == [("web.unsubscribe",)]
+
+
+def test_placeholders_are_rewritten_outside_literals_identifiers_and_comments() -> None:
+    from newsletter.store.pgconn import translate, writes
+
+    assert translate("SELECT '?', \"a?\", ? -- why?\n, 'x%' LIKE ?") == "SELECT '?', \"a?\", %s -- why?\n, 'x%%' LIKE %s"
+    assert translate("SELECT 'it''s ?' , ?") == "SELECT 'it''s ?' , %s"
+    # What counts as "writes waiting for a commit" (in_transaction), as SQLite counts them.
+    assert writes("  insert into t values (1)") and writes("WITH x AS (UPDATE l SET a = 1 RETURNING *) SELECT * FROM x")
+    assert writes("SELECT id FROM ledger WHERE status = 'claimed' FOR UPDATE SKIP LOCKED")
+    assert not writes("SELECT updated_at FROM ledger") and not writes("WITH a AS (SELECT 1) SELECT * FROM a")
+
+
+def test_a_connection_lost_mid_send_names_the_database_and_resume_loses_no_one(project: Path,
+                                                                              postgres_url: str) -> None:
+    settings, folder = _site_on(project, postgres_url)
+    admin = psycopg.connect(postgres_url, autocommit=True)
+    results: list[str] = []
+
+    def cut_after_three(status: str, _subscriber: object) -> None:
+        results.append(status)
+        if len(results) == 3:  # the server ends the send's session, as a failover or a restart would
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+    try:
+        with pytest.raises(LedgerError, match=r"newsletter@127\.0\.0\.1:\d+/t_\w+: "):
+            send_full(settings, folder, progress=cut_after_three)
+        sent_rows = admin.execute("SELECT COUNT(*) FROM ledger WHERE status = 'sent'").fetchone()[0]
+        delivered = len(_outbox(settings))
+        assert 3 <= delivered < 8 and sent_rows <= delivered  # a row says sent only for a delivered message
+        report = send_full(settings, folder)  # the pool replaces the dead connection
+        assert report.sent + sent_rows == 8 and report.failed == 0
+        rows = admin.execute("SELECT status, COUNT(*) FROM ledger GROUP BY status").fetchall()
+        assert rows == [("sent", 8)]
+        got = {m["To"].addresses[0].addr_spec for m in _outbox(settings)}
+        assert len(got) == 8  # everyone has the issue; at most the unconfirmed ones twice
+    finally:
+        admin.close()
+        close_shared()

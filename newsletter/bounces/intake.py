@@ -13,8 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from newsletter.store import Connection
-from newsletter.store import subscribers
+from newsletter.store import Connection, ledger, subscribers
 from newsletter.bounces.mailbox import MailItem, Mailbox
 from newsletter.bounces.parse import BounceParseError, Verdict, classify
 from newsletter.store.events import Event, latest_issue_for
@@ -72,9 +71,7 @@ class Matcher:
 
     def _known(self, subscriber_id: int, issue_id: str, how: str) -> Match:
         who = subscribers.get(self.conn, subscriber_id)
-        sent = self.conn.execute("SELECT 1 FROM ledger WHERE issue_id = ? AND subscriber_id = ?",
-                                 (issue_id, subscriber_id)).fetchone()
-        if who is None or sent is None:
+        if who is None or not ledger.has_row(self.conn, issue_id, subscriber_id):
             raise Refused(f"it is about subscriber {subscriber_id} and issue {issue_id}, which we never mailed")
         return Match(who.id, issue_id, who.email, how)
 

@@ -20,13 +20,14 @@ from .base import StoreBase
 from .dbapi import Connection, DatabaseError, IntegrityError, ledger_error
 from .ledger import LedgerCounts
 from .records import DigestMark, JobRecord
+from .schema import Upgrade
 from .subscribers import ImportReport
 
 if TYPE_CHECKING:
     from newsletter.settings import Settings
 
 __all__ = ["Store", "SQLiteStore", "open_store", "is_database_url", "Connection", "DatabaseError", "IntegrityError",
-           "LedgerCounts", "ImportReport", "DigestMark", "JobRecord", "desk", "events", "ledger", "records",
+           "Upgrade", "LedgerCounts", "ImportReport", "DigestMark", "JobRecord", "desk", "events", "ledger", "records",
            "safeguards", "subscribers"]
 
 
@@ -38,6 +39,10 @@ class Store(Protocol):
         ...
 
     def jobstore_url(self) -> str: ...
+
+    def upgrade(self) -> Upgrade:
+        """Create or upgrade the schema to the head revision (`newsletter db upgrade`); what it found and left."""
+        ...
 
     def log_event(self, kind: str, *, issue_id: str | None = None, detail: str = "") -> None: ...
 
@@ -88,6 +93,12 @@ class SQLiteStore(StoreBase):
         with self.connection():
             pass  # creates the file in WAL mode before SQLAlchemy opens it
         return URL.create("sqlite", database=str(self.path)).render_as_string(hide_password=False)
+
+    def upgrade(self) -> Upgrade:
+        sqlite.prepare(self.path)
+        from .migrate import upgrade_sqlite  # Alembic is imported only here
+
+        return upgrade_sqlite(self.path)
 
 
 def is_database_url(database: str | Path | None) -> bool:

@@ -44,6 +44,7 @@ __all__ = [
     "already_final",
     "first_sent_times",
     "first_sent_time",
+    "has_row",
     "Ledger",
 ]
 
@@ -237,6 +238,12 @@ def first_sent_time(conn: Connection, issue_id: str) -> tuple[bool, str | None]:
     row = conn.execute("SELECT MIN(sent_at), COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'sent'",
                        (issue_id,)).fetchone()
     return bool(row[1]), row[0]
+
+
+def has_row(conn: Connection, issue_id: str, subscriber_id: int) -> bool:
+    """Was this subscriber ever claimed for this issue (whatever became of the message)?"""
+    return conn.execute("SELECT 1 FROM ledger WHERE issue_id = ? AND subscriber_id = ?",
+                        (issue_id, subscriber_id)).fetchone() is not None
 
 
 def counts(conn: Connection, issue_id: str) -> LedgerCounts:

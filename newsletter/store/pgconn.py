@@ -21,7 +21,17 @@ __all__ = ["PgRow", "PostgresConnection", "translate", "wrap_error", "WRITE_LOCK
 #: The advisory lock a write transaction takes (begin_write): PostgreSQL's stand-in for SQLite's one writer.
 WRITE_LOCK = 0x6E6C5F7772697465
 
-_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|TRUNCATE)\b", re.IGNORECASE)
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|TRUNCATE|MERGE|LOCK)\b", re.IGNORECASE)
+# A read that writes or locks rows: a CTE with INSERT/UPDATE/DELETE, SELECT ... FOR UPDATE/SHARE (SKIP LOCKED).
+_LOCKING_READ = re.compile(r"\b(INSERT|UPDATE|DELETE)\b|\bFOR\s+(NO\s+KEY\s+)?(UPDATE|SHARE)\b|\bFOR\s+KEY\s+SHARE\b",
+                           re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=1024)
+def writes(sql: str) -> bool:
+    """Does the statement write, or lock rows until the commit? (Then the connection is in a transaction.)"""
+    return bool(_WRITES.match(sql) or (re.match(r"\s*(WITH|SELECT)\b", sql, re.IGNORECASE)
+                                       and _LOCKING_READ.search(sql)))
 _TOKENS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\?|%""")
 
 
@@ -95,10 +105,10 @@ class PostgresConnection:
         return self._writing or status == TransactionStatus.INERROR
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
-        cursor = self.raw.cursor(row_factory=_rows)
-        if _WRITES.match(sql):
+        if writes(sql):
             self._writing = True
         try:
+            cursor = self.raw.cursor(row_factory=_rows)
             cursor.execute(translate(sql), tuple(parameters))
         except psycopg.Error as exc:
             raise wrap_error(exc) from exc
@@ -106,13 +116,12 @@ class PostgresConnection:
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
         rows = [tuple(row) for row in parameters]
-        cursor = self.raw.cursor(row_factory=_rows)
-        if not rows:
-            return cursor
-        if _WRITES.match(sql):
+        if rows and writes(sql):
             self._writing = True
         try:
-            cursor.executemany(translate(sql), rows)
+            cursor = self.raw.cursor(row_factory=_rows)
+            if rows:
+                cursor.executemany(translate(sql), rows)
         except psycopg.Error as exc:
             raise wrap_error(exc) from exc
         return cursor

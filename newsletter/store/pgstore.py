@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -22,6 +22,9 @@ from . import postgres
 from .base import StoreBase
 from .dbapi import PostgresError, ledger_error
 from .pgconn import PostgresConnection
+
+if TYPE_CHECKING:
+    from .schema import Upgrade
 
 __all__ = ["PostgresStore", "DEFAULT_POOL_SIZE", "shared_store", "close_shared"]
 
@@ -54,7 +57,7 @@ class PostgresStore(StoreBase):
     def _open(self) -> ConnectionPool[Any]:
         with self._lock:
             if self._pool is None:
-                postgres.connect(self.info).close()  # refuses a schema it does not know
+                postgres.connect(self.info).close()  # refuses a schema it does not know, or an older one
                 self._pool = ConnectionPool(self.info, min_size=1, max_size=self.pool_size, timeout=self.timeout,
                                             check=ConnectionPool.check_connection, open=True,
                                             name=f"newsletter {self.where}")
@@ -91,14 +94,11 @@ class PostgresStore(StoreBase):
     def jobstore_url(self) -> str:
         return postgres.jobstore_url(self.info)
 
-    def upgrade(self) -> int:
-        """Create or upgrade the schema (the version it started from); other processes may keep running."""
-        try:
-            raw = psycopg.connect(self.info)
-        except psycopg.Error as exc:
-            raise LedgerError(f"{self.where}: cannot connect to the database: {str(exc).strip()}") from exc
-        with raw:
-            return postgres.apply_schema(raw, self.info)
+    def upgrade(self) -> Upgrade:
+        """Create or upgrade the schema (`newsletter db upgrade`); what it found and left."""
+        from .migrate import upgrade_postgres
+
+        return upgrade_postgres(self.info)
 
 
 _shared: dict[tuple[int, str, int], PostgresStore] = {}

@@ -1,4 +1,5 @@
-"""The PostgreSQL database: connection settings from a URL plus the environment, and the versioned schema."""
+"""The PostgreSQL database: connection settings from a URL plus the environment, the start check, and the
+tables as they stood when Alembic took over (schema version 5, its first revision; newsletter.store.migrations)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from newsletter.errors import LedgerError
+from newsletter.store import schema
 from newsletter.store.tables import LEASE_COLUMNS, SCHEDULE_AND_DESK, SECURITY, render
 
-__all__ = ["PASSWORD_ENV", "SCHEMA_VERSION", "apply_schema", "conninfo", "connect", "where", "jobstore_url", "schema_version"]
+__all__ = ["PASSWORD_ENV", "SCHEMA_VERSION", "conninfo", "connect", "where", "jobstore_url", "legacy_version",
+           "legacy_upgrade"]
 
 PASSWORD_ENV = "NEWSLETTER_DATABASE_PASSWORD"
 
@@ -84,9 +87,6 @@ _SCHEMA_V4 = (*render(SECURITY, "postgresql"), *render(SCHEDULE_AND_DESK, "postg
 _SCHEMA_V5 = tuple(f"ALTER TABLE ledger ADD COLUMN {name} {kind}" for name, kind in LEASE_COLUMNS)
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
 
-# Any constant will do; it only has to be the same in every process that upgrades this database.
-_UPGRADE_LOCK = 0x6E6C5F7363686D61
-
 
 def conninfo(url: str, env: Mapping[str, str]) -> str:
     """libpq connection settings: the URL as written (sslmode, sslrootcert... pass through), the password from env."""
@@ -111,8 +111,8 @@ def where(info: str) -> str:
     return f"{p.get('user', '')}@{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
 
 
-def connect(info: str, *, upgrade: bool = False) -> Any:
-    """A psycopg connection; refuses a schema it does not know, and creates or upgrades it only when asked."""
+def connect(info: str) -> Any:
+    """A psycopg connection at the schema this newsletter runs on; refuses an unknown (newer) or older one."""
     import psycopg
 
     try:
@@ -120,18 +120,20 @@ def connect(info: str, *, upgrade: bool = False) -> Any:
     except psycopg.Error as exc:
         raise LedgerError(f"{where(info)}: cannot connect to the database: {str(exc).strip()}") from exc
     try:
-        if upgrade:
-            apply_schema(conn, info)
-        else:
-            _check(conn, info)
+        revision = schema.current_revision(conn)
+        conn.rollback()
+        if not schema.check(revision, where(info)):
+            found = f"at revision {revision!r}" if revision else "empty (or made before Alembic)"
+            raise LedgerError(f"{where(info)}: the database schema is {found}, this newsletter needs "
+                              f"{schema.HEAD!r}: run `newsletter db upgrade`")
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def schema_version(conn: Any) -> int:
-    """The version the database holds (0 for an empty one)."""
+def legacy_version(conn: Any) -> int:
+    """The version a database made before Alembic holds in its schema_version table (0: none)."""
     exists = conn.execute("SELECT to_regclass('public.schema_version') IS NOT NULL").fetchone()[0]
     if not exists:
         return 0
@@ -139,32 +141,16 @@ def schema_version(conn: Any) -> int:
     return int(row[0]) if row else 0
 
 
-def _check(conn: Any, info: str) -> None:
-    version = schema_version(conn)
-    conn.rollback()
-    if version > SCHEMA_VERSION:
-        raise LedgerError(f"{where(info)}: schema version {version} was written by a newer newsletter "
-                          f"(this one knows {SCHEMA_VERSION})")
-    if version < SCHEMA_VERSION:
-        raise LedgerError(f"{where(info)}: the database is at schema version {version}, this newsletter needs "
-                          f"{SCHEMA_VERSION}: run `newsletter db upgrade`")
-
-
-def apply_schema(conn: Any, info: str = "") -> int:
-    """Bring the schema to SCHEMA_VERSION in one transaction; returns the version it started from."""
-    with conn.transaction():
-        # Two processes upgrading at once take turns; the second finds nothing left to do.
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        start = schema_version(conn)
-        if start > SCHEMA_VERSION:
-            raise LedgerError(f"{where(info) if info else 'database'}: schema version {start} was written by a "
-                              f"newer newsletter (this one knows {SCHEMA_VERSION})")
-        for step in range(start, SCHEMA_VERSION):
-            for statement in _MIGRATIONS[step]:
-                conn.execute(statement)
-        conn.execute("DELETE FROM schema_version")
-        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+def legacy_upgrade(conn: Any) -> int:
+    """Alembic's first revision: the tables of SCHEMA_VERSION, from nothing or from an older schema_version
+    (which then goes: alembic_version takes over). Runs in the caller's transaction; returns where it started."""
+    start = legacy_version(conn)
+    if start > SCHEMA_VERSION:
+        raise LedgerError(f"schema version {start} was written by a newer newsletter (this one knows {SCHEMA_VERSION})")
+    for step in range(start, SCHEMA_VERSION):
+        for statement in _MIGRATIONS[step]:
+            conn.execute(statement)
+    conn.execute("DROP TABLE IF EXISTS schema_version")
     return start
 
 

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import LedgerError
+from newsletter.store import schema
 from newsletter.store.dbapi import describe_sqlite_error, ledger_error, log_event, transaction, utc_now
 from newsletter.store.events import SCHEMA_V3 as _SCHEMA_BOUNCES
 from newsletter.store.tables import LEASE_COLUMNS, SCHEDULE_AND_DESK, render
 
 __all__ = ["SQLiteConnection", "ledger_error", "SCHEMA_VERSION", "connect", "transaction", "utc_now", "log_event"]
 
-#: Bump together with a new entry in _MIGRATIONS; `PRAGMA user_version` records what a file has.
+#: The last `PRAGMA user_version` before Alembic (whose first revision brings any older file to it); newer
+#: changes are Alembic revisions (newsletter/store/migrations/) and leave user_version at 5.
 SCHEMA_VERSION = 5
 
 log = logging.getLogger("newsletter.db")
@@ -131,14 +133,19 @@ class SQLiteConnection(sqlite3.Connection):
         return describe_sqlite_error(exc)
 
 
-def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteConnection:
-    """Open (creating if needed) the database at `path`, with WAL, foreign keys and the schema applied."""
-    path = Path(path)
+def prepare(path: Path) -> None:
+    """The database's folder, and the file itself created private (0600) when new."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LedgerError(f"{path}: cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
     _private_file(path)
+
+
+def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteConnection:
+    """Open (creating if needed) the database at `path`, with WAL, foreign keys and the schema applied."""
+    path = Path(path)
+    prepare(path)
     try:
         conn = sqlite3.connect(path, timeout=timeout, factory=SQLiteConnection)
     except sqlite3.Error as exc:
@@ -189,20 +196,38 @@ def _private_file(path: Path) -> None:
 
 
 def _apply_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """The start check: at the head revision, go on; older (or a file made before Alembic), upgrade it in place
+    (the embedded default needs no extra step); unknown, refuse."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise LedgerError(
             f"{path}: schema version {version} was written by a newer newsletter (this one knows {SCHEMA_VERSION})"
         )
-    if version == SCHEMA_VERSION:
+    revision = schema.current_revision(conn)
+    if revision is not None and version < SCHEMA_VERSION:
+        # Alembic's row is there but user_version says older steps are missing (lowered by hand, or by a tool
+        # restoring an old copy of the tables): run them again; each is idempotent.
+        with transaction(conn):
+            legacy_upgrade(conn)
+    if schema.check(revision, str(path)):
         return
-    # BEGIN IMMEDIATE takes the write lock first, so two processes upgrading at once do it one after another.
-    with transaction(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for step in range(version, SCHEMA_VERSION):
-            if callable(_MIGRATIONS[step]):
-                _MIGRATIONS[step](conn)
-                continue
-            for statement in _MIGRATIONS[step]:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    from newsletter.store.migrate import upgrade_sqlite  # Alembic is imported only when there is work to do
+
+    upgrade_sqlite(path)
+
+
+def legacy_upgrade(conn: sqlite3.Connection) -> int:
+    """Alembic's first revision: a file's tables brought to SCHEMA_VERSION from its `PRAGMA user_version` (0 for
+    a new file), in the caller's transaction; returns where it started. Rows are never touched."""
+    start = conn.execute("PRAGMA user_version").fetchone()[0]
+    if start > SCHEMA_VERSION:
+        raise LedgerError(f"schema version {start} was written by a newer newsletter (this one knows {SCHEMA_VERSION})")
+    for step in range(start, SCHEMA_VERSION):
+        if callable(_MIGRATIONS[step]):
+            _MIGRATIONS[step](conn)
+            continue
+        for statement in _MIGRATIONS[step]:
+            conn.execute(statement)
+    # Kept at 5 from now on: a newsletter from before Alembic opens the file as the version it knows.
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return int(start)

@@ -27,6 +27,8 @@ __all__ = [
     "unsubscribe",
     "mark_bounced",
     "get",
+    "status_of",
+    "unsubscribed_at",
     "find",
     "list_subscribers",
     "iter_subscribed",
@@ -80,6 +82,18 @@ def get(conn: Connection, subscriber_id: int) -> Subscriber | None:
     """The subscriber with this id, or None."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
     return _row(row) if row else None
+
+
+def status_of(conn: Connection, subscriber_id: int) -> str | None:
+    """The subscriber's status now (None: no such id): what the send loop asks before each message."""
+    row = conn.execute("SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def unsubscribed_at(conn: Connection, subscriber_id: int) -> str | None:
+    """When the subscriber first unsubscribed (ISO-8601 as stored), or None."""
+    row = conn.execute("SELECT unsubscribed_at FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    return row[0] if row and row[0] else None
 
 
 def find(conn: Connection, email: str) -> Subscriber | None:

@@ -41,9 +41,9 @@ def unsubscribe(conn: Connection, secret: str, token: str, how: str) -> Subscrib
 
 
 def _unsubscribed_at(conn: Connection, subscriber_id: int) -> dt.datetime | None:
-    row = conn.execute("SELECT unsubscribed_at FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
+    stamp = subscribers.unsubscribed_at(conn, subscriber_id)
     try:
-        when = dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+        when = dt.datetime.fromisoformat(stamp) if stamp else None
     except ValueError:
         return None
     return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
