@@ -2,8 +2,9 @@
 full send with 4 workers on PostgreSQL (time, peak RSS per process) against one process on SQLite.
 
     python -m benchmarks.bench_workers                          # 1,000,000 for the full send, 20,000 per scaling run
-    python -m benchmarks.bench_workers --subscribers 100000 --scale-subscribers 20000
-    python -m benchmarks --only workers --quick
+    python -m benchmarks.bench_workers --subscribers 200000 --parts full
+    python -m benchmarks.bench_workers --quick                  # 20,000 and 5,000 (not part of `python -m benchmarks`:
+                                                                # its full size alone takes longer than that suite)
 
 Every send runs in a fresh process (`--child`) so its peak RSS is its own; the workers of `send --workers N`
 are that process's children (multiprocessing "spawn"), each registering the benchmark's null transport
@@ -152,6 +153,7 @@ def _database(instance: Any, name: str) -> str:
 
 def _scaling(root: Path, store: str, count: int, out: Any) -> list[Row]:
     rows, rates = [], {}
+    _send(root, 0)  # warm-up, not counted: the first send into a fresh ledger grows its file or table
     one = _send(root, 0)
     out(f"  workers: {store}: one process {one['sent'] / one['seconds']:,.0f}/s")
     for n in WORKER_COUNTS:

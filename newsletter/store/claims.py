@@ -159,15 +159,22 @@ def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int
         until = stamp(now + dt.timedelta(seconds=lease.seconds))
         at = utc_now()  # the other times in the ledger are this host's too; only leases use the database's clock
         gone = f" OR l.claimed_by IN ({_marks(len(dead))})" if dead else ""
+        lock = " FOR UPDATE OF l SKIP LOCKED" if postgres else ""
+        # Two statements, each on the (issue_id, status) index: one with OR across the statuses would read
+        # every row of the issue (all the sent ones too) on SQLite, for every claim.
         # A lapsed claim is taken whatever the subscriber's state: the send loop gives it back if they left.
         rows = conn.execute(
-            "SELECT l.subscriber_id, l.status, l.claimed_by FROM ledger l WHERE l.issue_id = ? AND ("
-            f" (l.status = 'claimed' AND (l.claimed_until IS NULL OR l.claimed_until < ?{gone}))"
-            " OR (l.status = 'deferred' AND (l.claimed_by IS NULL OR l.claimed_by NOT LIKE ?) AND EXISTS ("
-            "  SELECT 1 FROM subscribers s WHERE s.id = l.subscriber_id AND s.status = 'subscribed'))) LIMIT ?"
-            + (" FOR UPDATE OF l SKIP LOCKED" if postgres else ""),
-            (issue_id, stamp(now), *dead, f"%:{lease.run}", limit),
+            "SELECT l.subscriber_id, l.status, l.claimed_by FROM ledger l WHERE l.issue_id = ? AND l.status = 'claimed'"
+            f" AND (l.claimed_until IS NULL OR l.claimed_until < ?{gone}) LIMIT ?{lock}",
+            (issue_id, stamp(now), *dead, limit),
         ).fetchall()
+        if len(rows) < limit:
+            rows += conn.execute(
+                "SELECT l.subscriber_id, l.status, l.claimed_by FROM ledger l WHERE l.issue_id = ?"
+                " AND l.status = 'deferred' AND (l.claimed_by IS NULL OR l.claimed_by NOT LIKE ?) AND EXISTS ("
+                f" SELECT 1 FROM subscribers s WHERE s.id = l.subscriber_id AND s.status = 'subscribed') LIMIT ?{lock}",
+                (issue_id, f"%:{lease.run}", limit - len(rows)),
+            ).fetchall()
         taken = [int(row[0]) for row in rows]
         resumed = frozenset(int(row[0]) for row in rows if row[1] == "claimed")
         _log_takeovers(conn, issue_id, lease, [row[2] for row in rows if row[1] == "claimed"])
