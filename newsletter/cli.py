@@ -288,11 +288,12 @@ def approve(ctx: Context, issue: str) -> None:
 @click.option("--connections", type=click.IntRange(1, 32), help="Parallel SMTP connections.")
 @click.option("--rate", type=click.FloatRange(min=0.01), help="At most this many messages per second.")
 @click.option("--no-pause", is_flag=True, help="Do not pause for a high complaint or bounce rate (after checking why).")
+@click.option("--workers", type=click.IntRange(1, 64), help="Sender processes on this host (docs/scaling.md).")
 @pass_ctx
 def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
-         rate: float | None, no_pause: bool) -> None:
+         rate: float | None, no_pause: bool, workers: int | None) -> None:
     """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
-    from .jobs import delivery
+    from .jobs import delivery, fleet
     from .jobs.issues import issue_folder
 
     s = ctx.settings
@@ -313,8 +314,8 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
     stop = stop_on_signals()
     plan = delivery.dry_run(s, folder, sample=0)
     with progress(plan.recipients) as tick:
-        report = delivery.send_full(s, folder, stop=stop, progress=tick, connections=connections, rate=rate,
-                                      no_pause=no_pause)
+        report = fleet.send(s, folder, workers=workers, stop=stop, progress=tick, connections=connections,
+                            rate=rate, no_pause=no_pause)
     print_send_report(report, folder)
     if report.stopped_early:
         sys.exit(3)
@@ -387,8 +388,10 @@ from .cli_schedule import COMMANDS as _SCHEDULE_COMMANDS  # noqa: E402
 from .cli_serve import COMMANDS as _SERVE_COMMANDS  # noqa: E402
 from .cli_bounces import COMMANDS as _BOUNCE_COMMANDS, subscribers_show as _subscribers_show  # noqa: E402
 from .cli_db import COMMANDS as _DB_COMMANDS  # noqa: E402
+from .cli_worker import COMMANDS as _WORKER_COMMANDS  # noqa: E402
 
-_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS + _BOUNCE_COMMANDS + _DB_COMMANDS)
+_register(_SCHEDULE_COMMANDS + _SERVE_COMMANDS + _EDITOR_COMMANDS + _DKIM_COMMANDS + _BOUNCE_COMMANDS + _DB_COMMANDS
+          + _WORKER_COMMANDS)
 subscribers_group.add_command(_subscribers_show)
 
 from .cli_help import finish as _finish_help  # noqa: E402

@@ -65,6 +65,7 @@ class Settings:
     transport: str = "maildir:outbox"
     connections: int = 1
     rate: float | None = None  # messages per second, None = as fast as the server takes them
+    lease_seconds: float = 60.0  # a sender's claim on a recipient lasts this long unrenewed (docs/scaling.md)
     public_base_url: str = "https://ms-research.example.org/newsletter"  # where `newsletter serve` is reachable
     unsubscribe_mailto: str | None = None  # a mailbox someone processes; None = the HTTPS link alone
     seed_subscribers: Path | None = None  # demo: a CSV imported by `publish` while the list is empty

@@ -2,6 +2,8 @@
 
     python scripts/crash_loop.py                      # full size: 2,000 recipients, 20 kills, SIGKILL and SIGTERM
     python scripts/crash_loop.py --recipients 300 --kills 6 --signal KILL --json
+    python scripts/crash_loop.py --workers 3          # `send --workers 3`; random workers killed (see below)
+    python scripts/crash_loop.py --workers 3 --database postgresql://USER@HOST:PORT/postgres
 
 A sample project is prepared in a temporary folder (composed, built, approved, N subscribers
 imported); a recording aiosmtpd server runs in this process on 127.0.0.1, slowed a little so the
@@ -10,6 +12,14 @@ pause following its first delivery it gets the signal, and right after it dies t
 still 'claimed' are counted from the SQLite file: those are the messages that may have been in
 flight, the bound on duplicates. The last run goes to completion.
 
+With `--workers N` (scripts/crash_loop_workers.py) one `newsletter send ISSUE --workers N` runs while the
+loop kills random sender processes: SIGKILL one worker at a time (a `newsletter worker ISSUE` joins in
+its place, so N keep working; the others take the dead one's rows over), or SIGTERM to all of them at
+once (then the send is started again). The in-flight bound of a SIGKILL is the rows the killed worker
+held when it died: what the others took over from it (the `send.takeover` events) plus any it still
+holds at the end. `--database postgresql://...` names a PostgreSQL server: each loop runs in a fresh
+database created there (and dropped afterwards).
+
 Measured: lost (subscribers whose Message-ID the server never accepted), duplicates (Message-IDs
 accepted more than once), and the in-flight bound. tests/test_crash_loop.py runs a smaller size.
 """
@@ -17,31 +27,35 @@ accepted more than once), and the in-flight bound. tests/test_crash_loop.py runs
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
 import json
 import os
 import random
 import re
+import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-from faults import FaultInjectingHandler, copy_sample_project, fault_server, prepare_issue, write_subscribers_csv  # noqa: E402
+from faults import FaultInjectingHandler, copy_sample_project, fault_server, write_subscribers_csv  # noqa: E402
 
 from newsletter.personalise import message_id_for  # noqa: E402
 from newsletter.settings import Settings, load_settings  # noqa: E402
 
-__all__ = ["CrashLoopResult", "run_crash_loop", "main"]
+__all__ = ["CrashLoopResult", "run_crash_loop", "run_workers_crash_loop", "fresh_postgres_database", "main"]
 
 SECRET = "crash-loop-signing-secret-not-for-production"
 _RESENT = re.compile(r"resent_after_crash=(\d+)")
+_TAKEOVER = re.compile(r"rows=(\d+) from=(\S+)")
 _CLAIMED = "SELECT COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'claimed'"
 
 
@@ -61,22 +75,65 @@ class CrashLoopResult:
     resent_after_crash: int  # what the completed runs reported as "re-sent after crash"
     accepted: int  # messages the server accepted in all
     seconds: float
+    workers: int = 1  # sender processes (`send --workers N`); 1: the plain `newsletter send`
+    database: str = "sqlite"
 
 
-def _prepare(root: Path, recipients: int) -> tuple[Settings, Path]:
+def _prepare(root: Path, recipients: int, database: str | None = None, *, settings_lines: str = "") -> tuple[Settings, Path]:
+    """A sample project in `root` with `recipients` subscribers and an approved issue (database: a URL or SQLite;
+    `settings_lines` are added to its newsletter.toml)."""
+    from newsletter.approval import approve
+    from newsletter.jobs.issues import build, compose
+    from newsletter.store import open_store, subscribers
+
     copy_sample_project(root)
+    config = root / "newsletter.toml"
+    if database is not None:
+        config.write_text(re.sub(r"(?m)^database = .*$", f"database = {json.dumps(database)}", config.read_text()))
+    if settings_lines:
+        config.write_text(re.sub(r"(?m)^(database = .*)$", lambda m: m.group(1) + "\n" + settings_lines,
+                                 config.read_text()))
     csv_path = root / "people.csv"
     write_subscribers_csv(csv_path, recipients)
     settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET})
-    return settings, prepare_issue(settings, subscribers_csv=csv_path).folder
+    store = open_store(settings)
+    if hasattr(store, "upgrade"):
+        store.upgrade()  # a fresh PostgreSQL database: create the schema
+    issue = compose(settings, date=dt.date(2026, 11, 25))
+    build(settings, issue.folder)
+    approve(issue.folder)
+    with store.connection() as conn:
+        report = subscribers.import_csv(conn, csv_path)
+    assert report.ok and report.added == recipients, report.errors
+    return settings, issue.folder
 
 
-def _query(db_path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(db_path, timeout=30)
+def _query(settings: Settings, sql: str, *args: object) -> list[tuple[object, ...]]:
+    """Rows from the project's database (SQLite file or PostgreSQL), through the store's own connection."""
+    from newsletter.store import open_store
+
+    with open_store(settings).connection() as conn:
+        rows = [tuple(row) for row in conn.execute(sql, args).fetchall()]
+        conn.rollback()
+    return rows
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the server of `server_url` (dropped afterwards); yields its URL."""
+    import psycopg
+    import psycopg.conninfo
+
+    name = f"crash_loop_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    params = psycopg.conninfo.conninfo_to_dict(server_url)
+    url = f"postgresql://{params.get('user', '')}@{params.get('host', 'localhost')}:{params.get('port', 5432)}/{name}"
     try:
-        return conn.execute(sql, args).fetchall()
+        yield url
     finally:
-        conn.close()
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _wait_for_delivery(proc: subprocess.Popen[bytes], handler: FaultInjectingHandler, before: int,
@@ -103,7 +160,6 @@ def run_crash_loop(root: Path, *, recipients: int, kills: int, sig: signal.Signa
     started = time.monotonic()
     rng = random.Random(seed)
     settings, folder = _prepare(root, recipients)
-    db_path = settings.path(settings.database)
     handler = FaultInjectingHandler(delay=delay)
     claimed: list[int] = []
     runs = 0
@@ -139,30 +195,176 @@ def run_crash_loop(root: Path, *, recipients: int, kills: int, sig: signal.Signa
                 expected = (-signal.SIGKILL,) if sig == signal.SIGKILL else (130, 0)
                 if code not in expected:
                     raise RuntimeError(f"run {runs} exited {code} after {sig.name}:\n{output}")
-                claimed.append(int(_query(db_path, _CLAIMED, folder.name)[0][0]))
+                claimed.append(int(_query(settings, _CLAIMED, folder.name)[0][0]))  # type: ignore[call-overload]
                 continue
             if code != 0:
                 raise RuntimeError(f"run {runs} exited {code}:\n{output}")
             break
+    return _measure(settings, folder, handler, recipients=recipients, sig=sig, runs=runs, claimed=claimed,
+                    started=started)
+
+
+def _measure(settings: Settings, folder: Path, handler: FaultInjectingHandler, *, recipients: int,
+             sig: signal.Signals, runs: int, claimed: list[int], started: float, workers: int = 1,
+             database: str = "sqlite") -> CrashLoopResult:
     accepted = handler.accepted_ids()
     domain = settings.sender_email.rpartition("@")[2]
-    ids = [int(r[0]) for r in _query(db_path, "SELECT id FROM subscribers WHERE status = 'subscribed'")]
+    ids = [int(r[0]) for r in _query(settings, "SELECT id FROM subscribers WHERE status = 'subscribed'")]  # type: ignore[call-overload]
     expected = {message_id_for(SECRET, folder.name, sid, domain) for sid in ids}
-    not_sent = _query(db_path, "SELECT COUNT(*) FROM subscribers s LEFT JOIN ledger l ON l.subscriber_id = s.id"
-                               " AND l.issue_id = ? WHERE l.status IS NOT 'sent'", folder.name)[0][0]
-    details = _query(db_path, "SELECT detail FROM events WHERE kind = 'send.finish' AND issue_id = ?", folder.name)
+    not_sent = _query(settings, "SELECT COUNT(*) FROM subscribers s LEFT JOIN ledger l ON l.subscriber_id = s.id"
+                                " AND l.issue_id = ? WHERE COALESCE(l.status, '') <> 'sent'", folder.name)[0][0]
+    details = _query(settings, "SELECT detail FROM events WHERE kind = 'send.finish' AND issue_id = ?", folder.name)
     resent = sum(int(m.group(1)) for (detail,) in details if (m := _RESENT.search(str(detail))))
     return CrashLoopResult(
         recipients=recipients, signal=sig.name, runs=runs, kills=len(claimed),
         lost=len(expected - set(accepted)), not_sent_in_ledger=int(not_sent),  # type: ignore[call-overload]
         duplicates=sum(n - 1 for n in accepted.values()), in_flight_bound=sum(claimed),
         claimed_after_kills=tuple(claimed), resent_after_crash=resent, accepted=sum(accepted.values()),
-        seconds=round(time.monotonic() - started, 1),
+        seconds=round(time.monotonic() - started, 1), workers=workers, database=database,
     )
 
 
+# --- several sender processes: `send --workers N`, random workers killed -----------------------------------
+
+def _spawn(args: list[str], root: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "newsletter", *args], cwd=root, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _pid_state(pid: int) -> str | None:
+    """The process's state letter (Z: a zombie), or None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _family(root_pids: list[int]) -> set[int]:
+    """The given processes and their descendants that are still running (zombies excluded)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != b"Z":
+                parents[int(entry.name)] = int(fields[1])
+    found = {pid for pid in root_pids if pid in parents}
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def _holders(settings: Settings, issue_id: str) -> list[str]:
+    rows = _query(settings, "SELECT DISTINCT claimed_by FROM ledger WHERE issue_id = ? AND status = 'claimed'"
+                            " AND claimed_by IS NOT NULL", issue_id)
+    return [str(row[0]) for row in rows]
+
+
+def _worker_pid(worker: str) -> int:
+    return int(worker.rsplit(":", 3)[2])
+
+
+def _held_at_death(settings: Settings, issue_id: str, victim: str) -> int:
+    """The rows a killed worker held when it died: what the others took over from it, plus what it still holds."""
+    rows = _query(settings, "SELECT detail FROM events WHERE kind = 'send.takeover' AND issue_id = ?", issue_id)
+    taken = sum(int(m.group(1)) for (detail,) in rows if (m := _TAKEOVER.search(str(detail))) and m.group(2) == victim)
+    held = _query(settings, "SELECT COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'claimed' AND claimed_by = ?",
+                  issue_id, victim)[0][0]
+    return taken + int(held)  # type: ignore[call-overload]
+
+
+def _wait_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+
+
+def run_workers_crash_loop(root: Path, *, recipients: int, kills: int, workers: int = 3,
+                           sig: signal.Signals = signal.SIGKILL, seed: int = 1, delay: float = 0.02,
+                           max_pause: float = 0.3, database: str | None = None,
+                           run_timeout: float = 300.0) -> CrashLoopResult:
+    """`newsletter send ISSUE --workers N` with random workers killed; see the module's docstring."""
+    started = time.monotonic()
+    rng = random.Random(seed)
+    settings, folder = _prepare(root, recipients, database)
+    handler = FaultInjectingHandler(delay=delay)
+    claimed: list[int] = []
+    victims: list[str] = []
+    runs = 0
+    with fault_server(handler) as server:
+        env = {**os.environ, "NEWSLETTER_SECRET": SECRET,
+               "NEWSLETTER_TRANSPORT": server.url(query="starttls=off&timeout=30")}
+        env.pop("NEWSLETTER_CONFIG", None)
+        procs: list[subprocess.Popen[bytes]] = []
+        logs: list[Path] = []
+
+        def start(*args: str) -> subprocess.Popen[bytes]:
+            logs.append(root / f"proc-{len(logs) + 1}.log")
+            procs.append(_spawn(list(args), root, env, logs[-1]))
+            return procs[-1]
+
+        def progressed(before: int) -> bool:
+            deadline = time.monotonic() + run_timeout
+            while time.monotonic() < deadline:
+                if len(handler.messages) > before:
+                    return True
+                if all(p.poll() is not None for p in procs):
+                    return False
+                time.sleep(0.002)
+            raise TimeoutError(f"no delivery within {run_timeout} s")
+
+        runs += 1
+        main_run = start("send", folder.name, "--workers", str(workers))
+        done = 0
+        while done < kills:
+            if not progressed(len(handler.messages)):
+                break  # the send finished before all the kills
+            time.sleep(rng.uniform(0.0, max_pause))
+            if sig == signal.SIGTERM:
+                for proc in procs:  # every sender at once, as `systemctl stop` or Ctrl-C in a terminal would
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
+                _wait_all(procs, run_timeout)
+                claimed.append(int(_query(settings, _CLAIMED, folder.name)[0][0]))  # type: ignore[call-overload]
+                done += 1
+                runs += 1
+                main_run = start("send", folder.name, "--workers", str(workers))
+                continue
+            family = _family([p.pid for p in procs if p.poll() is None])
+            candidates = [w for w in _holders(settings, folder.name) if _worker_pid(w) in family]
+            if not candidates:
+                continue
+            victim = rng.choice(candidates)
+            os.kill(_worker_pid(victim), signal.SIGKILL)
+            while _pid_state(_worker_pid(victim)) not in (None, "Z"):
+                time.sleep(0.001)
+            victims.append(victim)
+            done += 1
+            start("worker", folder.name)  # keep N at work: one joins in the killed one's place
+        _wait_all(procs, run_timeout)
+        for proc, log in zip(procs, logs, strict=True):
+            output = log.read_text(errors="replace")
+            if "Traceback" in output:
+                raise RuntimeError(f"{log.name} crashed with a traceback:\n{output}")
+            allowed = (0, 3) if proc is main_run and sig == signal.SIGKILL else (0, 130) if sig == signal.SIGTERM else (0,)
+            if proc.returncode not in allowed and proc.returncode != -signal.SIGKILL:
+                raise RuntimeError(f"{log.name} exited {proc.returncode}:\n{output}")
+        if sig == signal.SIGKILL:
+            claimed = [_held_at_death(settings, folder.name, victim) for victim in victims]
+    kind = "postgresql" if database else "sqlite"
+    return _measure(settings, folder, handler, recipients=recipients, sig=sig, runs=runs, claimed=claimed,
+                    started=started, workers=workers, database=kind)
+
+
 def _line(result: CrashLoopResult) -> str:
-    return (f"{result.signal}: {result.recipients} recipients, {result.runs} runs, {result.kills} kills, "
+    workers = f" ({result.workers} workers, {result.database})" if result.workers > 1 or result.database != "sqlite" else ""
+    return (f"{result.signal}{workers}: {result.recipients} recipients, {result.runs} runs, {result.kills} kills, "
             f"lost {result.lost}, duplicates {result.duplicates} (in-flight bound {result.in_flight_bound}; "
             f"reported re-sent after crash {result.resent_after_crash}), {result.accepted} accepted, "
             f"{result.seconds} s")
@@ -176,13 +378,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--max-pause", type=float, default=0.5, help="longest pause after a run's first delivery")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="`send --workers N`, random workers killed (0: the plain one-process loop)")
+    parser.add_argument("--database", help="postgresql://USER@HOST:PORT/DB of a server to run in (default SQLite)")
+    parser.add_argument("--delay", type=float, help="seconds the server takes per message (default 0.005, "
+                                                    "0.02 with --workers so the kills land mid-send)")
     args = parser.parse_args(argv)
     signals = [signal.SIGKILL, signal.SIGTERM] if args.signal == "both" else [signal.Signals[f"SIG{args.signal}"]]
     results = []
     for sig in signals:
-        with tempfile.TemporaryDirectory(prefix="crash-loop-") as tmp:
-            result = run_crash_loop(Path(tmp) / "site", recipients=args.recipients, kills=args.kills, sig=sig,
-                                    seed=args.seed, max_pause=args.max_pause)
+        with tempfile.TemporaryDirectory(prefix="crash-loop-") as tmp, contextlib.ExitStack() as stack:
+            database = stack.enter_context(fresh_postgres_database(args.database)) if args.database else None
+            if args.workers or database:
+                result = run_workers_crash_loop(Path(tmp) / "site", recipients=args.recipients, kills=args.kills,
+                                                workers=args.workers or 1, sig=sig, seed=args.seed,
+                                                max_pause=args.max_pause, database=database,
+                                                delay=args.delay if args.delay is not None else 0.02)
+            else:
+                result = run_crash_loop(Path(tmp) / "site", recipients=args.recipients, kills=args.kills, sig=sig,
+                                        seed=args.seed, max_pause=args.max_pause,
+                                        delay=args.delay if args.delay is not None else 0.005)
         results.append(result)
         if not args.json:
             print(_line(result), flush=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import re
 import shutil
@@ -300,17 +299,20 @@ def test_sigterm_mid_send_finishes_the_message_in_flight_and_resumes(project: Pa
     assert job_state(settings, "send:2026-11-25")[0] == "done"
 
 
-def test_two_runs_of_one_issue_never_overlap(settings: Settings, approved: Path) -> None:
-    from newsletter.jobs.delivery import send_lock_path
+def test_a_scheduled_send_leaves_a_live_senders_rows_alone_until_its_lease_ends(settings: Settings,
+                                                                                approved: Path) -> None:
+    """Runs of one issue may overlap: the job sends what nobody holds, and takes over the rows of a sender on
+    another host only once that sender's lease has run out (it never renewed: it died)."""
+    from newsletter.store.claims import Lease, claim_next
 
-    lock = send_lock_path(settings, "2026-11-25")
-    with open(lock, "w") as held:  # another run is sending this issue
-        fcntl.flock(held, fcntl.LOCK_EX)
-        busy = run_send(config(settings), "2026-11-25")
-    assert busy.state == "skipped" and "another `newsletter send` of this issue is running" in busy.message
-    assert outbox_count(settings) == 0
+    elsewhere = Lease("other-host:1:4242:feedc0de", seconds=3.0)
+    conn = db.connect(settings.path(settings.database))
+    held = claim_next(conn, "2026-11-25", elsewhere, limit=3)
+    conn.close()
+    started = time.monotonic()
     done = run_send(config(settings), "2026-11-25")
-    assert done.state == "done" and outbox_count(settings) == 8
+    assert done.state == "done" and outbox_count(settings) == 8 and len(held.subscribers) == 3
+    assert time.monotonic() - started >= 2.5  # it waited for the other sender's lease
 
 
 def test_approval_is_checked_again_when_the_job_fires(settings: Settings, approved: Path) -> None:

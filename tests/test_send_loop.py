@@ -270,10 +270,13 @@ def test_sending_streams_from_the_database(conn: sqlite3.Connection) -> None:
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     report = send_issue(conn, ISSUE, make_message=make_message, transport_factory=MemoryTransport,
-                        policy=SendPolicy(page_size=8))
+                        policy=SendPolicy(claim_size=8))
     conn.set_trace_callback(None)
-    reads = [s for s in statements if s.lstrip().startswith("SELECT s.id, s.email")]
-    assert report.sent == 30 and len(reads) == 4 and all("LIMIT" in s for s in reads)
+    # Each claim reads the next 8 subscribers after its cursor; at the end one claim finds nothing after
+    # the cursor and one sweep from the start finds nothing either.
+    reads = [s for s in statements if s.lstrip().startswith("SELECT s.id FROM subscribers s")]
+    assert report.sent == 30 and all("LIMIT" in s for s in reads)
+    assert [s.split("s.id > ", 1)[1].split(" ", 1)[0] for s in reads] == ["0", "8", "16", "24", "30", "0"]
 
 
 def test_rate_limit(conn: sqlite3.Connection) -> None:

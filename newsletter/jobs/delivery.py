@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter.approval import approve as record_approval, read_approval, require_approval
 from newsletter.bounces.pause import Thresholds, pause_check
-from newsletter.errors import CheckFailed, IssueError, SubscriberError
+from newsletter.errors import CheckFailed, ConfigError, IssueError, SubscriberError
 from newsletter.freeze import sent_count
 from newsletter.models import RenderedEmail, Subscriber
 from newsletter.personalise import Personaliser, prepare
 from newsletter.policies import SendPolicy, SendReport
 from newsletter.render import read_build
 from newsletter.store.safeguards import record_send_key
-from newsletter.send import send_issue
+from newsletter.send import Lease, send_issue
 from newsletter.settings import Settings, signing_secret
 from newsletter.store import ImportReport, LedgerCounts, open_store
 from newsletter.store.subscribers import normalise_address
@@ -29,37 +27,28 @@ from newsletter.transports import allows_demo_subscribers, transport_factory
 from .issues import BuildResult, build, compose, issue_folder
 
 __all__ = ["send_proof", "send_full", "dry_run", "status", "publish", "seed_subscribers", "personaliser_for",
-           "send_lock_path", "approve_unattended", "build_checked", "SendInProgress", "DryRun", "PublishResult"]
+           "send_lock_path", "lease_for", "approve_unattended", "build_checked", "SendInProgress", "DryRun", "PublishResult"]
 
 Progress = Callable[[str, Subscriber], None]
 
 
 def send_lock_path(settings: Settings, issue_id: str) -> Path:
+    """Where runs of an issue used to take a lock file. Runs of one issue may overlap now (each holds the rows
+    it claimed under a lease), so nothing takes this lock any more; kept for tools that still look for it."""
     return settings.path(settings.database).parent / f".send-{issue_id}.lock"
 
 
 class SendInProgress(IssueError):
-    """Another process is sending this issue right now."""
+    """Another process is sending this issue right now (no longer raised: runs of one issue share the work)."""
 
 
-@contextmanager
-def _send_lock(settings: Settings, issue_id: str) -> Iterator[None]:
-    """One send of an issue at a time: a live run's claims must not look like a crash's to another run.
-
-    flock is released by the kernel when the process dies, so a crash never leaves a stale lock.
-    """
-    path = send_lock_path(settings, issue_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SendInProgress(issue_id, "another `newsletter send` of this issue is running; "
-                                       "wait for it (or stop it) before sending again") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def lease_for(settings: Settings, run: str | None = None) -> Lease:
+    """This sender's lease: `lease_seconds` long, in send `run` (a new one when None)."""
+    seconds = settings.lease_seconds
+    if seconds < 3:
+        raise ConfigError("must be at least 3 seconds (a sender renews its claims every third of it)",
+                          key="lease_seconds")
+    return Lease.new(seconds, run=run)
 
 
 def personaliser_for(settings: Settings, folder: Path, *, test: bool = False,
@@ -94,20 +83,26 @@ def send_proof(settings: Settings, folder: Path, recipients: list[str]) -> list[
 
 def send_full(settings: Settings, folder: Path, *, stop: threading.Event | None = None,
               progress: Progress | None = None, connections: int | None = None,
-              rate: float | None = None, no_pause: bool = False, pause_interval: float = 2.0) -> SendReport:
+              rate: float | None = None, no_pause: bool = False, pause_interval: float = 2.0,
+              run: str | None = None) -> SendReport:
     """Everyone subscribed who has no final ledger row; refuses an unapproved or changed build.
 
+    One sender (this process, `connections` threads). Other senders of the same issue may run at the same
+    time, here or on other hosts: each sends only the rows it claimed, and this one returns once nothing is
+    left to claim and no other live sender holds rows. `run` names the send this sender is part of (the
+    processes of `send --workers N` share one), so none retries what another deferred.
     Pauses (stopped_early) when the issue's complaint or hard-bounce rate passes its threshold,
     unless `no_pause`."""
     personaliser = personaliser_for(settings, folder, email=require_approval(folder))
     policy = SendPolicy(connections=connections or settings.connections, rate=rate or settings.rate)
     limits = Thresholds(settings.pause_complaint_rate, settings.pause_hard_bounce_rate, settings.pause_min_delivered)
-    with _send_lock(settings, folder.name), open_store(settings).connection() as conn:
+    lease = lease_for(settings, run)
+    with open_store(settings).connection() as conn:
         # Which key signs this issue's links: `serve` refuses a different demo key instead of failing every link.
         record_send_key(conn, folder.name, key_id(signing_secret(settings)))
         return send_issue(conn, folder.name, make_message=personaliser.message,
                           transport_factory=transport_factory(settings), policy=policy, stop=stop, progress=progress,
-                          pause_interval=pause_interval,
+                          pause_interval=pause_interval, lease=lease,
                           pause_check=None if no_pause else pause_check(conn, folder.name, limits))
 
 

@@ -14,8 +14,9 @@ server accepted but whose 'sent' mark was not yet committed are sent again on re
 commit batch plus the messages in flight). The next run counts those rows as "resent after crash";
 some of them may never have reached the server before the crash.
 
-Two runs of the same issue must not overlap: a row 'claimed' by a live run looks exactly like
-one left by a crash, so the caller must serialise runs of one issue (a lock file, for example).
+The functions here do not say who holds a claim: two runs using them must not overlap. The send loop
+claims through newsletter.store.claims instead, whose leases (claimed_by, claimed_until) tell a live
+sender's rows from a dead one's, so runs of one issue may overlap across processes and hosts.
 """
 
 from __future__ import annotations
