@@ -147,9 +147,16 @@ class Pool:
         """Let the messages in flight finish, record them, and stop the threads (`tick` runs while waiting)."""
         for _ in self.threads:
             self.jobs.put(None)
-        while self.in_flight and any(t.is_alive() for t in self.threads):
-            self.collect(record, timeout=0.1)
-            tick()
-        self.collect(record, timeout=None)
-        for thread in self.threads:
-            thread.join()
+        try:
+            while self.in_flight and any(t.is_alive() for t in self.threads):
+                self.collect(record, timeout=0.1)
+                tick()
+            self.collect(record, timeout=None)
+        except BaseException:
+            self.abort.set()  # recording failed (the database): what is still queued stays unsent
+            raise
+        finally:
+            # Always: the caller closes the transports next, and QUIT written while a thread is mid-message
+            # would be read as message text, the server waiting for the end of data until the timeout.
+            for thread in self.threads:
+                thread.join()

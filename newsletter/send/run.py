@@ -146,6 +146,9 @@ class Run:
                     self.fail(subscriber, None, str(exc))
                     handed = True
                     continue
+                # Results that came in while this message was made are recorded before the next hand-off,
+                # so a crash re-sends no more than the messages really in flight.
+                self.workers.collect(self.record, timeout=None)
                 handed = self.workers.submit(Job(subscriber, message), self.record, self.should_stop)
                 if not handed:
                     return
