@@ -215,7 +215,7 @@ def test_real_crash_then_resume_loses_nobody(conn: sqlite3.Connection, db_path: 
                              env=env, capture_output=True, text=True, timeout=60)
     assert crashed.returncode == 17, crashed.stderr
     after_crash = ledger.counts(conn, ISSUE)
-    assert after_crash.claimed > 0 and after_crash.remaining > 60
+    assert after_crash.claimed > 0 and after_crash.remaining >= 60  # at most the 90 messages built went out
     report = send_issue(conn, ISSUE, make_message=make_message, policy=SendPolicy(connections=2),
                         transport_factory=lambda: open_transport(f"maildir:{box}"))
     delivered = Counter(

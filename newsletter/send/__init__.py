@@ -69,6 +69,7 @@ def send_issue(
                   detail=f"connections={connections} rate={rate} worker={claims.lease.worker}")
         conn.commit()
     except DatabaseError as exc:
+        claims.end()
         raise ledger_error(conn, exc, what=f"sending issue {issue_id}") from exc
     transports: list[Transport] = []
     try:
@@ -82,6 +83,7 @@ def send_issue(
     finally:
         for transport in transports:
             transport.close()
+        claims.end()
     report = SendReport(
         issue_id=issue_id, sent=run.sent, deferred=run.deferred, failed=run.failed, skipped=skipped,
         resent_after_crash=run.resent, duration=time.monotonic() - started, stopped_early=run.stopped_early,

@@ -93,12 +93,22 @@ class Holder:
     rows: int
 
 
+#: The senders running in this process now (their worker ids): one of ours that is not here has ended.
+_LIVE_HERE: set[str] = set()
+
+
 def is_local_and_dead(worker: str) -> bool:
-    """True when `worker` names a process of this host (and pid namespace) that has ended."""
+    """True when `worker` names a sender of this host (and pid namespace) that has ended.
+
+    Another process: when that process has ended. This process: when that sender's send has returned
+    (a send that stopped on a database error, resumed by the same scheduler, desk or test process).
+    """
     parts = worker.rsplit(":", 3)
     if len(parts) != 4 or parts[0] != _HOST or parts[1] != _PIDNS or not parts[2].isdigit():
         return False
     pid = int(parts[2])
+    if pid == os.getpid():
+        return worker not in _LIVE_HERE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -275,6 +285,7 @@ class Claims(Ledger):
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(conn, issue_id, commit_every=commit_every, commit_interval=commit_interval, clock=clock)
         self.lease = lease
+        _LIVE_HERE.add(lease.worker)
         self.cursor = 0
         self.held: set[int] = set()
         self.taken_over: set[int] = set()
@@ -314,6 +325,10 @@ class Claims(Ledger):
             return None
         ends = min(dt.datetime.fromisoformat(h.until) for h in live if h.until)
         return max(0.0, (ends - db_time(self.conn)).total_seconds())
+
+    def end(self) -> None:
+        """This sender has stopped: what it still holds is free to take at once in this process too."""
+        _LIVE_HERE.discard(self.lease.worker)
 
     def renew_if_due(self, *, force: bool = False) -> None:
         """Renew every third of the lease (committing the results recorded so far)."""
