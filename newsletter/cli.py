@@ -15,7 +15,7 @@ from rich.table import Table
 
 from . import __version__
 from .cli_base import Context, err_console, run
-from .cli_progress import print_send_report, progress, stop_on_signals
+from .cli_progress import print_send_report, send_everyone, stop_on_signals
 from .errors import CheckFailed, SourceError
 
 if TYPE_CHECKING:  # annotations only: the settings module loads when a command needs it
@@ -293,7 +293,7 @@ def approve(ctx: Context, issue: str) -> None:
 def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connections: int | None,
          rate: float | None, no_pause: bool, workers: int | None) -> None:
     """Send ISSUE to every subscriber (resumable), or a proof copy with --to."""
-    from .jobs import delivery, fleet
+    from .jobs import delivery
     from .jobs.issues import issue_folder
 
     s = ctx.settings
@@ -311,16 +311,7 @@ def send(ctx: Context, issue: str, to: tuple[str, ...], dry_run: bool, connectio
         if plan.recipients > len(plan.sample):
             console.print(f"  … and {plan.recipients - len(plan.sample)} more")
         return
-    stop = stop_on_signals()
-    plan = delivery.dry_run(s, folder, sample=0)
-    with progress(plan.recipients) as tick:
-        report = fleet.send(s, folder, workers=workers, stop=stop, progress=tick, connections=connections,
-                            rate=rate, no_pause=no_pause)
-    print_send_report(report, folder)
-    if report.stopped_early:
-        sys.exit(3)
-    if report.interrupted:
-        sys.exit(130)
+    send_everyone(s, folder, workers=workers, connections=connections, rate=rate, no_pause=no_pause)
 
 
 def _masked(settings: Settings) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from .cli_base import err_console
 
-__all__ = ["stop_on_signals", "progress", "print_send_report"]
+__all__ = ["stop_on_signals", "progress", "print_send_report", "send_everyone"]
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -74,3 +75,21 @@ def print_send_report(report: Any, folder: Path) -> None:
         err_console.print(f"[red]stopped early:[/] {report.stopped_early}", soft_wrap=True)
     if (report.interrupted or report.deferred or report.stopped_early) and "--no-pause" not in (report.stopped_early or ""):
         console.print(f"Resume with: newsletter send {folder}")
+
+
+def send_everyone(settings: Any, folder: Path, *, workers: int | None, connections: int | None, rate: float | None,
+                  no_pause: bool) -> None:
+    """A full send (or this host's part of one) with a progress bar and the final table; exits 3 when it paused
+    itself, 130 when interrupted. What `send` and `worker` share."""
+    from .jobs import delivery, fleet
+
+    stop = stop_on_signals()
+    plan = delivery.dry_run(settings, folder, sample=0)
+    with progress(plan.recipients) as tick:
+        report = fleet.send(settings, folder, workers=workers, stop=stop, progress=tick, connections=connections,
+                            rate=rate, no_pause=no_pause)
+    print_send_report(report, folder)
+    if report.stopped_early:
+        sys.exit(3)
+    if report.interrupted:
+        sys.exit(130)

@@ -6,12 +6,11 @@ does not import cli.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-from .cli_progress import print_send_report, progress, stop_on_signals
+from .cli_progress import send_everyone
 
 __all__ = ["COMMANDS", "worker"]
 
@@ -31,21 +30,11 @@ def worker(obj: Any, issue: str, workers: int | None, connections: int | None, r
     other hosts, sharing the PostgreSQL database); exits when nothing is left to claim and no other
     sender's lease is live. Starting one when no send runs starts the send.
     """
-    from .jobs import delivery, fleet
     from .jobs.issues import issue_folder
 
     settings = obj.settings
-    folder = issue_folder(settings, issue)
-    stop = stop_on_signals()
-    plan = delivery.dry_run(settings, folder, sample=0)
-    with progress(plan.recipients) as tick:
-        report = fleet.send(settings, folder, workers=workers, stop=stop, progress=tick, connections=connections,
-                            rate=rate, no_pause=no_pause)
-    print_send_report(report, folder)
-    if report.stopped_early:
-        sys.exit(3)
-    if report.interrupted:
-        sys.exit(130)
+    send_everyone(settings, issue_folder(settings, issue), workers=workers, connections=connections, rate=rate,
+                  no_pause=no_pause)
 
 
 COMMANDS: list[click.Command] = [worker]

@@ -3,7 +3,9 @@ chromium, cheap password hashes, the test web servers stopped at the end; test f
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,39 +93,36 @@ def postgres_server():
         pytest.skip(str(exc))
 
 
-@pytest.fixture
-def postgres_url(postgres_server, request: pytest.FixtureRequest) -> str:
-    """A fresh, empty database on the session's cluster for one test (dropped afterwards)."""
+@contextlib.contextmanager
+def _throwaway_database(server, prefix: str, label: str) -> Iterator[str]:
+    """A fresh, empty database on the session's cluster, named after `label`, dropped afterwards."""
     import re
     import uuid
 
     import psycopg
 
-    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
-    admin = postgres_server.url("postgres")
+    name = prefix + re.sub(r"[^a-z0-9]", "_", label.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    admin = server.url("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_server.url(name)
+    yield server.url(name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database on the session's cluster for one test (dropped afterwards)."""
+    with _throwaway_database(postgres_server, "t_", request.node.name) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def postgres_module_url(postgres_server, request: pytest.FixtureRequest) -> str:
+def postgres_module_url(postgres_server, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database on the session's cluster shared by one test module (dropped afterwards):
     for module-scoped fixtures that set a site up once and reset what the tests change."""
-    import re
-    import uuid
-
-    import psycopg
-
-    name = "m_" + re.sub(r"[^a-z0-9]", "_", request.module.__name__.lower())[:40] + "_" + uuid.uuid4().hex[:8]
-    admin = postgres_server.url("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_server.url(name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _throwaway_database(postgres_server, "m_", request.module.__name__) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,28 +9,13 @@ the message in flight and records it, so it costs nothing. The same holds with t
 
 from __future__ import annotations
 
-import importlib.util
 import signal
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from crash_support import crash_loop
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "crash_loop.py"
 RECIPIENTS, KILLS = 300, 6
-
-
-def _load_engine() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("crash_loop", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("crash_loop", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-crash_loop = _load_engine()
 
 
 @pytest.mark.slow

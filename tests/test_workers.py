@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.util
 import os
 import signal
 import subprocess
@@ -19,7 +18,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,20 +26,10 @@ from faults import FaultInjectingHandler, fault_server
 from newsletter.models import Subscriber
 from newsletter.settings import Settings
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "crash_loop.py"
 TESTS = Path(__file__).resolve().parent
 
 
-def _load_engine() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("crash_loop", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("crash_loop", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-crash_loop = sys.modules.get("crash_loop") or _load_engine()
+from crash_support import crash_loop  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
