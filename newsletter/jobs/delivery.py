@@ -27,19 +27,9 @@ from newsletter.transports import allows_demo_subscribers, transport_factory
 from .issues import BuildResult, build, compose, issue_folder
 
 __all__ = ["send_proof", "send_full", "dry_run", "status", "publish", "seed_subscribers", "personaliser_for",
-           "send_lock_path", "lease_for", "approve_unattended", "build_checked", "SendInProgress", "DryRun", "PublishResult"]
+           "lease_for", "approve_unattended", "build_checked", "DryRun", "PublishResult"]
 
 Progress = Callable[[str, Subscriber], None]
-
-
-def send_lock_path(settings: Settings, issue_id: str) -> Path:
-    """Where runs of an issue used to take a lock file. Runs of one issue may overlap now (each holds the rows
-    it claimed under a lease), so nothing takes this lock any more; kept for tools that still look for it."""
-    return settings.path(settings.database).parent / f".send-{issue_id}.lock"
-
-
-class SendInProgress(IssueError):
-    """Another process is sending this issue right now (no longer raised: runs of one issue share the work)."""
 
 
 def lease_for(settings: Settings, run: str | None = None) -> Lease:

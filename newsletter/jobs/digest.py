@@ -14,7 +14,7 @@ from newsletter.selection import select_latest
 from newsletter.settings import Settings
 from newsletter.store import open_store
 
-from .delivery import SendInProgress, approve_unattended, build_checked, send_full
+from .delivery import approve_unattended, build_checked, send_full
 from .issues import gather, write_chosen
 
 __all__ = ["digest", "DigestResult"]
@@ -67,8 +67,5 @@ def _digest_send(settings: Settings, folder: Path, new: int, composed: bool,
         result = build_checked(settings, folder,
                                "digest {name} fails `newsletter check`, so it was not sent: {problems}")
         approve_unattended(settings, result)
-    try:
-        report = send_full(settings, folder, stop=stop)
-    except SendInProgress as exc:  # another run is sending it: nothing for this one to do
-        return DigestResult(folder.name, new, composed, skipped=f"{folder.name}: {exc}")
+    report = send_full(settings, folder, stop=stop)  # a run already sending it shares the work (leases)
     return DigestResult(folder.name, new, composed, report=report)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from newsletter.jobs.delivery import SendInProgress, send_full
+from newsletter.jobs.delivery import send_full
 from newsletter.jobs.digest import DigestResult, digest
 from newsletter.jobs.issues import issue_folder
 from newsletter.errors import NewsletterError
@@ -80,10 +80,7 @@ def run_send(config_path: str, issue_id: str) -> JobOutcome:
     log.info("%s: firing", job_id)
     with _run(settings, job_id, issue_id) as box:
         folder = issue_folder(settings, issue_id)
-        try:
-            box.append(_send_outcome(send_full(settings, folder, stop=stop_event)))
-        except SendInProgress as exc:  # one run per issue at a time: a busy issue is a skip, not an error
-            box.append(JobOutcome("skipped", str(exc), folder.name))
+        box.append(_send_outcome(send_full(settings, folder, stop=stop_event)))
     return box[0]
 
 

@@ -22,18 +22,17 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from newsletter.models import Subscriber
 from newsletter.store.dbapi import dialect, log_event, utc_now
-from newsletter.store.ledger import Ledger
+from newsletter.store.ledger import Ledger, id_chunks, qmarks
 
 __all__ = ["Lease", "Batch", "Holder", "new_run", "worker_id", "claim_next", "renew", "mark", "release", "release_all",
            "holders", "still_subscribed", "is_local_and_dead", "stamp", "db_time", "Claims"]
 
-_SQL_LIMIT = 500  # ids per IN (...) list
 _HOST = socket.gethostname()
 
 
@@ -135,21 +134,12 @@ def stamp(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), _SQL_LIMIT):
-        yield ids[start:start + _SQL_LIMIT]
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
-
-
 def _subscribers(conn: Any, ids: Sequence[int]) -> list[Subscriber]:
     out: list[Subscriber] = []
-    for part in _chunks(sorted(ids)):
+    for part in id_chunks(sorted(ids)):
         out.extend(Subscriber(id=row[0], email=row[1], name=row[2], status=row[3], first_name=row[4])
                    for row in conn.execute("SELECT id, email, name, status, first_name FROM subscribers"
-                                           f" WHERE id IN ({_marks(len(part))}) ORDER BY id", tuple(part)))
+                                           f" WHERE id IN ({qmarks(len(part))}) ORDER BY id", tuple(part)))
     return out
 
 
@@ -168,7 +158,7 @@ def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int
         now = db_time(conn)
         until = stamp(now + dt.timedelta(seconds=lease.seconds))
         at = utc_now()  # the other times in the ledger are this host's too; only leases use the database's clock
-        gone = f" OR l.claimed_by IN ({_marks(len(dead))})" if dead else ""
+        gone = f" OR l.claimed_by IN ({qmarks(len(dead))})" if dead else ""
         lock = " FOR UPDATE OF l SKIP LOCKED" if postgres else ""
         # Two statements, each on the (issue_id, status) index: one with OR across the statuses would read
         # every row of the issue (all the sent ones too) on SQLite, for every claim.
@@ -188,9 +178,9 @@ def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int
         taken = [int(row[0]) for row in rows]
         resumed = frozenset(int(row[0]) for row in rows if row[1] == "claimed")
         _log_takeovers(conn, issue_id, lease, [row[2] for row in rows if row[1] == "claimed"])
-        for part in _chunks(taken):
+        for part in id_chunks(taken):
             conn.execute("UPDATE ledger SET status = 'claimed', claimed_by = ?, claimed_until = ?, claimed_at = ?,"
-                         f" updated_at = ? WHERE issue_id = ? AND subscriber_id IN ({_marks(len(part))})",
+                         f" updated_at = ? WHERE issue_id = ? AND subscriber_id IN ({qmarks(len(part))})",
                          (lease.worker, until, at, at, issue_id, *part))
         cursor, fresh = after, []
         if len(taken) < limit:
@@ -206,7 +196,7 @@ def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int
                 fresh = [int(row[0]) for row in conn.execute(
                     "INSERT INTO ledger (issue_id, subscriber_id, status, claimed_at, updated_at, claimed_by,"
                     " claimed_until) SELECT ?, id, 'claimed', ?, ?, ?, ? FROM subscribers"
-                    f" WHERE id IN ({_marks(len(candidates))}) ON CONFLICT DO NOTHING RETURNING subscriber_id",
+                    f" WHERE id IN ({qmarks(len(candidates))}) ON CONFLICT DO NOTHING RETURNING subscriber_id",
                     (issue_id, at, at, lease.worker, until, *candidates),
                 ).fetchall()]
         people = _subscribers(conn, [*taken, *fresh])
@@ -248,8 +238,8 @@ def mark(conn: Any, issue_id: str, worker: str, subscriber_id: int, status: str,
 
 def release(conn: Any, issue_id: str, worker: str, subscriber_ids: Sequence[int]) -> None:
     """Give back rows never handed to a transport (not committed): no row again, or 'deferred' if tried before."""
-    for part in _chunks(list(subscriber_ids)):
-        marks = _marks(len(part))
+    for part in id_chunks(list(subscriber_ids)):
+        marks = qmarks(len(part))
         conn.execute("DELETE FROM ledger WHERE issue_id = ? AND status = 'claimed' AND claimed_by = ?"
                      f" AND attempts = 0 AND subscriber_id IN ({marks})", (issue_id, worker, *part))
         conn.execute("UPDATE ledger SET status = 'deferred', claimed_until = NULL WHERE issue_id = ?"

@@ -46,6 +46,8 @@ __all__ = [
     "first_sent_time",
     "has_row",
     "Ledger",
+    "id_chunks",
+    "qmarks",
 ]
 
 #: The one "this subscriber is done for this issue" condition, on a ledger row aliased `l`.
@@ -72,12 +74,14 @@ class LedgerCounts:
     remaining: int
 
 
-def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+def id_chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """`ids` in parts short enough for one IN (...) list."""
     for start in range(0, len(ids), _SQL_LIMIT):
         yield ids[start : start + _SQL_LIMIT]
 
 
-def _marks(n: int) -> str:
+def qmarks(n: int) -> str:
+    """n placeholders for an IN (...) list."""
     return ", ".join("?" * n)
 
 
@@ -93,8 +97,8 @@ def claim(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> Cla
     # the claim must be durable before any of these messages reaches a transport.
     begin_write(conn)
     try:
-        for part in _chunks(list(subscriber_ids)):
-            marks = _marks(len(part))
+        for part in id_chunks(list(subscriber_ids)):
+            marks = qmarks(len(part))
             before = conn.execute(
                 f"SELECT subscriber_id, status FROM ledger WHERE issue_id = ? AND subscriber_id IN ({marks})",
                 (issue_id, *part),
@@ -136,8 +140,8 @@ def claim_batch(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) 
 
 def release(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> None:
     """Undo claims for messages never handed to a transport: back to no row, or to 'deferred'."""
-    for part in _chunks(list(subscriber_ids)):
-        marks = _marks(len(part))
+    for part in id_chunks(list(subscriber_ids)):
+        marks = qmarks(len(part))
         conn.execute(
             f"DELETE FROM ledger WHERE issue_id = ? AND status = 'claimed' AND attempts = 0"
             f" AND subscriber_id IN ({marks})",
@@ -152,8 +156,8 @@ def release(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> N
 
 def reopen(conn: Connection, issue_id: str, subscriber_ids: Sequence[int]) -> None:
     """Give 'failed' rows back (no row: pending again), for refusals that were not about the recipient."""
-    for part in _chunks(list(subscriber_ids)):
-        conn.execute(f"DELETE FROM ledger WHERE issue_id = ? AND status = 'failed' AND subscriber_id IN ({_marks(len(part))})",
+    for part in id_chunks(list(subscriber_ids)):
+        conn.execute(f"DELETE FROM ledger WHERE issue_id = ? AND status = 'failed' AND subscriber_id IN ({qmarks(len(part))})",
                      (issue_id, *part))
 
 
