@@ -73,7 +73,7 @@ def _ledger_off(conn: sqlite3.Connection, p) -> tuple[float, int]:
 
 def _variants(conn: sqlite3.Connection, folder: Path, p) -> list[tuple[str, tuple[float, int]]]:
     """One round of every variant, in a fixed order: (label, (seconds, messages))."""
-    from newsletter.store.ledger import Ledger
+    from newsletter.store.claims import Claims
     from newsletter.store.subscribers import iter_subscribed
 
     prebuilt = {s.id: p.message(s) for s in iter_subscribed(conn)}
@@ -83,13 +83,27 @@ def _variants(conn: sqlite3.Connection, folder: Path, p) -> list[tuple[str, tupl
         message = staticmethod(lambda s: prebuilt[s.id])
 
     out.append(("prebuilt", _send_issue(conn, folder, Prebuilt)))
-    mark_sent, claim_batch = Ledger.mark_sent, Ledger.claim_batch
-    Ledger.mark_sent = lambda self, sid, mid: self._recorded()  # type: ignore[method-assign]
-    Ledger.claim_batch = lambda self, ids: list(ids)  # type: ignore[method-assign]
+    # The ledger's writes stubbed out: the send loop claims and marks through Claims (leased claims), so
+    # that is what is replaced: batches come from the list in memory and marks write nothing.
+    people = list(iter_subscribed(conn))
+
+    def unclaimed(self: Claims, limit: int) -> list:
+        start = getattr(self, "stub_at", 0)
+        self.stub_at = start + limit
+        batch = people[start:start + limit]
+        self.held.update(s.id for s in batch)
+        return batch
+
+    def unrecorded(self: Claims, sid: int, status: str, **details: object) -> None:
+        self.held.discard(sid)
+        self._recorded()
+
+    next_batch, mark = Claims.next_batch, Claims._mark
+    Claims.next_batch, Claims._mark = unclaimed, unrecorded  # type: ignore[method-assign]
     try:
         out.append(("stubbed", _send_issue(conn, folder, Prebuilt)))
     finally:
-        Ledger.mark_sent, Ledger.claim_batch = mark_sent, claim_batch  # type: ignore[method-assign]
+        Claims.next_batch, Claims._mark = next_batch, mark  # type: ignore[method-assign]
     transport = NullTransport()
     start = time.perf_counter()
     for message in prebuilt.values():
