@@ -42,6 +42,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
@@ -51,12 +52,19 @@ from faults import FaultInjectingHandler, copy_sample_project, fault_server, wri
 from newsletter.personalise import message_id_for  # noqa: E402
 from newsletter.settings import Settings, load_settings  # noqa: E402
 
-__all__ = ["CrashLoopResult", "run_crash_loop", "run_workers_crash_loop", "fresh_postgres_database", "main"]
+__all__ = ["CrashLoopResult", "sender_env", "run_crash_loop", "run_workers_crash_loop", "fresh_postgres_database", "main"]
 
 SECRET = "crash-loop-signing-secret-not-for-production"
 _RESENT = re.compile(r"resent_after_crash=(\d+)")
 _TAKEOVER = re.compile(r"rows=(\d+) from=(\S+)")
 _CLAIMED = "SELECT COUNT(*) FROM ledger WHERE issue_id = ? AND status = 'claimed'"
+
+
+def sender_env(server: Any) -> dict[str, str]:
+    """The environment of a `newsletter send`/`worker` process of the loop: our secret, the recording server."""
+    env = {**os.environ, "NEWSLETTER_SECRET": SECRET, "NEWSLETTER_TRANSPORT": server.url(query="starttls=off&timeout=30")}
+    env.pop("NEWSLETTER_CONFIG", None)
+    return env
 
 
 @dataclass(frozen=True)
@@ -164,9 +172,7 @@ def run_crash_loop(root: Path, *, recipients: int, kills: int, sig: signal.Signa
     claimed: list[int] = []
     runs = 0
     with fault_server(handler) as server:
-        env = {**os.environ, "NEWSLETTER_SECRET": SECRET,
-               "NEWSLETTER_TRANSPORT": server.url(query="starttls=off&timeout=30")}
-        env.pop("NEWSLETTER_CONFIG", None)
+        env = sender_env(server)
         while True:
             runs += 1
             before = len(handler.messages)
@@ -298,9 +304,7 @@ def run_workers_crash_loop(root: Path, *, recipients: int, kills: int, workers: 
     victims: list[str] = []
     runs = 0
     with fault_server(handler) as server:
-        env = {**os.environ, "NEWSLETTER_SECRET": SECRET,
-               "NEWSLETTER_TRANSPORT": server.url(query="starttls=off&timeout=30")}
-        env.pop("NEWSLETTER_CONFIG", None)
+        env = sender_env(server)
         procs: list[subprocess.Popen[bytes]] = []
         logs: list[Path] = []
 

@@ -41,11 +41,7 @@ def database(request: pytest.FixtureRequest) -> str | None:
 
 
 def _env(server: Any) -> dict[str, str]:
-    env = {**os.environ, "NEWSLETTER_SECRET": crash_loop.SECRET,
-           "NEWSLETTER_TRANSPORT": server.url(query="starttls=off&timeout=30"),
-           "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    env.pop("NEWSLETTER_CONFIG", None)
-    return env
+    return {**crash_loop.sender_env(server), "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
 
 
 def _newsletter(root: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
