@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import sample_project
 
 from newsletter import render
 from newsletter.browser import SCHEMES, WIDTHS
@@ -23,7 +23,6 @@ from newsletter.browser import _page as open_page  # the project's one way to op
 from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.settings import load_settings
 
-REPO = Path(__file__).resolve().parent.parent
 DATE = dt.date(2026, 11, 25)
 
 #: axe rules that cannot apply to an email, and why. Everything else must pass, moderate included.
@@ -38,11 +37,7 @@ EMAIL_AXE_EXCEPTIONS = {
 
 
 def _build(root: Path, limit: int | None) -> BuildResult:
-    root.mkdir(parents=True)
-    for folder in ("content", "templates"):
-        shutil.copytree(REPO / folder, root / folder)
-    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
-    (root / "issues").mkdir()
+    sample_project(root)
     settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production-use"})
     return build(settings, compose(settings, date=DATE, limit=limit).folder)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
-import shutil
 import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import sample_project
 
 from newsletter import render
 from newsletter.browser import (
@@ -32,18 +32,13 @@ from newsletter.browser import (
 from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.settings import load_settings
 
-REPO = Path(__file__).resolve().parent.parent
 DATE = dt.date(2026, 11, 25)
 VARIANTS = {"sample": None, "ten": 10}  # compose --limit: None = the default 6
 SIZE_LIMIT = 60 * 1024
 
 
 def _build_sample(root: Path, limit: int | None) -> BuildResult:
-    root.mkdir(parents=True)
-    for folder in ("content", "templates"):
-        shutil.copytree(REPO / folder, root / folder)
-    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
-    (root / "issues").mkdir()
+    sample_project(root)
     # Every sample summary, however old: the looks are measured with the images and lengths they bring.
     settings = load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production-use"},
                              overrides={"max_age_days": 3650})

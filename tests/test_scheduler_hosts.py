@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import sample_project
 
 from newsletter.errors import SchedulerRunning
 from newsletter.schedule.process import scheduler_lock
@@ -26,10 +26,8 @@ SECRET = "test-secret-not-for-production-use"
 
 def _host(root: Path, postgres_url: str) -> Settings:
     """A project folder of its own (its own var/ and lock files, as on another host) on the shared database."""
-    root.mkdir(parents=True)
-    for part in ("content", "templates"):
-        shutil.copytree(REPO / part, root / part)
-    text = (REPO / "newsletter.toml").read_text(encoding="utf-8")
+    sample_project(root)
+    text = (root / "newsletter.toml").read_text(encoding="utf-8")
     (root / "newsletter.toml").write_text(f'database = "{postgres_url}"\n' + "\n".join(
         line for line in text.splitlines() if not line.startswith("database")), encoding="utf-8")
     return load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET})

@@ -29,6 +29,7 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
+from conftest import sample_project
 from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from web_server import running
@@ -43,7 +44,6 @@ from newsletter.settings import Settings, load_settings
 from newsletter.tokens import email_digest, make_token
 from newsletter.web.security import mask_path
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-not-for-production-use"
 DATE = dt.date(2026, 11, 25)
 SENT, DRAFT = "2026-11-25", "2026-11-25-draft"
@@ -62,11 +62,7 @@ def _settings(root: Path) -> Settings:
 @pytest.fixture(scope="module")
 def sent_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("serve") / "site"
-    root.mkdir()
-    for folder in ("content", "templates"):
-        shutil.copytree(REPO / folder, root / folder)
-    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
-    (root / "issues").mkdir()
+    sample_project(root)
     settings = _settings(root)
     sent = compose(settings, date=DATE)
     draft = compose(settings, date=DATE, issue_id=DRAFT)

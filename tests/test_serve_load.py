@@ -17,7 +17,6 @@ import email
 import email.policy
 import email.utils
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -25,8 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import sample_project
 
-from serve_processes import REPO, SECRET, STORES, cli_env, post_one_click, serve_processes, server_logs, write_config
+from serve_processes import SECRET, STORES, cli_env, post_one_click, serve_processes, server_logs, write_config
 from newsletter.approval import approve
 from newsletter.jobs.issues import build, compose
 from newsletter.settings import Settings, load_settings
@@ -41,11 +41,7 @@ pytestmark = pytest.mark.slow
 
 
 def _site(root: Path, database_url: str | None) -> Settings:
-    root.mkdir(parents=True)
-    for folder in ("content", "templates"):
-        shutil.copytree(REPO / folder, root / folder)
-    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
-    (root / "issues").mkdir()
+    sample_project(root)
     (root / "content" / "subscribers.csv").unlink()  # the sample's 8: this list is the 4,000 below
     config = write_config(root, public="https://news.example.org", database=database_url)
     if database_url is not None:

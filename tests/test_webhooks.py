@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import sample_project
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -36,7 +37,6 @@ from newsletter.web.hooks import WebhookConfig
 from bounce_helpers import recipient, sent_issue
 from web_server import running
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-not-for-production-use"
 VERP = "bounces@bounces.ms-research.example.org"  # sent_issue's default
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-ses-events"
@@ -93,11 +93,7 @@ class Hooks:
 def sent_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample project with issue 2026-11-25 sent to the 8 sample subscribers (Maildir), made once per module."""
     root = tmp_path_factory.mktemp("hooks") / "site"
-    root.mkdir()
-    for folder in ("content", "templates"):
-        shutil.copytree(REPO / folder, root / folder)
-    shutil.copy(REPO / "newsletter.toml", root / "newsletter.toml")
-    (root / "issues").mkdir()
+    sample_project(root)
     sent_issue(load_settings(root / "newsletter.toml", env={"NEWSLETTER_SECRET": SECRET}))
     return root
 
