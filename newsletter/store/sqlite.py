@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +154,8 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteConne
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        mode = _switch_to_wal(conn, timeout)
+        if mode != "wal":
             raise LedgerError(f"{path}: cannot switch the database to WAL mode (got {mode!r})")
         # NORMAL: a commit survives a crash of the process (kill -9) at once, and a power loss from the
         # next checkpoint on; checkpoints every 128 pages (~300 sent messages) bound what a power loss
@@ -170,6 +171,25 @@ def connect(path: Path, *, timeout: float = BUSY_TIMEOUT_SECONDS) -> SQLiteConne
         conn.close()
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """The journal mode after asking for WAL. SQLite answers a mode switch that races another connection's
+    (several processes opening a new file at once) with SQLITE_BUSY at once, without its busy handler, so the
+    switch is retried here until `timeout`. A file already in WAL mode is only read, which never races."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode != "wal":
+                mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            return mode
+        except sqlite3.OperationalError as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 _warned: set[str] = set()
