@@ -75,7 +75,8 @@ def test_apscheduler_job_store_url(store: Store) -> None:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=store.jobstore_url())}, timezone="UTC")
+    job_store = SQLAlchemyJobStore(url=store.jobstore_url(), engine_options=store.jobstore_engine_options())
+    scheduler = BackgroundScheduler(jobstores={"default": job_store}, timezone="UTC")
     scheduler.start(paused=True)
     try:
         scheduler.add_job("builtins:print", "date", run_date="2099-01-01T09:00:00+00:00", id="probe")

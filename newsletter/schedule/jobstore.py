@@ -28,10 +28,9 @@ def jobstore(settings: Settings) -> SQLAlchemyJobStore:
     """APScheduler's job store on the URL the configured store gives (the same database)."""
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
-    url = open_store(settings).jobstore_url()
-    # Each driver names its own connect argument: sqlite3's busy wait, libpq's connect timeout.
-    connect_args = {"timeout": 10} if url.startswith("sqlite") else {"connect_timeout": 10}
-    return SQLAlchemyJobStore(url=url, tablename="apscheduler_jobs", engine_options={"connect_args": connect_args})
+    store = open_store(settings)
+    return SQLAlchemyJobStore(url=store.jobstore_url(), tablename="apscheduler_jobs",
+                              engine_options=store.jobstore_engine_options())
 
 
 @contextmanager

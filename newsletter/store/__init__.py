@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import desk, events, ledger, records, safeguards, sqlite, subscribers
-from .base import StoreBase
+from .base import JOBSTORE_WAIT_SECONDS, StoreBase
 from .dbapi import Connection, DatabaseError, IntegrityError, ledger_error
 from .ledger import LedgerCounts
 from .records import DigestMark, JobRecord
@@ -38,7 +38,13 @@ class Store(Protocol):
         """One unit of work for the send loop and the web app; a failure inside names the database."""
         ...
 
-    def jobstore_url(self) -> str: ...
+    def jobstore_url(self) -> str:
+        """The SQLAlchemy URL of this database, for APScheduler's job store (the same database)."""
+        ...
+
+    def jobstore_engine_options(self) -> dict[str, Any]:
+        """SQLAlchemy engine options for that job store: each driver names its own connect arguments."""
+        ...
 
     def upgrade(self) -> Upgrade:
         """Create or upgrade the schema to the head revision (`newsletter db upgrade`); what it found and left."""
@@ -101,6 +107,9 @@ class SQLiteStore(StoreBase):
         with self.connection():
             pass  # creates the file in WAL mode before SQLAlchemy opens it
         return URL.create("sqlite", database=str(self.path)).render_as_string(hide_password=False)
+
+    def jobstore_engine_options(self) -> dict[str, Any]:
+        return {"connect_args": {"timeout": JOBSTORE_WAIT_SECONDS}}  # sqlite3's busy wait
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:

@@ -1,5 +1,5 @@
-"""What both stores do the same way once they have a connection: every Store method but connection() and
-jobstore_url(), written against the dialect-neutral store modules."""
+"""What both stores do the same way once they have a connection: every Store method but connection(),
+jobstore_url() and jobstore_engine_options(), written against the dialect-neutral store modules."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from .ledger import LedgerCounts
 from .records import DigestMark, JobRecord
 from .subscribers import ImportReport
 
-__all__ = ["StoreBase"]
+__all__ = ["StoreBase", "JOBSTORE_WAIT_SECONDS"]
+
+#: How long APScheduler's job store waits for the database (SQLite's busy wait, libpq's connect timeout).
+JOBSTORE_WAIT_SECONDS = 10
 
 
 class StoreBase:

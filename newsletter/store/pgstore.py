@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 from newsletter.errors import LedgerError
 
 from . import postgres
-from .base import StoreBase
+from .base import JOBSTORE_WAIT_SECONDS, StoreBase
 from .dbapi import PostgresError, ledger_error
 from .pgconn import PostgresConnection
 
@@ -109,6 +109,9 @@ class PostgresStore(StoreBase):
 
     def jobstore_url(self) -> str:
         return postgres.jobstore_url(self.info)
+
+    def jobstore_engine_options(self) -> dict[str, Any]:
+        return {"connect_args": {"connect_timeout": JOBSTORE_WAIT_SECONDS}}  # libpq's connect timeout
 
     def upgrade(self) -> Upgrade:
         """Create or upgrade the schema (`newsletter db upgrade`); what it found and left."""
