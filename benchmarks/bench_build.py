@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -218,9 +219,21 @@ def _flat_rows(work: Path, recipients: int) -> list[Row]:
     ]
 
 
+def _compile_package() -> str:
+    """Byte-compile the `newsletter` package the child processes import (without importing it here), so every
+    process figure reads bytecode as an installed or once-run copy does: with PYTHONDONTWRITEBYTECODE=1 and no
+    __pycache__ (a fresh worktree), each `newsletter build` compiled ~50 modules from source (~10 % more work)."""
+    spec = importlib.util.find_spec("newsletter")
+    folder = str(Path(spec.origin).parent) if spec and spec.origin else ""
+    if folder:
+        subprocess.run([python(), "-m", "compileall", "-q", folder], check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
 def run(*, quick: bool, out=print) -> list[Row]:
     runs = 3 if quick else 7
     rows: list[Row] = []
+    out(f"  build: byte-compiling {_compile_package()} ...")
     with temp_dir("build-") as work:
         root = make_project(work / "site")
         issue = compose_and_build(root, limit=10, approve=False)
