@@ -222,7 +222,7 @@ def _flat_rows(work: Path, recipients: int) -> list[Row]:
 def _compile_package() -> str:
     """Byte-compile the `newsletter` package the child processes import (without importing it here), so every
     process figure reads bytecode as an installed or once-run copy does: with PYTHONDONTWRITEBYTECODE=1 and no
-    __pycache__ (a fresh worktree), each `newsletter build` compiled ~50 modules from source (~10 % more work)."""
+    __pycache__ (a fresh worktree), each `newsletter build` compiled its ~30 modules from source (~10 % more work)."""
     spec = importlib.util.find_spec("newsletter")
     folder = str(Path(spec.origin).parent) if spec and spec.origin else ""
     if folder:
