@@ -7,6 +7,9 @@ BEFORE and AFTER are checkouts (a folder, e.g. a `git worktree add --detach ../o
 `--rev`, git revisions of this repository checked out into benchmarks/.work/compare-<rev> for the run.
 Each run is a fresh process `python -m benchmarks --quick --json ...` with PYTHONPATH set to its checkout, so
 each side measures its own code with its own benchmark scripts. The load average is recorded before each run.
+Both checkouts' `newsletter` and `benchmarks` are byte-compiled first (compile_bytecode): a checkout without
+__pycache__ (a fresh worktree, with PYTHONDONTWRITEBYTECODE=1 set) would compile every module from source in
+every process it starts, and that alone put ~210 M instructions (+10 %) on one side's `newsletter build`.
 
 The table has one line per figure both sides report (and per same-run reference, marked "ref:"): median,
 min and max of each side over the rounds, AFTER's median / BEFORE's median, and a verdict:
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from .project import REPO, WORK
 
-__all__ = ["RENAMED", "compare", "main", "run_interleaved"]
+__all__ = ["RENAMED", "compare", "compile_bytecode", "main", "run_interleaved"]
 
 #: Old row name -> new row name, for figures that were renamed, not changed.
 RENAMED = {
@@ -58,10 +61,22 @@ def _checkout(rev: str) -> Path:
     return path
 
 
+def compile_bytecode(checkout: Path) -> list[str]:
+    """Write the .pyc files of `checkout`'s own packages, as a first run would if it were allowed to: the folders
+    compiled. py_compile writes them whatever PYTHONDONTWRITEBYTECODE says; the imports then only read them."""
+    folders = [str(checkout / name) for name in ("newsletter", "benchmarks") if (checkout / name).is_dir()]
+    if folders:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-x", r"[/\\]\.work[/\\]", *folders], check=True,
+                       stdout=subprocess.DEVNULL)  # not benchmarks/.work: temp projects, other worktrees
+    return folders
+
+
 def run_interleaved(before: Path, after: Path, *, rounds: int, only: str, keep: Path,
                     extra: list[str] | None = None, out=print) -> None:
     """A, B, A, B, ...: each run's JSON into `keep` as before-<n>.json / after-<n>.json, loads in loads.json."""
     keep.mkdir(parents=True, exist_ok=True)
+    for checkout in (before, after):  # both sides read bytecode, neither compiles its sources in every process
+        out(f"byte-compiling {', '.join(compile_bytecode(checkout))}", flush=True)
     loads: dict[str, list[float]] = {}
     for n in range(1, rounds + 1):
         for side, checkout in (("before", before), ("after", after)):

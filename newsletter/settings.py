@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .masking import mask_url
-from .text import is_safe_link
-from .tokens import HOW_TO_MAKE_A_SECRET, SECRET_ENV, check_secret
+from .text import is_safe_link  # .tokens (and itsdangerous) load where a secret is read: not for build
 
 __all__ = ["Settings", "Source", "load_settings", "signing_secret", "signing_key", "SigningSecret",
            "is_dns_name", "resolver_address", "CONFIG_NAME"]
@@ -40,7 +39,7 @@ class Source:
         return self.location.startswith(("http://", "https://"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # its own __repr__ below (a generated one is compiled, then unused)
 class Settings:
     """Everything below the CLI receives what it needs from here; secrets come from the environment."""
 
@@ -271,7 +270,7 @@ def resolver_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # its own __repr__ below
 class SigningSecret:
     """The key that signs links, and where it came from (said at start-up; the value never is)."""
 
@@ -280,6 +279,8 @@ class SigningSecret:
 
     @property
     def from_file(self) -> bool:
+        from .tokens import SECRET_ENV
+
         return self.source != SECRET_ENV
 
     def __repr__(self) -> str:
@@ -289,6 +290,8 @@ class SigningSecret:
 def signing_key(settings: Settings) -> SigningSecret:
     """NEWSLETTER_SECRET (checked for strength); for the embedded maildir demo only, a generated
     per-installation secret in var/secret, written atomically (0600) and refused when empty or short."""
+    from .tokens import HOW_TO_MAKE_A_SECRET, SECRET_ENV, check_secret
+
     if settings.secret:
         return SigningSecret(check_secret(settings.secret), SECRET_ENV)
     transport, database = settings.transport, settings.path(settings.database)

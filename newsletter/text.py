@@ -78,6 +78,8 @@ _MD_ALL_LINKS.validateLink = lambda url: True  # type: ignore[method-assign]
 
 def unsafe_links(source: str, *, allow_mailto: bool = True) -> list[str]:
     """Link and image targets in Markdown that are not absolute http(s) (or mailto:) links, in order."""
+    if "[" not in (source or "") and "<" not in (source or ""):
+        return []  # every link and image starts with "[" ("![", "[x](", "[x][ref]") or is an autolink "<..>"
     found: list[str] = []
     stack = list(_MD_ALL_LINKS.parse(source or ""))
     while stack:

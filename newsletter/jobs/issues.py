@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from newsletter.approval import Approval, approve as record_approval
 from newsletter.check import CheckReport, check_email, check_issue
 from newsletter.compose import read_issue, used_summary_ids, write_issue
 from newsletter.editorial import issue_findings, refuse_unsafe_links
@@ -17,12 +16,13 @@ from newsletter.errors import IssueError, SourceError
 from newsletter.freeze import refuse_if_sent
 from newsletter.models import Issue, RenderedEmail, Summary
 from newsletter.render import render_email, write_build
-from newsletter.selection import HeldBack, held_back, select_latest
 from newsletter.settings import CONFIG_NAME, Settings
 from newsletter.sources import load_summaries
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # approval and selection load in the jobs that use them: `build` needs neither
+    from newsletter.approval import Approval
     from newsletter.glossary import Glossary
+    from newsletter.selection import HeldBack
 
 __all__ = ["gather", "issue_folder", "compose", "compose_with_notes", "Composed", "write_chosen", "load_issue",
            "build", "check", "approve", "BuildResult"]
@@ -79,6 +79,8 @@ def compose_with_notes(settings: Settings, *, date: dt.date, limit: int | None =
                        skip_invalid: bool = False, since: dt.date | None = None, issue_id: str | None = None,
                        warn: Warn | None = None) -> Composed:
     """compose(), also returning the summaries it held back and why."""
+    from newsletter.selection import held_back, select_latest
+
     issues_dir = settings.path(settings.issues_dir)
     issue_id = issue_id or date.isoformat()
     summaries = gather(settings, skip_invalid=skip_invalid, warn=warn)
@@ -149,5 +151,7 @@ def check(settings: Settings, folder: Path) -> BuildResult:
 
 def approve(settings: Settings, folder: Path) -> Approval:
     """Freeze what is in build/ now: a full send refuses any other build."""
+    from newsletter.approval import approve as record_approval
+
     del settings  # the approval lives beside the issue; kept for one calling convention
     return record_approval(folder)
