@@ -114,6 +114,27 @@ class PostgresConnection:
             raise wrap_error(exc) from exc
         return cursor
 
+    def execute_alone(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        """`execute`, as a transaction of its own when none is open: committed when it returns, in one round trip.
+
+        (Otherwise psycopg sends BEGIN first and the caller a COMMIT after: three round trips.) Inside an open
+        transaction it is part of that transaction, as `execute` would make it.
+        """
+        if self._writing or self.raw.info.transaction_status != TransactionStatus.IDLE:
+            return self.execute(sql, parameters)
+        self.raw.autocommit = True
+        try:
+            cursor = self.raw.cursor(row_factory=_rows)
+            cursor.execute(translate(sql), tuple(parameters))
+        except psycopg.Error as exc:
+            raise wrap_error(exc) from exc
+        finally:
+            try:
+                self.raw.autocommit = False
+            except psycopg.Error:
+                pass  # the connection broke: the error above says so, and the pool replaces it
+        return cursor
+
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
         rows = [tuple(row) for row in parameters]
         if rows and writes(sql):
