@@ -60,8 +60,8 @@ def test_an_unsubscribe_committed_between_the_claim_and_the_hand_off_stops_that_
         if subscriber.id in leaving:
             victim = leaving.pop(subscriber.id)
             with second(store) as other:
-                claimed = other.execute("SELECT status, claimed_by FROM ledger WHERE issue_id = ? AND subscriber_id = ?",
-                                        (ISSUE, victim)).fetchone()
+                claimed = other.execute("SELECT status, claimed_by FROM ledger WHERE issue_id = ?"
+                                        " AND subscriber_id = ?", (ISSUE, victim)).fetchone()
             assert claimed is not None and claimed[0] == "claimed" and claimed[1]  # claimed before it left
             unsubscribe_elsewhere(store, victim)
         return simple_message(ISSUE, subscriber)
@@ -101,6 +101,7 @@ def test_the_check_answers_after_a_commit_by_another_connection(store: Store, co
 def test_recorded_outcomes_land_before_a_release_of_everything_and_a_reopen(store: Store, conn: Any) -> None:
     claims = Claims(conn, ISSUE, Lease.new(60), commit_every=100, commit_interval=3600)
     batch = [s.id for s in claims.next_batch(6)]
+    claims.release([batch[3]])  # a write transaction is open now: the outcomes below are written inside it
     claims.mark_sent(batch[0], "m0@x")
     claims.mark_deferred(batch[1], 451, "try later")
     claims.mark_failed(batch[2], 550, "quota")

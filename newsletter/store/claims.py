@@ -215,13 +215,8 @@ def mark(conn: Any, issue_id: str, worker: str, subscriber_id: int, status: str,
          reason: str | None = None, message_id: str | None = None) -> bool:
     """Record an outcome on a row `worker` holds (not committed); False if it holds it no longer."""
     now = utc_now()
-    cursor = conn.execute(
-        "UPDATE ledger SET status = ?, attempts = attempts + 1, code = ?, reason = ?,"
-        " message_id = COALESCE(?, message_id), updated_at = ?, claimed_until = NULL,"
-        " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
-        " WHERE issue_id = ? AND subscriber_id = ? AND status = 'claimed' AND claimed_by = ?",
-        (status, code, reason, message_id, now, status, now, issue_id, subscriber_id, worker),
-    )
+    cursor = conn.execute(claimrows.MARK, (status, code, reason, message_id, now, status, now, issue_id,
+                                           subscriber_id, worker))
     return bool(cursor.rowcount == 1)
 
 
@@ -279,7 +274,7 @@ class Claims(Ledger):
         self._looked = float("-inf")
         self._postgres = dialect(conn) == "postgresql"
         self._marks: list[claimrows.Mark] = []  # PostgreSQL: outcomes recorded, not yet written
-        claimrows.plan_each_time(conn, True)
+        claimrows.plan_for_indexes(conn, True)
 
     def next_batch(self, limit: int) -> list[Subscriber]:
         """Claim and commit the next rows (a sweep from the start once the cursor finds nothing)."""
@@ -318,7 +313,7 @@ class Claims(Ledger):
         """This sender has stopped: what it still holds is free to take at once in this process too."""
         _LIVE_HERE.discard(self.lease.worker)
         with contextlib.suppress(DatabaseError):  # a broken connection: the pool replaces it, setting and all
-            claimrows.plan_each_time(self.conn, False)
+            claimrows.plan_for_indexes(self.conn, False)
 
     def renew_if_due(self, *, force: bool = False) -> None:
         """Renew every third of the lease (committing the results recorded so far)."""
