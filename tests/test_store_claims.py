@@ -168,3 +168,18 @@ def test_two_senders_claim_disjoint_rows_and_between_them_every_row(store: Store
             seen += got
     assert sorted(seen) == sorted(p.id for p in people)
     assert set(committed(store).values()) == {"claimed"}
+
+
+def test_commit_and_check_commits_every_recorded_outcome_then_checks(store: Store, conn: Any) -> None:
+    claims = Claims(conn, ISSUE, Lease.new(60), commit_every=100, commit_interval=3600)
+    batch = [s.id for s in claims.next_batch(6)]
+    claims.mark_sent(batch[0], "m0@x")
+    claims.mark_failed(batch[1], 550, "no such user")
+    assert claims.commit_and_check(batch[2])
+    assert committed(store) == {batch[0]: "sent", batch[1]: "failed", **{sid: "claimed" for sid in batch[2:]}}
+    unsubscribe_elsewhere(store, batch[3])  # nothing of ours is left uncommitted: SQLite lets it through too
+    claims.release([batch[2]])  # an open write transaction: committed by the next call as well
+    claims.mark_sent(batch[4], "m4@x")
+    assert not claims.commit_and_check(batch[3])
+    rows = committed(store)
+    assert batch[2] not in rows and rows[batch[4]] == "sent" and rows[batch[3]] == "claimed"

@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from newsletter.models import Subscriber
 from newsletter.store.dbapi import dialect
-from newsletter.store.ledger import qmarks
+from newsletter.store.ledger import id_chunks, qmarks
 
-__all__ = ["Mark", "MARK", "apply_marks", "subscribed", "claim_fresh", "MAX_WINDOW", "plan_for_indexes"]
+__all__ = ["Mark", "MARK", "people", "apply_marks", "subscribed", "claim_fresh", "MAX_WINDOW", "plan_for_indexes"]
 
 #: One recorded outcome: (subscriber id, status, code, reason, message id, when).
 Mark = tuple[int, str, "int | None", "str | None", "str | None", str]
@@ -147,3 +148,13 @@ def _claim_fresh_sqlite(conn: Any, issue_id: str, worker: str, *, until: str, at
         f" SELECT ?, id, 'claimed', ?, ?, ?, ? FROM subscribers WHERE id IN ({qmarks(len(candidates))})"
         " ON CONFLICT DO NOTHING RETURNING subscriber_id", (issue_id, at, at, worker, until, *candidates)).fetchall()]
     return fresh, candidates[-1]
+
+
+def people(conn: Any, ids: Sequence[int]) -> list[Subscriber]:
+    """The subscribers with these ids, by id."""
+    out: list[Subscriber] = []
+    for part in id_chunks(sorted(ids)):
+        out.extend(Subscriber(id=row[0], email=row[1], name=row[2], status=row[3], first_name=row[4])
+                   for row in conn.execute("SELECT id, email, name, status, first_name FROM subscribers"
+                                           f" WHERE id IN ({qmarks(len(part))}) ORDER BY id", tuple(part)))
+    return out

@@ -136,15 +136,6 @@ def stamp(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _subscribers(conn: Any, ids: Sequence[int]) -> list[Subscriber]:
-    out: list[Subscriber] = []
-    for part in id_chunks(sorted(ids)):
-        out.extend(Subscriber(id=row[0], email=row[1], name=row[2], status=row[3], first_name=row[4])
-                   for row in conn.execute("SELECT id, email, name, status, first_name FROM subscribers"
-                                           f" WHERE id IN ({qmarks(len(part))}) ORDER BY id", tuple(part)))
-    return out
-
-
 def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int = 0,
                dead: Sequence[str] = ()) -> Batch:
     """Claim up to `limit` rows for `lease` and COMMIT (results recorded earlier in the transaction ride along).
@@ -188,7 +179,7 @@ def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int
         if len(taken) < limit:
             fresh, cursor = claimrows.claim_fresh(conn, issue_id, lease.worker, until=until, at=at,
                                                   limit=limit - len(taken), after=after)
-        people = _subscribers(conn, [*taken, *fresh])
+        people = claimrows.people(conn, [*taken, *fresh])
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -382,6 +373,16 @@ class Claims(Ledger):
 
     def mark_failed(self, subscriber_id: int, code: int | None, reason: str) -> None:
         self._mark(subscriber_id, "failed", code=code, reason=reason)
+
+    def commit_and_check(self, subscriber_id: int) -> bool:
+        """Commit every outcome recorded so far, then `still_subscribed`: what to call just before a hand-off.
+        PostgreSQL: one round trip for both (two when other writes are waiting in an open transaction)."""
+        if not self._postgres:
+            self.flush()
+            return still_subscribed(self.conn, subscriber_id)
+        answer = self.still_subscribed(subscriber_id)
+        self.flush()  # nothing left to commit unless a transaction was open (then: its COMMIT)
+        return answer
 
     def still_subscribed(self, subscriber_id: int) -> bool:
         """The subscriber's state now (after every commit before this call). PostgreSQL: one round trip, which
