@@ -5,9 +5,9 @@ BEGIN before the first statement of a transaction is one more). The send loop's 
 therefore done here in as few statements as possible:
 
 * `apply_marks`: every outcome recorded since the last write (sent / deferred / failed) and, when asked,
-  the subscribed check of the next subscriber, sent together (libpq's pipeline mode). When no transaction
-  is open they are a transaction of their own (autocommit): marks + COMMIT + check in one round trip,
-  against four (BEGIN, SELECT, UPDATE, COMMIT) before.
+  the subscribed check of the next subscriber, in one statement (one outcome) or sent together in
+  libpq's pipeline mode. When no transaction is open they are a transaction of their own (autocommit):
+  marks + COMMIT + check in one round trip, against four (BEGIN, SELECT, UPDATE, COMMIT) before.
 * `subscribed`: the check alone, also without a BEGIN.
 * `claim_fresh` (PostgreSQL): new rows by windows of subscribers after the cursor, inserted with ON CONFLICT
   DO NOTHING, so finding subscribers without a row never depends on the planner's guess of how many rows the issue
@@ -68,6 +68,8 @@ MARK = (
     " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
     " WHERE issue_id = ? AND subscriber_id = ? AND status = 'claimed' AND claimed_by = ?")
 
+_MARK_AND_CHECK = f"WITH m AS ({MARK} RETURNING 1) SELECT (SELECT COUNT(*) FROM m), ({_SUBSCRIBED})"
+
 
 def apply_marks(conn: Any, issue_id: str, worker: str, marks: Sequence[Mark],
                 check: int | None = None) -> tuple[int, bool | None]:
@@ -80,6 +82,9 @@ def apply_marks(conn: Any, issue_id: str, worker: str, marks: Sequence[Mark],
     statements: list[tuple[str, Sequence[Any]]] = [
         (MARK, (status, code, reason, message_id, at, status, at, issue_id, sid, worker))
         for sid, status, code, reason, message_id, at in marks]
+    if check is not None and len(marks) == 1:  # the usual case: one statement, lighter than a pipeline
+        count, state = conn.execute_alone(_MARK_AND_CHECK, (*statements[0][1], check)).fetchone()
+        return int(count), state == "subscribed"
     if check is not None:
         statements.append((_SUBSCRIBED, (check,)))
     if len(statements) == 1:
