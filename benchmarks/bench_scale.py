@@ -142,5 +142,20 @@ def run(*, quick: bool, out=print, subscribers: int | None = None) -> list[Row]:
     return rows
 
 
+def imports(count: int, out: Any = print) -> None:
+    """Only the two imports (`python -m benchmarks.bench_scale --imports N`): SQLite, then PostgreSQL."""
+    with temp_dir("scale-") as work:
+        root = make_project(work / "site")
+        csv_path = write_subscribers(work / "subscribers.csv", count)
+        out(f"  scale: importing {count:,} subscribers into SQLite ...")
+        lite = _run_child("import", root, csv_path)
+        out(f"  scale: SQLite: {lite['seconds']:.0f} s, peak {lite['peak_mb']:.0f} MB (baseline {lite['baseline_mb']:.0f})")
+        pg = _import_postgres(csv_path, out)
+        if pg is not None:
+            out(f"  scale: PostgreSQL: {pg['seconds']:.0f} s, peak {pg['peak_mb']:.0f} MB (baseline {pg['baseline_mb']:.0f})")
+
+
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--child":
     _child(sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+elif __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--imports":
+    imports(int(sys.argv[2]), out=lambda line: print(line, flush=True))
