@@ -183,3 +183,23 @@ def test_commit_and_check_commits_every_recorded_outcome_then_checks(store: Stor
     assert not claims.commit_and_check(batch[3])
     rows = committed(store)
     assert batch[2] not in rows and rows[batch[4]] == "sent" and rows[batch[3]] == "claimed"
+
+
+def test_postgresql_prepares_the_per_message_statements_and_the_send_leaves_no_setting_behind(
+        store: Store, conn: Any) -> None:
+    if getattr(conn, "dialect", "sqlite") != "postgresql":
+        pytest.skip("server-side prepared statements and session settings are PostgreSQL's")
+    claims = Claims(conn, ISSUE, Lease.new(60))
+    assert conn.execute("SHOW enable_seqscan").fetchone()[0] == "off"  # while it sends: no generic seq-scan plan
+    batch = [s.id for s in claims.next_batch(12)]
+    for sid in batch[:8]:  # psycopg prepares a statement on its 5th use (prepare_threshold), `?` rewritten or not
+        assert claims.still_subscribed(sid)
+        claims.mark_sent(sid, f"m{sid}@x")
+    prepared = [row[0] for row in conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
+    assert any(text.startswith("SELECT status FROM subscribers WHERE id = $1") for text in prepared)
+    assert any(text.startswith("UPDATE ledger SET status = $1") for text in prepared)
+    claims.release_all()
+    claims.end()
+    conn.commit()
+    assert conn.execute("SHOW enable_seqscan").fetchone()[0] == "on"
+    assert list(committed(store).values()).count("sent") == 8
