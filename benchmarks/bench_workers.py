@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -92,8 +94,30 @@ def _child(root: Path, workers: int, connections: int = 1) -> None:
                       "stopped_early": report.stopped_early}))
 
 
-def _send(root: Path, workers: int, connections: int = 1) -> dict[str, Any]:
-    """Send the issue to everyone (the ledger emptied first) in a fresh process; its figures."""
+def server_cpu(instance: Any) -> float:
+    """CPU seconds the PostgreSQL cluster has used: the postmaster, its ended children (the backends of closed
+    connections, reaped by it) and its live children, from /proc (0.0 without a cluster)."""
+    if instance is None:
+        return 0.0
+    postmaster = int((Path(instance.data_dir) / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(entry.name) == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        elif int(fields[1]) == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _send(root: Path, workers: int, connections: int = 1, server: Any = None) -> dict[str, Any]:
+    """Send the issue to everyone (the ledger emptied first) in a fresh process; its figures, with the CPU per
+    message of the sending processes (user + system, every worker included) and of the PostgreSQL `server`."""
     from newsletter.store import open_store
 
     settings = settings_for(root)
@@ -103,13 +127,26 @@ def _send(root: Path, workers: int, connections: int = 1) -> dict[str, Any]:
         conn.commit()
     for old in (root / "rss").glob("*.json"):
         old.unlink()
+    before, cluster = resource.getrusage(resource.RUSAGE_CHILDREN), server_cpu(server)
     proc = subprocess.run([python(), "-m", "benchmarks.bench_workers", "--child", str(root), str(workers),
                            str(connections)],
                           cwd=REPO, check=True, stdout=subprocess.PIPE, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    time.sleep(0.2)  # the backends of the closed connections end and are reaped
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     if figures["stopped_early"]:
         raise RuntimeError(f"the send stopped early: {figures['stopped_early']}")
+    sent = max(1, figures["sent"])
+    figures["client_us"] = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / sent * 1e6
+    figures["server_us"] = (server_cpu(server) - cluster) / sent * 1e6
+    figures["load"] = os.getloadavg()[0]
     return figures  # type: ignore[no-any-return]
+
+
+def _cpu_note(figures: dict[str, Any]) -> str:
+    server = f" + PostgreSQL {figures['server_us']:.0f} µs" if figures.get("server_us") else ""
+    return (f"CPU per message: senders {figures['client_us']:.0f} µs{server}; "
+            f"load average {figures['load']:.1f} at the end")
 
 
 @contextlib.contextmanager
@@ -151,28 +188,29 @@ def _database(instance: Any, name: str) -> str:
     return str(instance.url(name))
 
 
-def _scaling(root: Path, store: str, count: int, out: Any) -> list[Row]:
-    rows, rates = [], {}
+def _scaling(root: Path, store: str, count: int, out: Any, server: Any = None) -> list[Row]:
+    rows, runs = [], {}
     _send(root, 0)  # warm-up, not counted: the first send into a fresh ledger grows its file or table
-    one = _send(root, 0)
-    out(f"  workers: {store}: one process {one['sent'] / one['seconds']:,.0f}/s")
+    one = _send(root, 0, server=server)
+    out(f"  workers: {store}: one process {one['sent'] / one['seconds']:,.0f}/s ({_cpu_note(one)})")
     for n in WORKER_COUNTS:
-        figures = _send(root, n)
-        rates[n] = figures["sent"] / figures["seconds"]
-        out(f"  workers: {store}: {n} worker(s) {rates[n]:,.0f}/s")
+        runs[n] = _send(root, n, server=server)
+        out(f"  workers: {store}: {n} worker(s) {runs[n]['sent'] / runs[n]['seconds']:,.0f}/s ({_cpu_note(runs[n])})")
     reference = one["sent"] / one["seconds"]
     # The other way to use several cores with one SQLite writer: one process owns the database and hands the
     # messages to its threads (what `newsletter send --connections 4` does).
-    writer = _send(root, 0, connections=4)
+    writer = _send(root, 0, connections=4, server=server)
     out(f"  workers: {store}: one process, 4 connections {writer['sent'] / writer['seconds']:,.0f}/s")
     rows.append(ratio_row(SECTION, f"{store}: one writer process, 4 connections, {count:,} sends",
                           writer["sent"] / writer["seconds"], "sends/s", reference, "one process, 1 connection",
-                          note="one process claims and records everything; its threads only call the transport"))
+                          note="one process claims and records everything; its threads only call the transport; "
+                               + _cpu_note(writer)))
     for n in WORKER_COUNTS:
-        rows.append(ratio_row(SECTION, f"{store}: {n} worker(s), {count:,} sends", rates[n], "sends/s", reference,
-                              "one process (`newsletter send`), same store",
+        rows.append(ratio_row(SECTION, f"{store}: {n} worker(s), {count:,} sends", runs[n]["sent"] / runs[n]["seconds"],
+                              "sends/s", reference, "one process (`newsletter send`), same store",
                               note="wall time from starting the workers to the combined report (process start "
-                                   "included); null transport, 1 connection per worker"))
+                                   f"included); null transport, 1 connection per worker; {_cpu_note(runs[n])} "
+                                   f"(one process: {_cpu_note(one)})"))
     return rows
 
 
@@ -187,24 +225,27 @@ def run(*, quick: bool, out: Any = print, subscribers: int | None = None,
                 rows += _scaling(root, "SQLite", scale, out)
             if pg is not None:
                 with _project(work, "scale-pg", scale, _database(pg, "bench_scale")) as root:
-                    rows += _scaling(root, "PostgreSQL", scale, out)
+                    rows += _scaling(root, "PostgreSQL", scale, out, pg)
         if "full" not in parts:
             return rows
         out(f"  workers: full send to {full:,}: one process on SQLite ...")
         with _project(work, "full-sqlite", full, None) as root:
             reference = _send(root, 0)
-        out(f"  workers: one process on SQLite: {reference['seconds']:.0f} s, peak {reference['parent_peak_mb']:.0f} MB")
+        out(f"  workers: one process on SQLite: {reference['seconds']:.0f} s, peak {reference['parent_peak_mb']:.0f} MB"
+            f" ({_cpu_note(reference)})")
         if pg is None:
             rows.append(not_measured(SECTION, f"full send {full:,}, 4 workers, PostgreSQL", "no PostgreSQL here"))
             return rows
         out(f"  workers: full send to {full:,}: 4 workers on PostgreSQL ...")
         with _project(work, "full-pg", full, _database(pg, "bench_full")) as root:
-            four = _send(root, 4)
+            four = _send(root, 4, server=pg)
+        out(f"  workers: 4 workers on PostgreSQL: {four['seconds']:.0f} s ({_cpu_note(four)})")
     rows.append(ratio_row(SECTION, f"full send {full:,}: 4 workers, PostgreSQL", four["seconds"], "s",
                           reference["seconds"], "one process, SQLite", goal="≤ 1/3 of one process on SQLite",
                           check=lambda f, r: r is not None and r <= 1 / 3,
                           note=f"{four['sent'] / four['seconds']:,.0f}/s vs "
-                               f"{reference['sent'] / reference['seconds']:,.0f}/s", samples=four))
+                               f"{reference['sent'] / reference['seconds']:,.0f}/s; {_cpu_note(four)}; "
+                               f"SQLite one process {_cpu_note(reference)}", samples=four))
     rows.append(info(SECTION, f"full send {full:,}: peak RSS per worker", max(four["worker_peaks_mb"]), "MB",
                      note="workers: " + ", ".join(f"{p:.0f}" for p in four["worker_peaks_mb"])
                           + f" MB; parent {four['parent_peak_mb']:.0f} MB; one process on SQLite "

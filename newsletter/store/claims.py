@@ -17,6 +17,7 @@ disjoint batches without waiting for each other. SQLite: `BEGIN IMMEDIATE` makes
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from newsletter.models import Subscriber
-from newsletter.store.dbapi import dialect, log_event, utc_now
+from newsletter.store import claimrows
+from newsletter.store.dbapi import DatabaseError, dialect, log_event, utc_now
 from newsletter.store.ledger import Ledger, id_chunks, qmarks
 
 __all__ = ["Lease", "Batch", "Holder", "new_run", "worker_id", "claim_next", "renew", "mark", "release", "release_all",
@@ -134,15 +136,6 @@ def stamp(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _subscribers(conn: Any, ids: Sequence[int]) -> list[Subscriber]:
-    out: list[Subscriber] = []
-    for part in id_chunks(sorted(ids)):
-        out.extend(Subscriber(id=row[0], email=row[1], name=row[2], status=row[3], first_name=row[4])
-                   for row in conn.execute("SELECT id, email, name, status, first_name FROM subscribers"
-                                           f" WHERE id IN ({qmarks(len(part))}) ORDER BY id", tuple(part)))
-    return out
-
-
 def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int = 0,
                dead: Sequence[str] = ()) -> Batch:
     """Claim up to `limit` rows for `lease` and COMMIT (results recorded earlier in the transaction ride along).
@@ -184,22 +177,9 @@ def claim_next(conn: Any, issue_id: str, lease: Lease, *, limit: int, after: int
                          (lease.worker, until, at, at, issue_id, *part))
         cursor, fresh = after, []
         if len(taken) < limit:
-            candidates = [int(row[0]) for row in conn.execute(
-                "SELECT s.id FROM subscribers s WHERE s.status = 'subscribed' AND s.id > ? AND NOT EXISTS ("
-                " SELECT 1 FROM ledger l WHERE l.issue_id = ? AND l.subscriber_id = s.id) ORDER BY s.id LIMIT ?"
-                + (" FOR NO KEY UPDATE OF s SKIP LOCKED" if postgres else ""),
-                (after, issue_id, limit - len(taken)),
-            ).fetchall()]
-            if candidates:
-                cursor = candidates[-1]
-                # ON CONFLICT: a claimer whose snapshot predates another's commit may pick the same ids.
-                fresh = [int(row[0]) for row in conn.execute(
-                    "INSERT INTO ledger (issue_id, subscriber_id, status, claimed_at, updated_at, claimed_by,"
-                    " claimed_until) SELECT ?, id, 'claimed', ?, ?, ?, ? FROM subscribers"
-                    f" WHERE id IN ({qmarks(len(candidates))}) ON CONFLICT DO NOTHING RETURNING subscriber_id",
-                    (issue_id, at, at, lease.worker, until, *candidates),
-                ).fetchall()]
-        people = _subscribers(conn, [*taken, *fresh])
+            fresh, cursor = claimrows.claim_fresh(conn, issue_id, lease.worker, until=until, at=at,
+                                                  limit=limit - len(taken), after=after)
+        people = claimrows.people(conn, [*taken, *fresh])
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -226,13 +206,8 @@ def mark(conn: Any, issue_id: str, worker: str, subscriber_id: int, status: str,
          reason: str | None = None, message_id: str | None = None) -> bool:
     """Record an outcome on a row `worker` holds (not committed); False if it holds it no longer."""
     now = utc_now()
-    cursor = conn.execute(
-        "UPDATE ledger SET status = ?, attempts = attempts + 1, code = ?, reason = ?,"
-        " message_id = COALESCE(?, message_id), updated_at = ?, claimed_until = NULL,"
-        " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END"
-        " WHERE issue_id = ? AND subscriber_id = ? AND status = 'claimed' AND claimed_by = ?",
-        (status, code, reason, message_id, now, status, now, issue_id, subscriber_id, worker),
-    )
+    cursor = conn.execute(claimrows.MARK, (status, code, reason, message_id, now, status, now, issue_id,
+                                           subscriber_id, worker))
     return bool(cursor.rowcount == 1)
 
 
@@ -269,7 +244,12 @@ def still_subscribed(conn: Any, subscriber_id: int) -> bool:
 
 
 class Claims(Ledger):
-    """The ledger of one issue for one sender: leased claims, renewal, marks on held rows, batched commits."""
+    """The ledger of one issue for one sender: leased claims, renewal, marks on held rows, batched commits.
+
+    On PostgreSQL an outcome is written with the next statement that needs it (newsletter.store.claimrows):
+    the commit (`flush`, due after `commit_every` results), the next subscribed check, a claim, a renewal, a
+    release. Until then it is a recorded, uncommitted result, exactly as an executed but uncommitted UPDATE was.
+    """
 
     def __init__(self, conn: Any, issue_id: str, lease: Lease, *, commit_every: int = 1, commit_interval: float = 0.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -283,6 +263,9 @@ class Claims(Ledger):
         self.dead: tuple[str, ...] = ()
         self._renewed = clock()
         self._looked = float("-inf")
+        self._postgres = dialect(conn) == "postgresql"
+        self._marks: list[claimrows.Mark] = []  # PostgreSQL: outcomes recorded, not yet written
+        claimrows.plan_for_indexes(conn, True)
 
     def next_batch(self, limit: int) -> list[Subscriber]:
         """Claim and commit the next rows (a sweep from the start once the cursor finds nothing)."""
@@ -295,6 +278,7 @@ class Claims(Ledger):
         return list(batch.subscribers)
 
     def _claim(self, limit: int) -> Batch:
+        self._write_marks()
         batch = claim_next(self.conn, self.issue_id, self.lease, limit=limit, after=self.cursor,
                            dead=self.dead)
         self.cursor = batch.cursor
@@ -319,11 +303,14 @@ class Claims(Ledger):
     def end(self) -> None:
         """This sender has stopped: what it still holds is free to take at once in this process too."""
         _LIVE_HERE.discard(self.lease.worker)
+        with contextlib.suppress(DatabaseError):  # a broken connection: the pool replaces it, setting and all
+            claimrows.plan_for_indexes(self.conn, False)
 
     def renew_if_due(self, *, force: bool = False) -> None:
         """Renew every third of the lease (committing the results recorded so far)."""
         if not force and self._clock() - self._renewed < self.lease.seconds / 3:
             return
+        self._write_marks()
         still = renew(self.conn, self.issue_id, self.lease)
         self.flush()
         self._renewed = self._clock()
@@ -345,12 +332,35 @@ class Claims(Ledger):
         self._recorded()
 
     def release_all(self) -> None:
+        self._write_marks()  # before: it gives back every row still 'claimed', and those are marked
         release_all(self.conn, self.issue_id, self.lease.worker)
         self.held.clear()
         self.flush()
 
+    def reopen(self, subscriber_ids: Sequence[int]) -> None:
+        self._write_marks()  # the 'failed' marks it takes back may not be written yet
+        super().reopen(subscriber_ids)
+
+    def flush(self) -> None:
+        """Commit what was recorded (on PostgreSQL the outcomes not yet written go with the commit)."""
+        self._write_marks()
+        super().flush()
+
+    def _write_marks(self, check: int | None = None) -> bool | None:
+        if not self._marks and check is None:
+            return None
+        marks, self._marks = self._marks, []
+        marked, subscribed = claimrows.apply_marks(self.conn, self.issue_id, self.lease.worker, marks, check)
+        self.lost += len(marks) - marked
+        if marks and not self.conn.in_transaction:
+            self._committed()  # written in a statement of its own: committed
+        return subscribed
+
     def _mark(self, subscriber_id: int, status: str, **details: Any) -> None:
-        if not mark(self.conn, self.issue_id, self.lease.worker, subscriber_id, status, **details):
+        if self._postgres:
+            self._marks.append((subscriber_id, status, details.get("code"), details.get("reason"),
+                                details.get("message_id"), utc_now()))
+        elif not mark(self.conn, self.issue_id, self.lease.worker, subscriber_id, status, **details):
             self.lost += 1
         self.held.discard(subscriber_id)
         self._recorded()
@@ -364,5 +374,21 @@ class Claims(Ledger):
     def mark_failed(self, subscriber_id: int, code: int | None, reason: str) -> None:
         self._mark(subscriber_id, "failed", code=code, reason=reason)
 
+    def commit_and_check(self, subscriber_id: int) -> bool:
+        """Commit every outcome recorded so far, then `still_subscribed`: what to call just before a hand-off.
+        PostgreSQL: one round trip for both (two when other writes are waiting in an open transaction)."""
+        if not self._postgres:
+            self.flush()
+            return still_subscribed(self.conn, subscriber_id)
+        answer = self.still_subscribed(subscriber_id)
+        self.flush()  # nothing left to commit unless a transaction was open (then: its COMMIT)
+        return answer
+
     def still_subscribed(self, subscriber_id: int) -> bool:
-        return still_subscribed(self.conn, subscriber_id)
+        """The subscriber's state now (after every commit before this call). PostgreSQL: one round trip, which
+        also writes (outside a transaction: commits) the outcomes recorded since the last write."""
+        if not self._postgres:
+            return still_subscribed(self.conn, subscriber_id)
+        if self._marks:
+            return bool(self._write_marks(check=subscriber_id))
+        return claimrows.subscribed(self.conn, subscriber_id)

@@ -114,6 +114,56 @@ class PostgresConnection:
             raise wrap_error(exc) from exc
         return cursor
 
+    def execute_alone(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        """`execute` (rows as plain tuples), as a transaction of its own when none is open: committed when it
+        returns, in one round trip.
+
+        (Otherwise psycopg sends BEGIN first and the caller a COMMIT after: three round trips.) Inside an open
+        transaction it is part of that transaction, as `execute` would make it.
+        """
+        if self._writing or self.raw.info.transaction_status != TransactionStatus.IDLE:
+            return self.execute(sql, parameters)
+        self.raw.autocommit = True
+        try:
+            cursor = self.raw.cursor()  # rows as plain tuples: no column names read per result
+            cursor.execute(translate(sql), tuple(parameters))
+        except psycopg.Error as exc:
+            raise wrap_error(exc) from exc
+        finally:
+            try:
+                self.raw.autocommit = False
+            except psycopg.Error:
+                pass  # the connection broke: the error above says so, and the pool replaces it
+        return cursor
+
+    def execute_together(self, statements: Sequence[tuple[str, Sequence[Any]]], /) -> list[Any]:
+        """Several statements in one round trip (libpq's pipeline mode); their cursors (rows as plain tuples).
+
+        As `execute_alone`: with no transaction open they are one transaction of their own, committed when this
+        returns (a failing one rolls them all back); otherwise part of the open transaction.
+        """
+        alone = not self._writing and self.raw.info.transaction_status == TransactionStatus.IDLE
+        if not alone and any(writes(sql) for sql, _ in statements):
+            self._writing = True
+        cursors = []
+        try:
+            if alone:
+                self.raw.autocommit = True
+            with self.raw.pipeline():
+                for sql, parameters in statements:
+                    cursor = self.raw.cursor()
+                    cursor.execute(translate(sql), tuple(parameters))
+                    cursors.append(cursor)
+        except psycopg.Error as exc:
+            raise wrap_error(exc) from exc
+        finally:
+            if alone:
+                try:
+                    self.raw.autocommit = False
+                except psycopg.Error:
+                    pass  # the connection broke: the error above says so, and the pool replaces it
+        return cursors
+
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
         rows = [tuple(row) for row in parameters]
         if rows and writes(sql):
