@@ -61,8 +61,14 @@ def send_issue(
         raise ValueError("connections must be at least 1")
     started = time.monotonic()
     stop = stop if stop is not None else threading.Event()
-    claims = Claims(conn, issue_id, lease or Lease.new(DEFAULT_LEASE), commit_every=policy.commit_every, commit_interval=policy.commit_interval)
-    run = Run(conn, claims, stop, progress, pause_check, pause_interval)
+    # commit_every=1 (the default): each result is committed before the next message is handed over, with the
+    # results that arrived together in one commit (newsletter.send.run); never more than 2 x connections of
+    # them are out uncommitted, so the ledger's own count is only a backstop. commit_every > 1: its batches.
+    grouped = policy.commit_every <= 1
+    claims = Claims(conn, issue_id, lease or Lease.new(DEFAULT_LEASE),
+                    commit_every=2 * connections if grouped else policy.commit_every,
+                    commit_interval=policy.commit_interval)
+    run = Run(conn, claims, stop, progress, pause_check, pause_interval, group_commits=grouped)
     try:
         skipped = already_final(conn, issue_id)
         log_event(conn, "send.start", issue_id=issue_id,

@@ -336,6 +336,11 @@ class Ledger:
         self.conn.commit()
         self._committed()
 
+    def commit_recorded(self) -> None:
+        """Commit the results recorded since the last commit, if there are any."""
+        if self._uncommitted:
+            self.flush()
+
     def _recorded(self) -> None:
         self._uncommitted += 1
         self.maybe_commit()
