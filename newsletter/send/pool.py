@@ -5,6 +5,8 @@ on the thread that owns the connection (newsletter.send.run). Both queues are C-
 lock, no Python-level Condition per put/get); how many messages may be out at once is counted here instead:
 at most `limit` = 2 x connections handed over whose outcome the owner has not collected yet (one being sent
 and one waiting per connection), and before each hand-off `Pool.hand` lets the owner commit what it recorded.
+The owner hands messages over `connections` at a time: it waits until no more than `connections` are out,
+so the results of about `connections` messages share each commit while every connection stays busy.
 """
 
 from __future__ import annotations
@@ -143,24 +145,26 @@ class Pool:
             return Outcome(job, "unsent")
         return Outcome(job, "deferred", last.code, last.reason)
 
-    def hand(self, job: Job, record: Callable[[Outcome], None], should_stop: Callable[[], bool],
-             before: Callable[[], None]) -> bool:
-        """Hand a job to the threads once fewer than `limit` are out; False if the run is stopping.
+    def hand(self, jobs: list[Job], record: Callable[[Outcome], None], should_stop: Callable[[], bool],
+             vet: Callable[[list[Job]], list[Job]]) -> bool:
+        """Hand `jobs` (at most `limit`) to the threads once that many more may go out; False if the run is stopping.
 
-        The outcomes that are ready are recorded first, waiting for one while `limit` are out, and
-        `before` (the owner's commit) runs just before the hand-off: so every recorded outcome is
-        committed before another message goes out, and the results that arrived together share it.
+        The outcomes that are ready are recorded first, waiting for more while too many are out; then `vet`
+        (the owner's last checks and its commit) says which of the jobs go out, just before they do: so every
+        recorded outcome is committed before another message goes out, and the results that came back since
+        the last hand-off share that commit.
         """
         self.collect(record, timeout=None)
-        while self.in_flight >= self.limit:
+        while self.in_flight + len(jobs) > self.limit:
             if should_stop():
                 return False
             self.collect(record, timeout=0.05)
         if should_stop():
             return False
-        before()
-        self.jobs.put(job)
-        self.in_flight += 1
+        put = self.jobs.put
+        for job in vet(jobs):
+            put(job)
+            self.in_flight += 1
         return True
 
     def collect(self, record: Callable[[Outcome], None], *, timeout: float | None) -> None:

@@ -138,39 +138,54 @@ class Run:
             self._refusal_key, self._refused = None, []
 
     def dispatch(self, todo: list[Subscriber], make_message: Callable[[Subscriber], Message]) -> None:
-        """Hand the claimed subscribers to the pool; whatever is not handed over is given back."""
-        workers, ledger, should_stop, record = self.workers, self.ledger, self.should_stop, self.record
+        """Make the claimed subscribers' messages and hand them to the pool `connections` at a time (so the
+        results that came back meanwhile share one commit); whatever is not handed over is given back."""
+        workers, ledger, should_stop, record, vet = self.workers, self.ledger, self.should_stop, self.record, self.vet
         assert workers is not None
-        for index, subscriber in enumerate(todo):
-            handed = False
-            try:
+        size = max(1, workers.limit // 2)
+        group: list[Job] = []  # made, not handed over yet
+        settled = 0  # todo[:settled]: handed over, in `group`, or done with without a message
+        complete = False
+        try:
+            for subscriber in todo:
                 if should_stop():
                     return
-                sid = subscriber.id
-                if not ledger.holds(sid):
-                    handed = True  # taken over while this sender stalled: the new holder sends it
-                    continue
-                if not ledger.still_subscribed(sid):
-                    # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent
-                    # (only the messages already handed over, at most 2 x connections, can still go out).
-                    ledger.release([sid])
-                    handed = True
-                    continue
                 try:
-                    message = make_message(subscriber)
+                    group.append(Job(subscriber, make_message(subscriber)))
                 except HeaderError as exc:  # this subscriber's name/address cannot go into a header
                     self.fail(subscriber, None, str(exc))
-                    handed = True
-                    continue
-                # The results that came in meanwhile are recorded and committed before this hand-off, so a
-                # crash re-sends no more than the messages really out (docs/reliability.md).
-                handed = workers.hand(Job(subscriber, message), record, should_stop, self.before_handoff)
-                if not handed:
-                    return
-            finally:
-                if not handed:
-                    ledger.release([s.id for s in todo[index:]])
+                settled += 1
+                if len(group) >= size:
+                    if not workers.hand(group, record, should_stop, vet):
+                        return
+                    group = []
+            if group and not workers.hand(group, record, should_stop, vet):
+                return
+            group, complete = [], True
+        finally:
+            if not complete:
+                ledger.release([job.subscriber.id for job in group] + [s.id for s in todo[settled:]])
         ledger.maybe_commit()
+
+    def vet(self, jobs: list[Job]) -> list[Job]:
+        """Just before a hand-off: the jobs whose rows this sender still holds and whose subscriber is still
+        subscribed (the others' claims are given back), once every result recorded so far is committed."""
+        ledger = self.ledger
+        kept = []
+        for job in jobs:
+            sid = job.subscriber.id
+            if not ledger.holds(sid):
+                continue  # taken over while this sender stalled: the new holder sends it
+            if not ledger.still_subscribed(sid):
+                # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent (only
+                # the messages already handed over, at most 2 x connections, can still go out after it).
+                ledger.release([sid])
+                continue
+            kept.append(job)
+        # The results that came back since the last hand-off are committed before these messages go out,
+        # so a crash re-sends no more than the messages really out (docs/reliability.md).
+        self.before_handoff()
+        return kept
 
 
 def _nothing() -> None:
