@@ -52,19 +52,22 @@ class Run:
         self._stopped_for: tuple[int, str] | None = None
         self.workers: Pool | None = None
         self._next_tick = 0.0
+        # Lease and pause checks at most every 50 ms, or every `pause_interval` when that is shorter.
+        self._tick = min(_TICK, pause_interval) if pause_check is not None else _TICK
         # Commit what was recorded just before each hand-off (the results that arrived together share one
         # commit); with `group_commits` off the ledger's own batching (commit_every, commit_interval) decides.
         self.before_handoff: Callable[[], None] = ledger.commit_recorded if group_commits else _nothing
 
     def should_stop(self) -> bool:
-        """True once the run is to stop; renews the lease and asks `pause_check` when due (checked every 50 ms)."""
+        """True once the run is to stop; renews the lease and asks `pause_check` when due (looked at every 50 ms,
+        or every `pause_interval` if shorter)."""
         workers = self.workers
         assert workers is not None
         if self.stop.is_set():
             workers.abort.set()
         now = time.monotonic()
         if now >= self._next_tick:
-            self._next_tick = now + _TICK
+            self._next_tick = now + self._tick
             self.ledger.renew_if_due()
             if self.pause_check is not None and now >= self._next_pause_check:
                 # Bounces and complaints land in the database from other processes (fetch, webhooks).
