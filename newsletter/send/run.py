@@ -54,6 +54,7 @@ class Run:
         self._next_tick = 0.0
         # Lease and pause checks at most every 50 ms, or every `pause_interval` when that is shorter.
         self._tick = min(_TICK, pause_interval) if pause_check is not None else _TICK
+        self.on_tick: Callable[[], None] = _nothing  # run with the lease and pause checks, every 50 ms
         # Commit what was recorded just before each hand-off (the results that arrived together share one
         # commit); with `group_commits` off the ledger's own batching (commit_every, commit_interval) decides.
         self.before_handoff: Callable[[], None] = ledger.commit_recorded if group_commits else _nothing
@@ -68,6 +69,7 @@ class Run:
         now = time.monotonic()
         if now >= self._next_tick:
             self._next_tick = now + self._tick
+            self.on_tick()
             self.ledger.renew_if_due()
             if self.pause_check is not None and now >= self._next_pause_check:
                 # Bounces and complaints land in the database from other processes (fetch, webhooks).
