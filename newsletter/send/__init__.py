@@ -127,7 +127,7 @@ def _send_all(run: Run, transports: list[Transport], make_message: Callable[[Sub
               claim_size: int) -> None:
     # SQLite: the WAL is checkpointed on a thread of its own, so the thread that hands messages over never
     # stops for a checkpoint's fsyncs while the transports run dry (newsletter.store.checkpoints).
-    checkpoints = BackgroundCheckpoints(run.conn, lambda: run.ledger.commits)
+    checkpoints = BackgroundCheckpoints(run.conn, lambda: run.ledger.recorded)
     run.on_tick = checkpoints.check
     run.workers = workers = Pool(transports, retry, rate, sleep)
     try:

@@ -6,9 +6,11 @@ fdatasyncs of ~4 ms each on an ordinary disk. In the send loop that thread is th
 to the transports, so while it checkpoints (about every 30 results) they finish what they have and wait.
 
 `BackgroundCheckpoints` turns the automatic checkpoint off for the sender's connection and checkpoints from
-a second connection on its own thread instead, after about as many commits as the automatic one would
-have waited for (`every`), as PASSIVE checkpoints: they never block or fail the writer, which goes on
-committing meanwhile. What a power loss can undo stays the commits since the last completed checkpoint.
+a second connection on its own thread instead, after every `every` results the sender recorded (32: what
+the automatic checkpoint's 128 pages held when each result had a commit of its own, about 4 pages), as
+PASSIVE checkpoints: they never block or fail the writer, which goes on committing meanwhile. So what a
+power loss can undo stays about 32 results (plus those committed while a checkpoint runs), even when the
+results of several connections share one commit.
 If that thread cannot open the file or a checkpoint fails, the sender's connection gets its automatic
 checkpoint back (`check`, from the sender's thread) and the send goes on as before. PostgreSQL: nothing.
 """
@@ -23,20 +25,20 @@ from typing import Any
 from newsletter.store.dbapi import dialect
 from newsletter.store.sqlite import BUSY_TIMEOUT_SECONDS, WAL_AUTOCHECKPOINT_PAGES
 
-__all__ = ["BackgroundCheckpoints", "COMMITS_PER_CHECKPOINT"]
+__all__ = ["BackgroundCheckpoints", "RESULTS_PER_CHECKPOINT"]
 
-#: Commits between checkpoints: a sent message's commit adds ~4 pages, so about the automatic 128 pages.
-COMMITS_PER_CHECKPOINT = 32
-_POLL = 0.01  # seconds between looks at the commit count
+#: Recorded results between checkpoints (a result committed on its own adds ~4 WAL pages: 128 pages).
+RESULTS_PER_CHECKPOINT = 32
+_POLL = 0.01  # seconds between looks at the count
 
 
 class BackgroundCheckpoints:
     """While open: the WAL of `conn`'s database is checkpointed by a thread of its own (SQLite only).
 
-    `commits()` counts the sender's commits (read from the checkpoint thread; a plain int read)."""
+    `recorded()` counts the sender's recorded results (read from the checkpoint thread; a plain int read)."""
 
-    def __init__(self, conn: Any, commits: Callable[[], int], *, every: int = COMMITS_PER_CHECKPOINT) -> None:
-        self.conn, self.commits, self.every = conn, commits, max(1, every)
+    def __init__(self, conn: Any, recorded: Callable[[], int], *, every: int = RESULTS_PER_CHECKPOINT) -> None:
+        self.conn, self.recorded, self.every = conn, recorded, max(1, every)
         self.failed: BaseException | None = None
         self.checkpoints = 0
         self._stop = threading.Event()
@@ -63,10 +65,10 @@ class BackgroundCheckpoints:
         self._thread.start()
 
     def _run(self, checker: sqlite3.Connection) -> None:
-        last = self.commits()
+        last = self.recorded()
         try:
             while not self._stop.wait(_POLL):
-                now = self.commits()
+                now = self.recorded()
                 if now - last >= self.every:
                     last = now
                     checker.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

@@ -289,7 +289,7 @@ class Ledger:
         self._uncommitted = 0
         self._last_commit = clock()
         self._resumed: set[int] = set()
-        self.commits = 0  # how many times this ledger committed (newsletter.store.checkpoints reads it)
+        self.recorded = 0  # results and releases recorded so far (newsletter.store.checkpoints reads it)
 
     def pending(self, *, batch: int = 500) -> Iterator[Subscriber]:
         return pending_subscribers(self.conn, self.issue_id, batch=batch)
@@ -344,9 +344,9 @@ class Ledger:
 
     def _recorded(self) -> None:
         self._uncommitted += 1
+        self.recorded += 1
         self.maybe_commit()
 
     def _committed(self) -> None:
         self._uncommitted = 0
         self._last_commit = self._clock()
-        self.commits += 1
