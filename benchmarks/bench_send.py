@@ -42,13 +42,14 @@ def reset_ledger(settings) -> None:
         conn.close()
 
 
-def send_once(settings, folder: Path, *, connections: int) -> tuple[float, int]:
-    """(seconds, messages sent) for one full send of the issue."""
-    from newsletter.jobs.delivery import send_full
+def send_once(settings, folder: Path, *, connections: int, workers: int | None = None) -> tuple[float, int]:
+    """(seconds, messages sent) for one full send of the issue: this process, or `workers` processes
+    (`newsletter send --workers N`) with `connections` each; their start-up is in the time."""
+    from newsletter.jobs.fleet import send
 
     reset_ledger(settings)
     start = time.perf_counter()
-    report = send_full(settings, folder, connections=connections)
+    report = send(settings, folder, connections=connections, workers=workers)
     elapsed = time.perf_counter() - start
     if report.failed or report.deferred or report.stopped_early:
         raise RuntimeError(f"send did not go cleanly: {report}")
@@ -64,34 +65,51 @@ def _smtp_source(tool, port: int, *, sessions: int, count: int, size: int) -> fl
     return time.perf_counter() - start
 
 
-def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size: int, rounds: int,
-               counter=None, goal: bool = True) -> list[Row]:
-    """Ours vs smtp-source to the same sink, same run, rounds interleaved; at 1 and 4 connections.
+#: (connections per process, processes): one process with 1 and with 4 connections, then the same 4
+#: connections spread over processes (`send --workers N`), each against smtp-source with 4 sessions.
+SHAPES = ((1, 1), (4, 1), (2, 2), (1, 4))
 
-    Each round sends with ours, then with smtp-source, so both see the same machine; the rate rows give
-    the best round of each (the note adds the medians and each round's ratio), and the CPU rows the
-    median CPU per message of each: ours is user + system of this whole process (all threads: the
-    send loop, personalising, the ledger, the SMTP transport), theirs the smtp-source process's.
+
+def _label(name: str, connections: int, workers: int) -> str:
+    total = connections * workers
+    label = f"{name}, {total} connection{'s' * (total > 1)}"
+    if workers > 1:
+        label += f" ({workers} processes x {connections})"
+    return label
+
+
+def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size: int, rounds: int,
+               counter=None, goal: bool = True, shapes=SHAPES) -> list[Row]:
+    """Ours vs smtp-source to the same sink, same run, rounds interleaved; for each shape in `shapes`.
+
+    Each round sends with ours, then with smtp-source (as many sessions as ours has connections in all),
+    so both see the same machine; the rate rows give the best round of each (the note adds the medians
+    and each round's ratio), and the CPU rows the median CPU per message of each: ours is user + system
+    of this whole process (all threads: the send loop, personalising, the ledger, the SMTP transport)
+    plus, with several processes, theirs (start-up included), theirs the smtp-source process's.
     """
     source = smtp_source()
     smtp = dataclasses.replace(settings, transport=f"smtp://127.0.0.1:{port}?starttls=off")
     rows = []
-    for connections in (1, 4):
+    for connections, workers in shapes:
+        total = connections * workers
         ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
         before = counter.messages() if counter else 0
         for _ in range(rounds):  # alternating, so both see the same machine
-            cpu_before = _cpu(resource.RUSAGE_SELF)
-            seconds, sent = send_once(smtp, folder, connections=connections)
-            ours_cpu.append((_cpu(resource.RUSAGE_SELF) - cpu_before) / sent * 1e6)
+            cpu_before = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)
+            seconds, sent = send_once(smtp, folder, connections=connections, workers=workers if workers > 1 else None)
+            ours_cpu.append((_cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN) - cpu_before) / sent * 1e6)
             ours.append(sent / seconds)
             if source.ok:
                 cpu_before = _cpu(resource.RUSAGE_CHILDREN)
-                theirs.append(messages / _smtp_source(source, port, sessions=connections, count=messages, size=size))
+                theirs.append(messages / _smtp_source(source, port, sessions=total, count=messages, size=size))
                 theirs_cpu.append((_cpu(resource.RUSAGE_CHILDREN) - cpu_before) / messages * 1e6)
         received = (counter.messages() - before) if counter else None
         expected = rounds * messages * (2 if source.ok else 1)
         check_note = "" if received is None else f"; the sink counted {received} of {expected} messages"
-        label = f"{name}, {connections} connection{'s' * (connections > 1)}"
+        label = _label(name, connections, workers)
+        how = (f"`newsletter send --workers {workers}` with {connections} connection{'s' * (connections > 1)} "
+               "each (spawned processes, start-up included)" if workers > 1 else "jobs.send_full in one process")
         pairs = ", ".join(f"{o / t * 100:.0f} %" for o, t in zip(ours, theirs))
         medians = ""
         if theirs:
@@ -99,25 +117,27 @@ def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size
             medians = f"; medians {mine:.0f} vs {ref:.0f} msg/s ({mine / ref * 100:.0f} %), each round's ratio {pairs}"
         rows.append(ratio_row(
             SECTION, f"{label}: ours vs smtp-source, same run", max(ours), "msg/s", max(theirs) if theirs else None,
-            f"smtp-source -s {connections} -d" if theirs else f"smtp-source: not measured ({source.missing})",
+            f"smtp-source -s {total} -d" if theirs else f"smtp-source: not measured ({source.missing})",
             percent=True, goal=GOAL if goal else "",
             check=(lambda f, r: r is not None and r >= GOAL_PERCENT) if goal else None,
             note=f"best of {rounds} alternating rounds of {messages} messages of ~{size / 1024:.0f} KB{medians}; "
-                 f"ours: jobs.send_full with the ledger (SQLite file), reference: smtp-source with the same count, "
+                 f"ours: {how}, ledger on (SQLite file), reference: smtp-source with the same count, "
                  f"size and sessions, reusing connections (-d){check_note}",
             samples={"ours_per_s": [round(x) for x in ours], "smtp_source_per_s": [round(x) for x in theirs],
                      "ours_cpu_us": [round(x) for x in ours_cpu],
                      "smtp_source_cpu_us": [round(x) for x in theirs_cpu]}))
         if goal:  # where the time goes: CPU (user + system, all threads) per message
+            whose = (f"our {workers} worker processes and this one (start-up included)" if workers > 1
+                     else "our whole process (send loop, personalising, ledger, SMTP transport)")
             rows.append(ratio_row(
                 SECTION, f"{label}: CPU per message, ours vs smtp-source", median(ours_cpu), "us",
                 median(theirs_cpu) if theirs_cpu else None,
                 "smtp-source" if theirs_cpu else "smtp-source: not measured",
                 note=f"median of {rounds} round{'s' * (rounds > 1)} (ours {', '.join(f'{x:.0f}' for x in ours_cpu)}; "
-                     f"smtp-source {', '.join(f'{x:.0f}' for x in theirs_cpu)} us): user + system CPU of our whole "
-                     "process (send loop, personalising, ledger, SMTP transport) vs the smtp-source process. With "
-                     "PIPELINING we wait for 2 replies per message and smtp-source for 4; on 2 cores, with the sink "
-                     "needing one, what separates us is CPU, and ours runs under one GIL"))
+                     f"smtp-source {', '.join(f'{x:.0f}' for x in theirs_cpu)} us): user + system CPU of {whose} "
+                     "vs the smtp-source process. With PIPELINING we wait for 2 replies per message and smtp-source "
+                     "for 4; on 2 cores, with the sink needing about one, what separates us is CPU, and one "
+                     "process runs its Python under one GIL"))
     return rows
 
 
@@ -174,7 +194,7 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
         sink = smtp_sink()
         if sink.ok:
             with postfix_sink(sink, work) as (port, counter):
-                out(f"  send: smtp-sink, {messages} messages x 1 and 4 connections ...")
+                out(f"  send: smtp-sink, {messages} messages x 1 and 4 connections (4: also 2 and 4 processes) ...")
                 rows += _sink_rows("smtp-sink", port, settings, folder, messages, size, rounds, counter)
         else:
             rows.append(not_measured(SECTION, "smtp-sink", sink.missing, goal=GOAL))
@@ -183,7 +203,7 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
         _limit_subscribers(settings, aiosmtpd_count)
         with aiosmtpd_sink(python()) as port:
             rows += _sink_rows("aiosmtpd sink (own process)", port, settings, folder, aiosmtpd_count, size, 1,
-                               goal=False)
+                               goal=False, shapes=((1, 1), (4, 1)))
         out(f"  send: Maildir outbox, {maildir_count} messages ...")
         _limit_subscribers(settings, maildir_count)
         rows += _maildir_rows(settings, folder, work, maildir_count, sample.data)

@@ -16,6 +16,7 @@ from typing import Any
 from newsletter.errors import StopRun
 from newsletter.models import Message, Subscriber
 from newsletter.policies import RetryPolicy, SendPolicy, SendReport
+from newsletter.store.checkpoints import BackgroundCheckpoints
 from newsletter.store.claims import Claims, Lease
 from newsletter.store.dbapi import DatabaseError, ledger_error, log_event
 from newsletter.store.ledger import already_final
@@ -61,8 +62,14 @@ def send_issue(
         raise ValueError("connections must be at least 1")
     started = time.monotonic()
     stop = stop if stop is not None else threading.Event()
-    claims = Claims(conn, issue_id, lease or Lease.new(DEFAULT_LEASE), commit_every=policy.commit_every, commit_interval=policy.commit_interval)
-    run = Run(conn, claims, stop, progress, pause_check, pause_interval)
+    # commit_every=1 (the default): each result is committed before the next message is handed over, with the
+    # results that arrived together in one commit (newsletter.send.run); never more than 2 x connections of
+    # them are out uncommitted, so the ledger's own count is only a backstop. commit_every > 1: its batches.
+    grouped = policy.commit_every <= 1
+    claims = Claims(conn, issue_id, lease or Lease.new(DEFAULT_LEASE),
+                    commit_every=2 * connections if grouped else policy.commit_every,
+                    commit_interval=policy.commit_interval)
+    run = Run(conn, claims, stop, progress, pause_check, pause_interval, group_commits=grouped)
     try:
         skipped = already_final(conn, issue_id)
         log_event(conn, "send.start", issue_id=issue_id,
@@ -118,6 +125,10 @@ def _claim_loop(run: Run, make_message: Callable[[Subscriber], Message], claim_s
 def _send_all(run: Run, transports: list[Transport], make_message: Callable[[Subscriber], Message],
               retry: RetryPolicy, rate: float | None, sleep: Callable[[float], None] | None,
               claim_size: int) -> None:
+    # SQLite: the WAL is checkpointed on a thread of its own, so the thread that hands messages over never
+    # stops for a checkpoint's fsyncs while the transports run dry (newsletter.store.checkpoints).
+    checkpoints = BackgroundCheckpoints(run.conn, lambda: run.ledger.recorded)
+    run.on_tick = checkpoints.check
     run.workers = workers = Pool(transports, retry, rate, sleep)
     try:
         _claim_loop(run, make_message, claim_size)
@@ -139,5 +150,7 @@ def _send_all(run: Run, transports: list[Transport], make_message: Callable[[Sub
             workers.abort.set()
             raise ledger_error(run.conn, exc,
                                what=f"recording the messages in flight of {run.ledger.issue_id}") from exc
+        finally:
+            checkpoints.close()
     if run.error is not None:
         raise run.error

@@ -1,7 +1,12 @@
-"""The send loop's thread pool: N threads, each with its own transport, fed through a small queue.
+"""The send loop's thread pool: N threads, each with its own transport, fed through one queue.
 
 Threads only talk to transports: they take a Job and hand back an Outcome; every database write happens
-on the thread that owns the connection (newsletter.send.run).
+on the thread that owns the connection (newsletter.send.run). Both queues are C-level `SimpleQueue`s (one
+lock, no Python-level Condition per put/get); how many messages may be out at once is counted here instead:
+at most `limit` = 2 x connections handed over whose outcome the owner has not collected yet (one being sent
+and one waiting per connection), and before each hand-off `Pool.hand` lets the owner commit what it recorded.
+The owner hands messages over `connections` at a time: it waits until no more than `connections` are out,
+so the results of about `connections` messages share each commit while every connection stays busy.
 """
 
 from __future__ import annotations
@@ -10,29 +15,34 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from newsletter.errors import PermanentDeliveryError, RecipientBounced, StopRun, TransientDeliveryError
 from newsletter.models import Message, Subscriber
 from newsletter.policies import RetryPolicy
 from newsletter.transports import Transport
 
-__all__ = ["Job", "Outcome", "Throttle", "Pool"]
+__all__ = ["Job", "Outcome", "Throttle", "Pool", "SENT"]
+
+SENT = "sent"
 
 
-@dataclass(frozen=True)
 class Job:
-    subscriber: Subscriber
-    message: Message
+    """One message for one subscriber (a slotted class: made and read once per message)."""
+
+    __slots__ = ("subscriber", "message")
+
+    def __init__(self, subscriber: Subscriber, message: Message) -> None:
+        self.subscriber, self.message = subscriber, message
 
 
-@dataclass(frozen=True)
 class Outcome:
-    job: Job
-    status: str  # sent | deferred | failed | bounced | unsent | refused | crashed
-    code: int | None = None
-    reason: str = ""
-    error: BaseException | None = None
+    """What became of a Job: sent | deferred | failed | bounced | unsent | refused | crashed."""
+
+    __slots__ = ("job", "status", "code", "reason", "error")
+
+    def __init__(self, job: Job, status: str, code: int | None = None, reason: str = "",
+                 error: BaseException | None = None) -> None:
+        self.job, self.status, self.code, self.reason, self.error = job, status, code, reason, error
 
 
 class Throttle:
@@ -56,7 +66,7 @@ class Throttle:
 
 
 class Pool:
-    """N threads, each with its own transport, fed through a queue of N jobs."""
+    """N threads, each with its own transport; at most 2 x N messages handed over and not yet collected."""
 
     def __init__(self, transports: list[Transport], retry: RetryPolicy, rate: float | None,
                  sleep: Callable[[float], None] | None) -> None:
@@ -64,9 +74,10 @@ class Pool:
         self.abort = threading.Event()
         self._sleep = sleep
         self.throttle = Throttle(rate, self.wait)
-        self.jobs: queue.Queue[Job | None] = queue.Queue(maxsize=len(transports))
-        self.outcomes: queue.Queue[Outcome] = queue.Queue()
-        self.in_flight = 0
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.limit = 2 * len(transports)
+        self.in_flight = 0  # handed over, outcome not collected yet (only the owner's thread changes it)
         self.threads = [
             threading.Thread(target=self._run, args=(t,), name=f"newsletter-send-{i}", daemon=True)
             for i, t in enumerate(transports)
@@ -83,65 +94,94 @@ class Pool:
         return not self.abort.is_set()
 
     def _run(self, transport: Transport) -> None:
+        get, put, aborted = self.jobs.get, self.outcomes.put, self.abort.is_set
+        plain = not self.throttle.interval  # no rate cap: the first attempt needs no slot
         while True:
-            job = self.jobs.get()
+            job = get()
             if job is None:
                 return
-            if self.abort.is_set():
-                self.outcomes.put(Outcome(job, "unsent"))
+            if aborted():
+                put(Outcome(job, "unsent"))
                 continue
             try:
-                outcome = self._deliver(transport, job)
+                if plain:
+                    try:  # the common case, without the retry loop's bookkeeping
+                        transport.send(job.message)
+                        put(Outcome(job, SENT))
+                        continue
+                    except TransientDeliveryError as exc:
+                        outcome = self._deliver(transport, job, exc)
+                    except (PermanentDeliveryError, StopRun) as exc:
+                        outcome = self._refusal(job, exc)
+                else:
+                    outcome = self._deliver(transport, job, None)
             except Exception as exc:  # a bug in a transport: stop the run and re-raise on the main thread
                 self.abort.set()
                 outcome = Outcome(job, "crashed", reason=str(exc), error=exc)
-            self.outcomes.put(outcome)
+            put(outcome)
 
-    def _deliver(self, transport: Transport, job: Job) -> Outcome:
-        last: TransientDeliveryError | None = None
-        for attempt in range(1, max(1, self.retry.attempts) + 1):
+    def _refusal(self, job: Job, exc: PermanentDeliveryError | StopRun) -> Outcome:
+        if isinstance(exc, StopRun):
+            self.abort.set()
+            return Outcome(job, "refused", exc.code, str(exc))
+        return Outcome(job, "bounced" if isinstance(exc, RecipientBounced) else "failed", exc.code, exc.reason)
+
+    def _deliver(self, transport: Transport, job: Job, first: TransientDeliveryError | None) -> Outcome:
+        """Attempts with backoff; `first`: the first attempt was made already and failed with it."""
+        last = first
+        for attempt in range(1 if first is None else 2, max(1, self.retry.attempts) + 1):
             if attempt > 1 and not self.wait(self.retry.delay(attempt - 1)):
                 break
             if not self.throttle():
                 break
             try:
                 transport.send(job.message)
-                return Outcome(job, "sent")
+                return Outcome(job, SENT)
             except TransientDeliveryError as exc:
                 last = exc
-            except PermanentDeliveryError as exc:
-                return Outcome(job, "bounced" if isinstance(exc, RecipientBounced) else "failed", exc.code,
-                               exc.reason)
-            except StopRun as exc:
-                self.abort.set()
-                return Outcome(job, "refused", exc.code, str(exc))
+            except (PermanentDeliveryError, StopRun) as exc:
+                return self._refusal(job, exc)
         if last is None:
             return Outcome(job, "unsent")
         return Outcome(job, "deferred", last.code, last.reason)
 
-    def submit(self, job: Job, record: Callable[[Outcome], None], should_stop: Callable[[], bool]) -> bool:
-        """Queue a job, recording outcomes while the queue is full; False if the run is stopping."""
-        while not should_stop():
-            try:
-                self.jobs.put_nowait(job)
-            except queue.Full:
-                self.collect(record, timeout=0.05)
-                continue
+    def hand(self, jobs: list[Job], record: Callable[[Outcome], None], should_stop: Callable[[], bool],
+             vet: Callable[[list[Job]], list[Job]]) -> bool:
+        """Hand `jobs` (at most `limit`) to the threads once that many more may go out; False if the run is stopping.
+
+        The outcomes that are ready are recorded first, waiting for more while too many are out; then `vet`
+        (the owner's last checks and its commit) says which of the jobs go out, just before they do: so every
+        recorded outcome is committed before another message goes out, and the results that came back since
+        the last hand-off share that commit.
+        """
+        self.collect(record, timeout=None)
+        while self.in_flight + len(jobs) > self.limit:
+            if should_stop():
+                return False
+            self.collect(record, timeout=0.05)
+        if should_stop():
+            return False
+        put = self.jobs.put
+        for job in vet(jobs):
+            put(job)
             self.in_flight += 1
-            return True
-        return False
+        return True
 
     def collect(self, record: Callable[[Outcome], None], *, timeout: float | None) -> None:
         """Record the outcomes that are ready, waiting up to `timeout` for the first (None: no waiting)."""
-        block = timeout is not None
-        while self.in_flight:
+        outcomes = self.outcomes
+        if timeout is not None and self.in_flight:
             try:
-                outcome = self.outcomes.get(block=block, timeout=timeout)
+                outcome = outcomes.get(True, timeout)
             except queue.Empty:
                 return
             self.in_flight -= 1
-            block = False
             record(outcome)
+        # Only this thread takes from the queue, so a non-empty queue has an outcome to take without waiting
+        # (and without the cost of raising queue.Empty once per message).
+        while self.in_flight and not outcomes.empty():
+            self.in_flight -= 1
+            record(outcomes.get_nowait())
 
     def finish(self, record: Callable[[Outcome], None], tick: Callable[[], None] = lambda: None) -> None:
         """Let the messages in flight finish, record them, and stop the threads (`tick` runs while waiting)."""

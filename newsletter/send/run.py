@@ -18,7 +18,7 @@ from newsletter.store import subscribers
 from newsletter.store.claims import Claims
 from newsletter.store.events import Event, insert_event
 
-from .pool import Job, Outcome, Pool
+from .pool import SENT, Job, Outcome, Pool
 
 __all__ = ["Run", "Progress", "REFUSAL_LIMIT"]
 
@@ -26,6 +26,8 @@ Progress = Callable[[str, Subscriber], None]
 
 #: This many identical permanent refusals in a row (not "no such user") stop the run.
 REFUSAL_LIMIT = 5
+#: Seconds between renewal and pause checks in `should_stop` (called for every message).
+_TICK = 0.05
 _ADDRESSES = re.compile(r"<[^>]*>|\S+@\S+")
 
 
@@ -38,7 +40,8 @@ class Run:
     """The connection-owning side of one sender: claims, dispatches, and records every outcome."""
 
     def __init__(self, conn: Any, ledger: Claims, stop: threading.Event, progress: Progress | None,
-                 pause_check: Callable[[], str | None] | None = None, pause_interval: float = 2.0) -> None:
+                 pause_check: Callable[[], str | None] | None = None, pause_interval: float = 2.0, *,
+                 group_commits: bool = True) -> None:
         self.conn, self.ledger, self.stop, self.progress = conn, ledger, stop, progress
         self.pause_check, self.pause_interval, self._next_pause_check = pause_check, pause_interval, 0.0
         self.sent = self.deferred = self.failed = self.bounced = self.resent = 0
@@ -48,27 +51,43 @@ class Run:
         self._refused: list[int] = []
         self._stopped_for: tuple[int, str] | None = None
         self.workers: Pool | None = None
+        self._next_tick = 0.0
+        # Lease and pause checks at most every 50 ms, or every `pause_interval` when that is shorter.
+        self._tick = min(_TICK, pause_interval) if pause_check is not None else _TICK
+        self.on_tick: Callable[[], None] = _nothing  # run with the lease and pause checks, every 50 ms
+        # Commit what was recorded just before each hand-off (the results that arrived together share one
+        # commit); with `group_commits` off the ledger's own batching (commit_every, commit_interval) decides.
+        self.before_handoff: Callable[[], None] = ledger.commit_recorded if group_commits else _nothing
 
     def should_stop(self) -> bool:
-        assert self.workers is not None
+        """True once the run is to stop; renews the lease and asks `pause_check` when due (looked at every 50 ms,
+        or every `pause_interval` if shorter)."""
+        workers = self.workers
+        assert workers is not None
         if self.stop.is_set():
-            self.workers.abort.set()
-        self.ledger.renew_if_due()
-        if self.pause_check is not None and time.monotonic() >= self._next_pause_check:
-            # Bounces and complaints land in the database from other processes (fetch, webhooks).
-            self._next_pause_check = time.monotonic() + self.pause_interval
-            reason = self.pause_check()
-            if reason:
-                self.stopped_early = self.stopped_early or reason
-                self.workers.abort.set()
-        return self.workers.abort.is_set()
+            workers.abort.set()
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + self._tick
+            self.on_tick()
+            self.ledger.renew_if_due()
+            if self.pause_check is not None and now >= self._next_pause_check:
+                # Bounces and complaints land in the database from other processes (fetch, webhooks).
+                self._next_pause_check = now + self.pause_interval
+                reason = self.pause_check()
+                if reason:
+                    self.stopped_early = self.stopped_early or reason
+                    workers.abort.set()
+        return workers.abort.is_set()
 
     def record(self, outcome: Outcome) -> None:
-        subscriber = outcome.job.subscriber
+        job = outcome.job
+        subscriber = job.subscriber
         sid = subscriber.id
-        if outcome.status == "sent":
-            self.resent += self.ledger.was_claimed_before(sid)
-            self.ledger.mark_sent(sid, outcome.job.message.message_id)
+        if outcome.status == SENT:
+            ledger = self.ledger
+            self.resent += ledger.was_claimed_before(sid)
+            ledger.mark_sent(sid, job.message.message_id)
             self.sent += 1
         elif outcome.status == "deferred":
             self.ledger.mark_deferred(sid, outcome.code, outcome.reason)
@@ -124,36 +143,55 @@ class Run:
             self._refusal_key, self._refused = None, []
 
     def dispatch(self, todo: list[Subscriber], make_message: Callable[[Subscriber], Message]) -> None:
-        """Hand the claimed subscribers to the pool; whatever is not handed over is given back."""
-        assert self.workers is not None
-        for index, subscriber in enumerate(todo):
-            handed = False
-            try:
-                if self.should_stop():
+        """Make the claimed subscribers' messages and hand them to the pool `connections` at a time (so the
+        results that came back meanwhile share one commit); whatever is not handed over is given back."""
+        workers, ledger, should_stop, record, vet = self.workers, self.ledger, self.should_stop, self.record, self.vet
+        assert workers is not None
+        size = max(1, workers.limit // 2)
+        group: list[Job] = []  # made, not handed over yet
+        settled = 0  # todo[:settled]: handed over, in `group`, or done with without a message
+        complete = False
+        try:
+            for subscriber in todo:
+                if should_stop():
                     return
-                if not self.ledger.holds(subscriber.id):
-                    handed = True  # taken over while this sender stalled: the new holder sends it
-                    continue
-                if not self.ledger.still_subscribed(subscriber.id):
-                    # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent
-                    # (at most the `connections` messages queued or in flight can still go out after it).
-                    self.ledger.release([subscriber.id])
-                    handed = True
-                    continue
                 try:
-                    message = make_message(subscriber)
+                    group.append(Job(subscriber, make_message(subscriber)))
                 except HeaderError as exc:  # this subscriber's name/address cannot go into a header
                     self.fail(subscriber, None, str(exc))
-                    handed = True
-                    continue
-                # Results that came in while this message was made are recorded before the next hand-off,
-                # so a crash re-sends no more than the messages really in flight.
-                self.workers.collect(self.record, timeout=None)
-                handed = self.workers.submit(Job(subscriber, message), self.record, self.should_stop)
-                if not handed:
-                    return
-                self.workers.collect(self.record, timeout=None)
-            finally:
-                if not handed:
-                    self.ledger.release([s.id for s in todo[index:]])
-        self.ledger.maybe_commit()
+                settled += 1
+                if len(group) >= size:
+                    if not workers.hand(group, record, should_stop, vet):
+                        return
+                    group = []
+            if group and not workers.hand(group, record, should_stop, vet):
+                return
+            group, complete = [], True
+        finally:
+            if not complete:
+                ledger.release([job.subscriber.id for job in group] + [s.id for s in todo[settled:]])
+        ledger.maybe_commit()
+
+    def vet(self, jobs: list[Job]) -> list[Job]:
+        """Just before a hand-off: the jobs whose rows this sender still holds and whose subscriber is still
+        subscribed (the others' claims are given back), once every result recorded so far is committed."""
+        ledger = self.ledger
+        kept = []
+        for job in jobs:
+            sid = job.subscriber.id
+            if not ledger.holds(sid):
+                continue  # taken over while this sender stalled: the new holder sends it
+            if not ledger.still_subscribed(sid):
+                # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent (only
+                # the messages already handed over, at most 2 x connections, can still go out after it).
+                ledger.release([sid])
+                continue
+            kept.append(job)
+        # The results that came back since the last hand-off are committed before these messages go out,
+        # so a crash re-sends no more than the messages really out (docs/reliability.md).
+        self.before_handoff()
+        return kept
+
+
+def _nothing() -> None:
+    pass

@@ -289,6 +289,7 @@ class Ledger:
         self._uncommitted = 0
         self._last_commit = clock()
         self._resumed: set[int] = set()
+        self.recorded = 0  # results and releases recorded so far (newsletter.store.checkpoints reads it)
 
     def pending(self, *, batch: int = 500) -> Iterator[Subscriber]:
         return pending_subscribers(self.conn, self.issue_id, batch=batch)
@@ -336,8 +337,14 @@ class Ledger:
         self.conn.commit()
         self._committed()
 
+    def commit_recorded(self) -> None:
+        """Commit the results recorded since the last commit, if there are any."""
+        if self._uncommitted:
+            self.flush()
+
     def _recorded(self) -> None:
         self._uncommitted += 1
+        self.recorded += 1
         self.maybe_commit()
 
     def _committed(self) -> None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 import smtplib
+import ssl
 from collections.abc import Sequence
 
-__all__ = ["quote_address", "dot_stuff", "send_message"]
+__all__ = ["quote_address", "dot_stuff", "payload_parts", "send_message"]
 
 _MAXLINE = 8192  # smtplib's bound on a reply line
+_IOV_MAX = 1000  # pieces per sendmsg (Linux allows 1024); a body with more dotted lines is joined instead
 _LEADING_DOT = re.compile(rb"\n\.")
 # A bare addr-spec whose local part and domain are dot-atoms of ASCII atext: smtplib.quoteaddr gives
 # "<address>" for these, so the parser is skipped. Anything else (a display name, quotes, comments,
@@ -125,7 +127,7 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, o
     rcpt = f"RCPT TO:{quote_address(recipient)}\r\n".encode(encoding)
     if pipelining:
         _write(smtp, mail + rcpt + b"DATA\r\n")
-        payload = _payload(data)  # while the server reads the envelope
+        payload = payload_parts(data)  # while the server reads the envelope
         _pipelined_replies(smtp, sender, recipient)
     else:
         _write(smtp, mail)
@@ -137,22 +139,54 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, o
         if code not in (250, 251):
             raise _refuse(smtp, code, smtplib.SMTPRecipientsRefused({recipient: (code, reply)}))
         _write(smtp, b"DATA\r\n")
-        payload = _payload(data)
+        payload = payload_parts(data)
         code, reply = _reply(smtp)
         if code != 354:
             raise _refuse(smtp, code, smtplib.SMTPDataError(code, reply))
-    _write(smtp, payload)
+    _write_parts(smtp, payload)
     code, reply = _reply(smtp)
     if code != 250:
         raise _refuse(smtp, code, smtplib.SMTPDataError(code, reply))
 
 
-def _payload(data: bytes) -> bytes:
-    """The dot-stuffed body and the end-of-data line, for one sendall (over TLS: one SSL_write of full records).
+def payload_parts(data: bytes) -> list[bytes | memoryview]:
+    """The dot-stuffed body and the end-of-data line: slices of `data` (no copy of the body) with the doubled
+    dots and the terminator between them. Joined, they are `dot_stuff(data)` + CRLF.CRLF (just `.CRLF` after a
+    body ending in CRLF). Written with one `sendmsg`, this spares the two copies of the ~57 KB body that
+    `re.sub` and the terminator's `+` made. Built after the command before it has left, so the ~20 µs of the
+    scan overlap the server's work."""
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = [b"."] if data[:1] == b"." else []
+    start = 0
+    for match in _LEADING_DOT.finditer(data):
+        cut = match.start() + 1  # after the LF: the dot that starts the line is doubled
+        parts += (view[start:cut], b".")
+        start = cut
+    parts.append(view[start:])
+    parts.append(b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
+    return parts
 
-    Built after the command before it has left, so the ~20 µs it takes overlap the server's work."""
-    body = dot_stuff(data)
-    return body + (b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n")
+
+def _write_parts(smtp: smtplib.SMTP, parts: list[bytes | memoryview]) -> None:
+    """`_write` of the pieces joined: gathered by sendmsg on a plain socket, joined once over TLS."""
+    sock = smtp.sock
+    if sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    try:
+        if isinstance(sock, ssl.SSLSocket) or len(parts) > _IOV_MAX:
+            sock.sendall(b"".join(parts))
+            return
+        while True:
+            sent = sock.sendmsg(parts)  # on a socket with a timeout: waits until writable, may send less
+            while parts and sent >= len(parts[0]):
+                sent -= len(parts[0])
+                del parts[0]
+            if not parts:
+                return
+            parts[0] = memoryview(parts[0])[sent:]
+    except OSError:
+        smtp.close()
+        raise smtplib.SMTPServerDisconnected("Server not connected") from None
 
 
 def _pipelined_replies(smtp: smtplib.SMTP, sender: str, recipient: str) -> None:
