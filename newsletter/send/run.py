@@ -176,17 +176,15 @@ class Run:
         """Just before a hand-off: the jobs whose rows this sender still holds and whose subscriber is still
         subscribed (the others' claims are given back), once every result recorded so far is committed."""
         ledger = self.ledger
-        kept = []
-        for job in jobs:
-            sid = job.subscriber.id
-            if not ledger.holds(sid):
-                continue  # taken over while this sender stalled: the new holder sends it
-            if not ledger.still_subscribed(sid):
-                # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent (only
-                # the messages already handed over, at most 2 x connections, can still go out after it).
-                ledger.release([sid])
-                continue
-            kept.append(job)
+        held = [job for job in jobs if ledger.holds(job.subscriber.id)]  # the others were taken over while this
+        # sender stalled: their new holder sends them. One query for the group (PostgreSQL: one round trip, with
+        # the outcomes waiting to be written).
+        subscribed = ledger.subscribed_among([job.subscriber.id for job in held]) if held else set()
+        kept = [job for job in held if job.subscriber.id in subscribed]
+        # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent (only the messages
+        # already handed over, at most 2 x connections, can still go out after it).
+        if len(kept) < len(held):
+            ledger.release([job.subscriber.id for job in held if job.subscriber.id not in subscribed])
         # The results that came back since the last hand-off are committed before these messages go out,
         # so a crash re-sends no more than the messages really out (docs/reliability.md).
         self.before_handoff()

@@ -72,36 +72,43 @@ _MARK_AND_CHECK = f"WITH m AS ({MARK} RETURNING 1) SELECT (SELECT COUNT(*) FROM 
 
 
 def apply_marks(conn: Any, issue_id: str, worker: str, marks: Sequence[Mark],
-                check: int | None = None) -> tuple[int, bool | None]:
-    """Write `marks` on the rows `worker` still holds and, with `check`, read that subscriber's state: one round trip.
+                check: Sequence[int] = ()) -> tuple[int, set[int]]:
+    """Write `marks` on the rows `worker` still holds and read which of the `check` subscribers are subscribed: one
+    round trip.
 
     With no transaction open the statements are one transaction of their own, committed when this returns;
     otherwise part of the open one. Returns how many rows were marked (the others were taken over meanwhile)
-    and whether `check` is subscribed (None without `check`).
+    and the subscribed ones among `check`.
     """
     statements: list[tuple[str, Sequence[Any]]] = [
         (MARK, (status, code, reason, message_id, at, status, at, issue_id, sid, worker))
         for sid, status, code, reason, message_id, at in marks]
-    if check is not None and len(marks) == 1:  # the usual case: one statement, lighter than a pipeline
-        count, state = conn.execute_alone(_MARK_AND_CHECK, (*statements[0][1], check)).fetchone()
-        return int(count), state == "subscribed"
-    if check is not None:
-        statements.append((_SUBSCRIBED, (check,)))
+    if len(check) == 1 and len(marks) == 1:  # the usual case: one statement, lighter than a pipeline
+        count, state = conn.execute_alone(_MARK_AND_CHECK, (*statements[0][1], check[0])).fetchone()
+        return int(count), set(check) if state == "subscribed" else set()
+    if check:
+        statements.append(_subscribed_query(check))
     if len(statements) == 1:
         cursors = [conn.execute_alone(*statements[0])]
     else:
         cursors = conn.execute_together(statements)
     marked = sum(cursor.rowcount == 1 for cursor in cursors[:len(marks)])
-    if check is None:
-        return marked, None
-    row = cursors[-1].fetchone()
-    return marked, row is not None and row[0] == "subscribed"
+    return marked, {row[0] for row in cursors[-1].fetchall()} if check else set()
 
 
-def subscribed(conn: Any, subscriber_id: int) -> bool:
-    """The subscriber's state now (a statement of its own when no transaction is open: no BEGIN round trip)."""
-    row = conn.execute_alone(_SUBSCRIBED, (subscriber_id,)).fetchone()
-    return row is not None and row[0] == "subscribed"
+def _subscribed_query(ids: Sequence[int]) -> tuple[str, Sequence[Any]]:
+    if len(ids) == 1:
+        return "SELECT id FROM subscribers WHERE id = ? AND status = 'subscribed'", ids
+    return f"SELECT id FROM subscribers WHERE id IN ({qmarks(len(ids))}) AND status = 'subscribed'", ids
+
+
+def subscribed_among(conn: Any, ids: Sequence[int]) -> set[int]:
+    """The subscribed ones among `ids` (a few: one hand-off's worth), in one statement (of its own when no
+    transaction is open: no BEGIN round trip on PostgreSQL)."""
+    if not ids:
+        return set()
+    run = conn.execute_alone if dialect(conn) == "postgresql" else conn.execute
+    return {row[0] for row in run(*_subscribed_query(ids)).fetchall()}
 
 
 def claim_fresh(conn: Any, issue_id: str, worker: str, *, until: str, at: str, limit: int,

@@ -33,7 +33,7 @@ from newsletter.store.dbapi import DatabaseError, dialect, log_event, utc_now
 from newsletter.store.ledger import Ledger, id_chunks, qmarks
 
 __all__ = ["Lease", "Batch", "Holder", "new_run", "worker_id", "claim_next", "renew", "mark", "release", "release_all",
-           "holders", "still_subscribed", "is_local_and_dead", "stamp", "db_time", "Claims"]
+           "holders", "is_local_and_dead", "stamp", "db_time", "Claims"]
 
 _HOST = socket.gethostname()
 
@@ -237,12 +237,6 @@ def holders(conn: Any, issue_id: str) -> list[Holder]:
         " GROUP BY claimed_by", (issue_id,))]
 
 
-def still_subscribed(conn: Any, subscriber_id: int) -> bool:
-    """The subscriber's state now, not at claim time."""
-    row = conn.execute("SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)).fetchone()
-    return row is not None and row[0] == "subscribed"
-
-
 class Claims(Ledger):
     """The ledger of one issue for one sender: leased claims, renewal, marks on held rows, batched commits.
 
@@ -346,9 +340,9 @@ class Claims(Ledger):
         self._write_marks()
         super().flush()
 
-    def _write_marks(self, check: int | None = None) -> bool | None:
-        if not self._marks and check is None:
-            return None
+    def _write_marks(self, check: Sequence[int] = ()) -> set[int]:
+        if not self._marks and not check:
+            return set()
         marks, self._marks = self._marks, []
         marked, subscribed = claimrows.apply_marks(self.conn, self.issue_id, self.lease.worker, marks, check)
         self.lost += len(marks) - marked
@@ -375,20 +369,26 @@ class Claims(Ledger):
         self._mark(subscriber_id, "failed", code=code, reason=reason)
 
     def commit_and_check(self, subscriber_id: int) -> bool:
-        """Commit every outcome recorded so far, then `still_subscribed`: what to call just before a hand-off.
-        PostgreSQL: one round trip for both (two when other writes are waiting in an open transaction)."""
+        """Commit every outcome recorded so far, then `still_subscribed`: what to call just before a hand-off."""
+        return bool(self.commit_and_check_among([subscriber_id]))
+
+    def commit_and_check_among(self, subscriber_ids: Sequence[int]) -> set[int]:
+        """Commit every outcome recorded so far, then the still subscribed ones among `subscriber_ids` (one
+        hand-off's worth). PostgreSQL: one round trip for both (two when a transaction was open)."""
         if not self._postgres:
             self.flush()
-            return still_subscribed(self.conn, subscriber_id)
-        answer = self.still_subscribed(subscriber_id)
+            return claimrows.subscribed_among(self.conn, subscriber_ids)
+        answer = self.subscribed_among(subscriber_ids)
         self.flush()  # nothing left to commit unless a transaction was open (then: its COMMIT)
         return answer
 
     def still_subscribed(self, subscriber_id: int) -> bool:
-        """The subscriber's state now (after every commit before this call). PostgreSQL: one round trip, which
-        also writes (outside a transaction: commits) the outcomes recorded since the last write."""
-        if not self._postgres:
-            return still_subscribed(self.conn, subscriber_id)
-        if self._marks:
-            return bool(self._write_marks(check=subscriber_id))
-        return claimrows.subscribed(self.conn, subscriber_id)
+        """The subscriber's state now (after every commit before this call)."""
+        return bool(self.subscribed_among([subscriber_id]))
+
+    def subscribed_among(self, subscriber_ids: Sequence[int]) -> set[int]:
+        """The subscribed ones among `subscriber_ids`, now. PostgreSQL: one round trip, which also writes (outside
+        a transaction: commits) the outcomes recorded since the last write."""
+        if self._postgres and self._marks:
+            return self._write_marks(check=subscriber_ids)
+        return claimrows.subscribed_among(self.conn, subscriber_ids)
