@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -28,8 +29,14 @@ def stop_on_signals() -> threading.Event:
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        err_console.print(f"{signal.Signals(signum).name}: finishing the message in flight, then stopping…")
         stop.set()
+        # A plain write, not rich: the handler runs between two bytecodes of the main thread, which may be inside
+        # an import of rich's own modules (rich imports some on first use), and printing with rich from here
+        # re-entered that import and failed (seen once in the crash loop's SIGTERM test).
+        try:
+            os.write(2, f"{signal.Signals(signum).name}: finishing the message in flight, then stopping…\n".encode())
+        except OSError:
+            pass  # stderr closed: the stop still happens
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

@@ -28,8 +28,10 @@ class RetryPolicy:
 class SendPolicy:
     """How a run is batched: parallel connections, a rate cap, and how the ledger is claimed and committed.
 
-    `claim_size` rows are claimed (and committed) at a time, results are committed every `commit_every`
-    results or `commit_interval` seconds, and pending subscribers are read `page_size` at a time.
+    `claim_size` rows are claimed (and committed) at a time; pending subscribers are read `page_size` at a time.
+    With `commit_every` 1 (the default) the results that came back are committed together just before the next
+    messages are handed over, so at most 2 x `connections` messages are ever out without a committed 'sent'
+    (docs/reliability.md); with `commit_every` above 1, every that many results or `commit_interval` seconds.
     """
 
     connections: int = 1

@@ -165,6 +165,7 @@ def test_sigterm_stops_every_worker_gracefully(tmp_path: Path, database: str | N
         output, _ = send.communicate(timeout=60)
         first = handler.recipients()
         assert send.returncode == 130, output
+        assert "SIGTERM: finishing the message in flight, then stopping" in output
         claimed = _rows(settings, "SELECT COUNT(*) FROM ledger WHERE status = 'claimed'")[0][0]
         again = _newsletter(settings.root, env, "send", folder.name, "--workers", "3")
         rest, _ = again.communicate(timeout=120)
