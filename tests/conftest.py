@@ -61,6 +61,22 @@ def sample_project(root: Path) -> Path:
     return root
 
 
+def built_sample(root: Path, *, limit: int | None = None, write: bool = True):  # type: ignore[no-untyped-def]
+    """The sample issue of SAMPLE_DATE composed and built in a fresh sample project at `root`; its BuildResult.
+
+    For module-scoped fixtures whose tests only read what was built (an email, its files): one build per
+    module instead of one per test. A test that changes the issue or its files builds its own.
+    """
+    import datetime as dt
+
+    from newsletter.jobs.issues import build, compose
+
+    site = sample_project(root)
+    settings = load_settings(site / "newsletter.toml", env={"NEWSLETTER_SECRET": "test-secret-not-for-production-use"})
+    issue = compose(settings, date=dt.date.fromisoformat(SAMPLE_DATE), limit=limit)
+    return build(settings, issue.folder, write=write)
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The bundled sample content, templates and settings in a fresh folder with no issues yet."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from web_server import running
+from http_client import TLS
 
 from newsletter.jobs import accounts
 from newsletter.serve import create_app
@@ -79,7 +80,7 @@ def server(site: Settings) -> Iterator[str]:
 @contextlib.contextmanager
 def person(server: str, who: tuple[str, str, str, str]) -> Iterator[httpx.Client]:
     """An httpx client signed in as `who`."""
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as client:
         assert sign_in(client, who).status_code == 303
         yield client
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from http_client import TLS
 
 from newsletter.settings import Settings, load_settings
 
@@ -83,7 +84,7 @@ def wait_until_answering(url: str, proc: subprocess.Popen[bytes], log: Path, dea
         assert proc.poll() is None, f"the server exited:\n{log.read_text('utf-8', 'replace')}"
         assert time.monotonic() < deadline, f"the server did not start:\n{log.read_text('utf-8', 'replace')}"
         try:
-            if httpx.get(f"{url}/unsubscribe", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/unsubscribe", verify=TLS, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -17,6 +17,7 @@ import pytest
 from test_serve import (ONE_CLICK, PUBLIC, SECRET, SENT, client, confirm_link, form_of, outbox,  # noqa: F401
                         sent_site, server, site, statuses, subscriber, token_for)
 from web_server import running
+from http_client import TLS
 
 from newsletter.store import sqlite as db, subscribers
 from newsletter.serve import create_app
@@ -51,7 +52,7 @@ def test_1_an_old_unsubscribe_link_only_offers_a_confirmation_email(site: Settin
     address = "li.wei@example.org"
     unsubscribe = token_for(site, address)
     _set_status(site, address, "unsubscribed")
-    with httpx.Client(base_url=server, timeout=10) as someone:  # whoever holds an old email
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as someone:  # whoever holds an old email
         page = someone.get(f"/unsubscribe/{unsubscribe}")
         action, csrf = form_of(page.text)
         assert action.startswith("/resubscribe/")
@@ -59,7 +60,7 @@ def test_1_an_old_unsubscribe_link_only_offers_a_confirmation_email(site: Settin
         assert r.status_code == 200 and "Check your inbox" in r.text and "l•••@example.org" in r.text
     assert statuses(site)[address] == "unsubscribed"
     assert _confirmations_to(site, address) == 1  # the mailbox's owner decides
-    with httpx.Client(base_url=server, timeout=10) as owner:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as owner:
         link = confirm_link(site, address)
         _, csrf = form_of(owner.get(link).text)
         assert owner.post(link, data={"csrf": csrf}).status_code == 200
@@ -70,7 +71,7 @@ def test_1_a_bounced_address_is_never_reactivated_from_a_link(site: Settings, se
     address = "priya.nair@example.org"
     resubscribe = token_for(site, address, "resubscribe")
     _set_status(site, address, "bounced")
-    with httpx.Client(base_url=server, timeout=10) as c:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as c:
         r = c.get(f"/resubscribe/{resubscribe}")
         assert r.status_code == 409 and "could not be delivered" in r.text
         # Even a confirmation link (from the subscribe form) does not bring it back.
@@ -87,13 +88,13 @@ def test_2_confirmations_to_one_address_are_limited_across_clients_and_restarts(
     victim = "victim@example.net"
     app = create_app(site)
     with running(app, proxy_headers=True, forwarded_allow_ips="*") as url, \
-            httpx.Client(base_url=url, timeout=10) as c:
+            httpx.Client(verify=TLS, base_url=url, timeout=10) as c:
         codes = [_subscribe_from(c, victim, client_ip=f"198.51.100.{n}").status_code for n in range(1, 31)]
     assert codes[:3] == [200] * 3 and set(codes[3:]) == {429}
     assert _confirmations_to(site, victim) == 3
     # A restart (or a second process) reads the same counter from the database.
     with running(create_app(site), proxy_headers=True, forwarded_allow_ips="*") as url, \
-            httpx.Client(base_url=url, timeout=10) as c:
+            httpx.Client(verify=TLS, base_url=url, timeout=10) as c:
         r = _subscribe_from(c, victim, client_ip="203.0.113.7")
         assert r.status_code == 429 and "already sent several emails" in r.text
         assert _subscribe_from(c, "someone.else@example.net", client_ip="203.0.113.7").status_code == 200
@@ -105,7 +106,7 @@ def test_2_confirmations_to_one_address_are_limited_across_clients_and_restarts(
 
 def test_2_ipv6_clients_are_grouped_by_64(site: Settings) -> None:
     with running(create_app(site), proxy_headers=True, forwarded_allow_ips="*") as url, \
-            httpx.Client(base_url=url, timeout=10) as c:
+            httpx.Client(verify=TLS, base_url=url, timeout=10) as c:
         codes = [_subscribe_from(c, f"reader{n}@example.net", client_ip=f"2001:db8:1:2::{n:x}").status_code
                  for n in range(1, 7)]
         assert codes == [200] * 5 + [429]
@@ -286,7 +287,7 @@ def test_6_a_slow_request_head_is_cut_off_and_others_are_served(site: Settings) 
         deadline = time.monotonic() + 20
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/", verify=TLS, timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -321,7 +322,7 @@ def test_6_a_slow_request_head_is_cut_off_and_others_are_served(site: Settings) 
             with contextlib.suppress(TimeoutError):
                 closed += cut_off(s)
         assert closed == len(slow)
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/", verify=TLS, timeout=5).status_code == 200
     finally:
         for s in slow:
             s.close()
@@ -502,7 +503,7 @@ def test_13_slash_redirects_are_relative_and_ignore_the_host_header(site: Settin
 
 def test_14_a_confirm_link_works_once(site: Settings, server: str) -> None:
     address = "new.reader@example.org"
-    with httpx.Client(base_url=server, timeout=10) as c:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as c:
         assert _subscribe_from(c, address).status_code == 200
         link = confirm_link(site, address)
         _, csrf = form_of(c.get(link).text)
@@ -523,7 +524,7 @@ def test_14_an_unused_confirm_link_honours_a_later_unsubscribe(site: Settings, s
     address = "amara.okafor@example.org"  # subscribed; an old confirm link of hers was never used
     old_link = URLSafeTimedSerializer(SECRET, salt="newsletter.confirm-email", signer=old_signer(3600)).dumps(
         {"email": address, "name": ""})
-    with httpx.Client(base_url=server, timeout=10) as c:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as c:
         assert c.post(f"/unsubscribe/{token_for(site, address)}", data=ONE_CLICK).status_code == 200
         _, csrf = form_of(c.get(f"/confirm/{old_link}").text)
         r = c.post(f"/confirm/{old_link}", data={"csrf": csrf})
@@ -585,11 +586,11 @@ def test_16_a_token_does_not_confirm_a_guessed_address_and_old_links_still_work(
 def test_17_a_planted_csrf_cookie_is_not_adopted(site: Settings, server: str) -> None:
     token = token_for(site, "zoe.mueller@example.org")
     planted = "A" * 32  # the right shape; set by a sibling subdomain, or by the attacker's own visit
-    with httpx.Client(base_url=server, timeout=10) as attacker:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as attacker:
         page = attacker.get(f"/unsubscribe/{token}", headers={"Cookie": f"nl_csrf={planted}"})
         _, field = form_of(page.text)
         assert planted not in page.headers["set-cookie"]
-    with httpx.Client(base_url=server, timeout=10) as victim:  # carries the planted cookie only
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as victim:  # carries the planted cookie only
         r = victim.post(f"/unsubscribe/{token}", data={"csrf": field}, headers={"Cookie": f"nl_csrf={planted}"})
         assert r.status_code == 403
     assert statuses(site)["zoe.mueller@example.org"] == "subscribed"

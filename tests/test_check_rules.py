@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import pytest
+from conftest import built_sample
 
 from newsletter.check import EMAIL_RULES, EmailParts, check_email
-from newsletter.jobs.issues import build, compose
 from newsletter.models import RenderedEmail
-from newsletter.settings import Settings
 
 
-@pytest.fixture
-def email(settings: Settings) -> RenderedEmail:
-    issue = compose(settings, date=dt.date(2026, 11, 25))
-    return build(settings, issue.folder).email
+@pytest.fixture(scope="module")
+def email(tmp_path_factory: pytest.TempPathFactory) -> RenderedEmail:
+    """The sample issue's email, built once for the module: it is frozen, and each test checks a changed copy."""
+    return built_sample(tmp_path_factory.mktemp("rules") / "site").email
 
 
 def _append_html(email: RenderedEmail, markup: str) -> RenderedEmail:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from desk_support import (APPROVER, APPROVER2, DATE, EDITOR, SECRET, csrf_for, db, field_value, make_site, person,  # noqa: F401
                           running, server, sign_in, site)
+from http_client import TLS
 from newsletter.jobs import accounts
 from newsletter.store import desk as desk_store
 from newsletter.cli import cli
@@ -74,7 +75,7 @@ def test_editors_commands_hash_and_never_show_the_password(tmp_path: Path) -> No
 
 def test_without_accounts_the_desk_only_explains_how_to_start(tmp_path: Path) -> None:
     settings = make_site(tmp_path / "site", accounts_=())
-    with running(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with running(create_app(settings)) as url, httpx.Client(verify=TLS, base_url=url, timeout=30) as client:
         home = client.get("/desk/")
         assert home.status_code == 200 and "newsletter editors add" in home.text
         assert "Sign in" not in home.text
@@ -96,7 +97,7 @@ def test_every_desk_route_redirects_to_sign_in_without_a_session(site: Settings,
     routes = [r for r in desk_routes(site) if r.name not in PUBLIC_ROUTES]
     assert len(routes) >= 15, [r.path for r in routes]  # the list really comes from the app
     checked = 0
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as client:
         for route in routes:
             path = route.path.replace("{issue_id}", ISSUE)
             assert "{" not in path, f"a new path parameter in {route.path}: teach this test a value for it"
@@ -118,13 +119,13 @@ def test_the_public_desk_routes_are_only_sign_in_and_its_assets(site: Settings) 
 # --- signing in ------------------------------------------------------------------------------------------
 
 def test_session_cookie_flags(site: Settings, server: str) -> None:
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as client:
         cookie = sign_in(client, EDITOR).headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/desk/" in cookie
     assert "Secure" not in cookie  # public_base_url is http://127.0.0.1 here
     assert "expires" not in cookie.lower() and "max-age" not in cookie.lower()  # gone when the browser closes
     https = dataclasses.replace(site, public_base_url="https://news.example.org/newsletter")
-    with running(create_app(https)) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with running(create_app(https)) as url, httpx.Client(verify=TLS, base_url=url, timeout=30) as client:
         assert "Secure" in sign_in(client, EDITOR).headers["set-cookie"]
 
 
@@ -135,7 +136,7 @@ def _error_of(page: str) -> str:
 
 
 def test_a_wrong_email_and_a_wrong_password_get_the_same_answer(site: Settings, server: str) -> None:
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as client:
         unknown = sign_in(client, ("nobody@example.org", "", "", "whatever password"))
         wrong = sign_in(client, EDITOR, password="not edith's password")
         assert unknown.status_code == wrong.status_code == 400
@@ -147,7 +148,7 @@ def test_a_wrong_email_and_a_wrong_password_get_the_same_answer(site: Settings, 
 
 
 def test_sign_in_attempts_are_limited_per_account(site: Settings, server: str) -> None:
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as client:
         for _ in range(SIGNIN_LIMIT_ACCOUNT):
             assert sign_in(client, EDITOR, password="a wrong password").status_code == 400
         blocked = sign_in(client, EDITOR)  # the right password, too late
@@ -156,7 +157,7 @@ def test_sign_in_attempts_are_limited_per_account(site: Settings, server: str) -
 
 
 def test_sign_in_attempts_are_limited_per_address(site: Settings, server: str) -> None:
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as client:
         for n in range(SIGNIN_LIMIT_ADDRESS):
             assert sign_in(client, (f"guess{n}@example.org", "", "", "x" * 12)).status_code == 400
         blocked = sign_in(client, APPROVER)
@@ -164,7 +165,7 @@ def test_sign_in_attempts_are_limited_per_address(site: Settings, server: str) -
 
 
 def test_sign_in_issues_a_fresh_session_id(site: Settings, server: str) -> None:
-    with httpx.Client(base_url=server, timeout=30) as client:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as client:
         sign_in(client, EDITOR)
         first = client.cookies.get("nl_desk", path="/desk/")
         assert client.get("/desk/").status_code == 200
@@ -172,7 +173,7 @@ def test_sign_in_issues_a_fresh_session_id(site: Settings, server: str) -> None:
         second = client.cookies.get("nl_desk", path="/desk/")
         assert first and second and first != second
         assert "Arno Approver" in client.get("/desk/").text
-    with httpx.Client(base_url=server, timeout=30) as stale:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as stale:
         stale.cookies.set("nl_desk", first, path="/desk/")
         assert stale.get("/desk/").status_code == 303  # the session it named ended at the second sign-in
         stale.cookies.set("nl_desk", "made-up-value", path="/desk/")
@@ -197,7 +198,7 @@ def test_sign_out_ends_the_session(site: Settings, server: str) -> None:
         page = client.get("/desk/").text
         out = client.post("/desk/logout", data={"csrf": csrf_for(page, "/desk/logout")})
         assert out.status_code == 303 and out.headers["location"] == "/desk/login"
-    with httpx.Client(base_url=server, timeout=30) as replay:
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as replay:
         replay.cookies.set("nl_desk", cookie, path="/desk/")
         assert replay.get("/desk/").status_code == 303
 
@@ -230,7 +231,7 @@ def test_csrf_is_required_and_bound_to_the_form(site: Settings, server: str) -> 
         other = dict(data, csrf=csrf_for(page, f"/desk/issues/{ISSUE}/proof"))  # a real token for another form
         assert client.post(path, data=other).status_code == 403
         jar = client.cookies.get("nl_desk", path="/desk/")
-    with httpx.Client(base_url=server, timeout=30) as forged:  # a session but not the CSRF cookie
+    with httpx.Client(verify=TLS, base_url=server, timeout=30) as forged:  # a session but not the CSRF cookie
         forged.cookies.set("nl_desk", jar, path="/desk/")
         assert forged.post(path, data=data).status_code == 403
     assert "Changed without a token" not in (site.root / "issues" / ISSUE / "issue.toml").read_text()

@@ -255,7 +255,10 @@ def test_axe_finds_nothing_serious_on_any_desk_page(browser: Any, hostile_site: 
     problems = {"sign in": axe_serious(anonymous)}
     anonymous.get_by_label("Email").fill("nobody@example.org")
     anonymous.get_by_label("Password").fill("wrong password here")
-    anonymous.get_by_role("button", name="Sign in").click()
+    # A click only starts the POST: axe looks once the answer's page has loaded with its stylesheet (on a
+    # busy machine it once met a half-loaded page, whose unstyled links fail colour contrast).
+    with anonymous.expect_navigation(wait_until="load"):
+        anonymous.get_by_role("button", name="Sign in").click()
     problems["sign in, refused"] = axe_serious(anonymous)
     page = _signed_in(browser, base, APPROVER, scheme=scheme)
     for name, path in desk_pages(base).items():
@@ -265,6 +268,8 @@ def test_axe_finds_nothing_serious_on_any_desk_page(browser: Any, hostile_site: 
     page.goto(f"{base}/desk/issues/{ISSUE}")
     page.get_by_label("Subject").fill("")
     page.get_by_role("button", name="Save").first.click()
+    page.locator("#subject-error").wait_for(state="visible")
+    page.wait_for_load_state("load")
     problems["edit with an error"] = axe_serious(page)
     assert page.locator("#subject-error").is_visible()
     assert {k: v for k, v in problems.items() if v} == {}

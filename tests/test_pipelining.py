@@ -100,6 +100,10 @@ def scripted_server(script: Script) -> Iterator[int]:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
+            except OSError:  # shut down by the test's end (below): stop at once, not at the next timeout
+                if stop.is_set():
+                    return
+                raise
             script.connections += 1
             with conn:
                 conn.settimeout(10)
@@ -114,6 +118,7 @@ def scripted_server(script: Script) -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() that waits
         thread.join(timeout=5)
         listener.close()
 

@@ -9,6 +9,7 @@ import mailbox
 from urllib.parse import urlsplit
 
 import httpx
+from http_client import TLS
 
 from newsletter.jobs.delivery import send_proof
 from newsletter.jobs.issues import build, compose
@@ -30,7 +31,7 @@ def test_proof_says_it_is_a_proof_and_its_link_says_so_too(settings: Settings) -
     base = settings.public_base_url.rstrip("/")
     link = next(line for line in text.splitlines() if line.startswith(f"{base}/unsubscribe"))
     assert str(msg["List-Unsubscribe"]).strip() == f"<{link}>"
-    with running(create_app(settings)) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with running(create_app(settings)) as url, httpx.Client(verify=TLS, base_url=url, timeout=10) as client:
         parts = urlsplit(link)
         page = client.get(parts.path.removeprefix(urlsplit(base).path) + "?" + parts.query)
     assert page.status_code == 200

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import built_sample
 
 from cli_inprocess import run_newsletter
 from newsletter.check import check_issue, glossary_findings, readability_findings
@@ -75,10 +76,10 @@ def test_disclaimer_reads_at_grade_8_or_below(journals: list[str]) -> None:
         assert journal in text
 
 
-@pytest.fixture
-def built(settings: Settings):  # type: ignore[no-untyped-def]
-    issue = compose(settings, date=DATE)
-    return build(settings, issue.folder, write=False)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The sample issue built (not written) once for the module: the tests only read it or check changed copies."""
+    return built_sample(tmp_path_factory.mktemp("readability") / "site", write=False)
 
 
 def test_sample_issue_passes_at_the_defaults(built) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from conftest import built_sample
 
 from newsletter.check import check_email
 from newsletter.errors import IssueError
@@ -25,10 +26,10 @@ GOLDEN = Path(__file__).parent / "golden"
 DATE = dt.date(2026, 11, 25)
 
 
-@pytest.fixture
-def built(settings: Settings):  # type: ignore[no-untyped-def]
-    issue = compose(settings, date=DATE)
-    return build(settings, issue.folder)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The sample issue built once for the module: the tests only read it and its files."""
+    return built_sample(tmp_path_factory.mktemp("render") / "site")
 
 
 @pytest.mark.parametrize("name", ["email.html", "email.txt"])

@@ -33,6 +33,7 @@ from conftest import sample_project
 from click.testing import CliRunner
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from web_server import running
+from http_client import TLS
 
 from newsletter.store import sqlite as db, subscribers
 from newsletter.approval import approve
@@ -90,7 +91,7 @@ def server(site: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def client(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=10) as c:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as c:
         yield c
 
 
@@ -192,7 +193,7 @@ def test_form_needs_a_matching_csrf_field_and_cookie(site: Settings, server: str
     token = token_for(site, "sam.taylor+newsletter@example.org")
     other = token_for(site, "rafael.gomez@example.org")
     before = statuses(site)
-    with httpx.Client(base_url=server, timeout=10) as browser:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as browser:
         _, csrf = form_of(browser.get(f"/unsubscribe/{token}").text)
         _, other_csrf = form_of(browser.get(f"/unsubscribe/{other}").text)
         assert browser.post(f"/unsubscribe/{token}").status_code == 400  # no body: not one-click, no field
@@ -202,10 +203,10 @@ def test_form_needs_a_matching_csrf_field_and_cookie(site: Settings, server: str
         r = browser.post(f"/unsubscribe/{token}", data={"csrf": other_csrf})  # made for another token
         assert r.status_code == 403 and "This form has expired" in r.text
         assert statuses(site) == before
-    with httpx.Client(base_url=server, timeout=10) as stranger:  # the field without its cookie
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as stranger:  # the field without its cookie
         assert stranger.post(f"/unsubscribe/{token}", data={"csrf": csrf}).status_code == 403
     assert statuses(site) == before
-    with httpx.Client(base_url=server, timeout=10) as browser:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as browser:
         _, csrf = form_of(browser.get(f"/unsubscribe/{token}").text)
         r = browser.post(f"/unsubscribe/{token}", data={"csrf": csrf})
         assert r.status_code == 200 and "You are unsubscribed" in r.text
@@ -280,7 +281,7 @@ def test_already_unsubscribed_and_the_generic_link(site: Settings, client: httpx
     r = client.get("/unsubscribe")
     assert r.status_code == 200 and "How to unsubscribe" in r.text and "mailto:" not in r.text  # none configured
     with_mailto = create_app(dataclasses.replace(site, unsubscribe_mailto="unsubscribe@ms-research.example.org"))
-    with running(with_mailto) as url, httpx.Client(base_url=url, timeout=10) as local:
+    with running(with_mailto) as url, httpx.Client(verify=TLS, base_url=url, timeout=10) as local:
         assert "unsubscribe@ms-research.example.org" in local.get("/unsubscribe").text
 
 
@@ -421,7 +422,7 @@ def test_confirming_resubscribes_an_unsubscribed_address(site: Settings, client:
 def test_no_enumeration(site: Settings, server: str) -> None:
     bodies = []
     for address in ("amara.okafor@example.org", "stranger@example.org"):
-        with httpx.Client(base_url=server, timeout=10) as c:
+        with httpx.Client(verify=TLS, base_url=server, timeout=10) as c:
             r = _subscribe(c, address)
             bodies.append((r.status_code, r.text))
     assert bodies[0] == bodies[1] and bodies[0][0] == 200
@@ -435,7 +436,7 @@ def test_invalid_address_shows_the_form_again(site: Settings, client: httpx.Clie
 
 
 def test_subscribe_is_rate_limited(site: Settings, server: str) -> None:
-    with httpx.Client(base_url=server, timeout=10) as c:
+    with httpx.Client(verify=TLS, base_url=server, timeout=10) as c:
         _, csrf = form_of(c.get("/subscribe").text)
         codes = [c.post("/subscribe", data={"csrf": csrf, "email": f"r{n}@example.org"}).status_code for n in range(6)]
         assert codes == [200] * 5 + [429]
@@ -449,7 +450,7 @@ def test_subscribe_is_rate_limited(site: Settings, server: str) -> None:
 
 def test_behind_a_proxy_prefix(site: Settings) -> None:
     # nginx `location /newsletter/ { proxy_pass http://127.0.0.1:8080/; }` + `newsletter serve --root-path /newsletter`
-    with running(create_app(site), root_path="/newsletter") as url, httpx.Client(base_url=url, timeout=10) as c:
+    with running(create_app(site), root_path="/newsletter") as url, httpx.Client(verify=TLS, base_url=url, timeout=10) as c:
         token = token_for(site, "priya.nair@example.org")
         r = c.get(f"/unsubscribe/{token}")
         action, csrf = form_of(r.text)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import built_sample
 
 from newsletter.jobs.issues import BuildResult, build, compose
 from newsletter.render import PLACEHOLDERS, fill_placeholders
@@ -19,10 +20,10 @@ _LINK_LINE = re.compile(r"\[(\d+)\] (\S+)")
 _URL_ONLY = re.compile(r"(\[\d+\] )?(https?://|__NL_)\S+")
 
 
-@pytest.fixture(params=[None, 10], ids=["sample", "ten"])
-def built(request: pytest.FixtureRequest, settings: Settings) -> BuildResult:
-    issue = compose(settings, date=DATE, limit=request.param)
-    return build(settings, issue.folder)
+@pytest.fixture(scope="module", params=[None, 10], ids=["sample", "ten"])
+def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """The sample issue (all summaries, or ten) built once per module: the tests only read it."""
+    return built_sample(tmp_path_factory.mktemp("text-part") / "site", limit=request.param)
 
 
 def _flat(text: str) -> str:

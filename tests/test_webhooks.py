@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from http_client import TLS
 
 from newsletter.store import sqlite as db
 from newsletter.bounces.service import history
@@ -70,7 +71,7 @@ class Hooks:
     confirmed: list[str]
 
     def post(self, provider: str, body: bytes, **headers: str) -> httpx.Response:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
+        with httpx.Client(verify=TLS, base_url=self.url, timeout=10) as client:
             return client.post(f"/hooks/{provider}", content=body, headers={"content-type": "application/json",
                                                                                **headers})
 
@@ -320,7 +321,7 @@ def test_unconfigured_and_oversized(hooks: Hooks, settings: Settings, tmp_path: 
     assert hooks.post("ses", b"not json").status_code == 400
     assert hooks.post("nothing-here", b"{}").status_code == 404
     bare = dataclasses.replace(hooks.settings, webhook_keys=())
-    with running(create_app(bare)) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with running(create_app(bare)) as url, httpx.Client(verify=TLS, base_url=url, timeout=10) as client:
         reply = client.post("/hooks/mailgun", content=b"{}")
         assert reply.status_code == 404 and "NEWSLETTER_MAILGUN_WEBHOOK_KEY" in reply.text
         assert client.get("/hooks/mailgun").status_code == 405
@@ -351,7 +352,7 @@ def test_a_complainer_cannot_resubscribe_from_the_web(hooks: Hooks, keys: Keys) 
         "mail": {"commonHeaders": {"messageId": f"<{message_id}>"}}})
     assert hooks.post("ses", sns(keys, "Notification", message=complaint, message_id="m-web")).status_code == 200
     token = make_token("test-secret-not-for-production-use", "resubscribe", sid, address)
-    with httpx.Client(base_url=hooks.url, timeout=10) as browser:
+    with httpx.Client(verify=TLS, base_url=hooks.url, timeout=10) as browser:
         page = browser.get(f"/resubscribe/{token}")
         assert page.status_code == 200
         action, csrf = form_of(page.text)
