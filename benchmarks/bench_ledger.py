@@ -18,6 +18,7 @@ from .project import (
     settings_for,
     temp_dir,
 )
+from newsletter.store.checkpoints import RESULTS_PER_CHECKPOINT
 from newsletter.store.sqlite import WAL_AUTOCHECKPOINT_PAGES
 
 from .report import Row, info, ratio_row
@@ -245,11 +246,17 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
         frames = _wal_frames_per_message(db_path, folder, p)
         at_risk = WAL_AUTOCHECKPOINT_PAGES / frames
         rows.append(info(
-            SECTION, "power loss / OS crash (NORMAL, checkpoint every 128 pages): messages possibly re-sent", at_risk, "msgs",
-            note=f"with synchronous=NORMAL SQLite syncs the WAL only at checkpoints (every {WAL_AUTOCHECKPOINT_PAGES} "
-                 f"pages); committed-but-unsynced transactions can roll back after a power loss. The ledger writes "
-                 f"{frames:.2f} WAL frames per message, so up to ~{at_risk:.0f} messages' 'sent' marks (and claims) "
-                 "can be lost and those messages sent again; never lost subscribers (they become pending again)",
+            SECTION, "power loss / OS crash, if the checkpoint thread fails (automatic checkpoint every 128 pages): "
+                     "messages possibly re-sent", at_risk, "msgs",
+            note=f"with synchronous=NORMAL SQLite syncs the WAL only at checkpoints; committed-but-unsynced "
+                 f"transactions can roll back after a power loss. During a send the sender's checkpoint thread "
+                 f"(newsletter/store/checkpoints.py) checkpoints every {RESULTS_PER_CHECKPOINT} recorded results, so "
+                 f"about {RESULTS_PER_CHECKPOINT} results (plus those committed while it runs) are at risk; this row "
+                 f"is the fallback when that thread fails and the automatic checkpoint (every "
+                 f"{WAL_AUTOCHECKPOINT_PAGES} pages) is back: the ledger writes {frames:.2f} WAL frames per message "
+                 f"(fewer with grouped commits, so more messages per checkpoint), so up to ~{at_risk:.0f} messages' "
+                 "'sent' marks (and claims) can be lost and those messages sent again; never lost subscribers "
+                 "(they become pending again)",
             samples={"wal_frames_per_message": round(frames, 3)}))
     return rows
 
