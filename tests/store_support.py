@@ -7,8 +7,9 @@ Test modules import the fixtures by name (`from store_support import conn, store
 from __future__ import annotations
 
 import re
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,21 @@ class Counting:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.conn, name)
+
+
+def in_threads(work: Callable[[], Any], count: int) -> list[BaseException]:
+    """Run `work` on `count` threads at once; what each raised (an empty list when none did)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors

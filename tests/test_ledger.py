@@ -4,7 +4,6 @@ batched commits on both stores (the `store` fixture: SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from newsletter.errors import LedgerError
 from newsletter.store import Connection, IntegrityError, Store, ledger, sqlite as db, subscribers
-from store_support import Counting, pg_database, pg_template, second, store  # noqa: F401 - fixtures
+from store_support import Counting, in_threads, pg_database, pg_template, second, store  # noqa: F401 - fixtures
 
 ISSUE = "2024-05-06"
 
@@ -101,21 +100,9 @@ def test_locked_database_raises_ledger_error(path: Path) -> None:
 def test_many_connections_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
     # SQLite answers a journal-mode switch that races another one with SQLITE_BUSY at once (no busy handler):
     # eight threads opening a fresh file failed about one round in thirty before connect retried the switch.
-    for round_ in range(25):
-        path, errors = tmp_path / f"r{round_}" / "newsletter.db", []
-
-        def open_and_close() -> None:
-            try:
-                db.connect(path).close()
-            except LedgerError as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_and_close) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        assert errors == [], f"round {round_}"
+    for round_ in range(40):
+        path = tmp_path / f"r{round_}" / "newsletter.db"
+        assert in_threads(lambda: db.connect(path).close(), 8) == [], f"round {round_}"  # noqa: B023 - joined here
 
 
 # -- claims and pending ------------------------------------------------------------------------
