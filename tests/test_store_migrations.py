@@ -26,6 +26,20 @@ def test_the_scripts_are_the_revisions_the_start_check_knows() -> None:
     migrate.check_scripts()
 
 
+def test_a_new_file_made_without_alembic_is_what_the_first_revision_makes(tmp_path: Path) -> None:
+    # sqlite._baseline stands in for revision 0001 on open; the file must be the one Alembic's run of it leaves.
+    db.connect(tmp_path / "plain.db").close()
+    migrate.upgrade_sqlite(tmp_path / "alembic.db")
+
+    def picture(path: Path) -> tuple[object, ...]:
+        with sqlite3.connect(path) as raw:
+            return (sorted(raw.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()),
+                    raw.execute("PRAGMA user_version").fetchone(), raw.execute("SELECT * FROM alembic_version").fetchall())
+
+    assert picture(tmp_path / "plain.db") == picture(tmp_path / "alembic.db")
+    assert picture(tmp_path / "plain.db")[2] == [(schema.REVISIONS[0],)]
+
+
 def _cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "NEWSLETTER_SECRET": SECRET}
     return subprocess.run([sys.executable, "-m", "newsletter", *args], cwd=project, env=env, capture_output=True,
