@@ -92,9 +92,9 @@ def test_the_check_answers_after_a_commit_by_another_connection(store: Store, co
     for subscriber in batch[:pending]:  # outcomes recorded, not committed (commit_every=100)
         claims.mark_sent(subscriber.id, f"m{subscriber.id}@x")
     target = batch[pending].id
-    assert claims.still_subscribed(target)
+    assert claims.subscribed_among([target]) == {target}
     unsubscribe_elsewhere(store, target)
-    assert not claims.still_subscribed(target)
+    assert claims.subscribed_among([target]) == set()
     claims.flush()
     rows = committed(store)
     assert [rows[s.id] for s in batch[:pending]] == ["sent"] * pending
@@ -173,17 +173,20 @@ def test_two_senders_claim_disjoint_rows_and_between_them_every_row(store: Store
     assert set(committed(store).values()) == {"claimed"}
 
 
-def test_commit_and_check_commits_every_recorded_outcome_then_checks(store: Store, conn: Any) -> None:
+def test_the_hand_off_check_and_commit_write_every_recorded_outcome(store: Store, conn: Any) -> None:
+    # What the send loop does just before each hand-off: the group's check, then commit_recorded.
     claims = Claims(conn, ISSUE, Lease.new(60), commit_every=100, commit_interval=3600)
     batch = [s.id for s in claims.next_batch(6)]
     claims.mark_sent(batch[0], "m0@x")
     claims.mark_failed(batch[1], 550, "no such user")
-    assert claims.commit_and_check(batch[2])
+    assert claims.subscribed_among([batch[2]]) == {batch[2]}
+    claims.commit_recorded()
     assert committed(store) == {batch[0]: "sent", batch[1]: "failed", **{sid: "claimed" for sid in batch[2:]}}
     unsubscribe_elsewhere(store, batch[3])  # nothing of ours is left uncommitted: SQLite lets it through too
     claims.release([batch[2]])  # an open write transaction: committed by the next call as well
     claims.mark_sent(batch[4], "m4@x")
-    assert not claims.commit_and_check(batch[3])
+    assert claims.subscribed_among([batch[3]]) == set()
+    claims.commit_recorded()
     rows = committed(store)
     assert batch[2] not in rows and rows[batch[4]] == "sent" and rows[batch[3]] == "claimed"
 
@@ -204,9 +207,10 @@ def test_a_hand_off_group_is_checked_in_one_query_after_commits_elsewhere(store:
     assert claims.subscribed_among(group) == set(group)
     unsubscribe_elsewhere(store, group[1])
     unsubscribe_elsewhere(store, group[3])
-    assert claims.commit_and_check_among(group) == {group[0], group[2]}
+    assert claims.subscribed_among(group) == {group[0], group[2]}
+    claims.commit_recorded()
     assert claims.subscribed_among([]) == set()
-    rows = committed(store)  # commit_and_check_among committed the recorded outcomes
+    rows = committed(store)  # the check and commit_recorded committed the recorded outcomes
     assert [rows[sid] for sid in batch[:pending]] == ["sent"] * pending
 
 
@@ -217,7 +221,7 @@ def test_postgresql_prepares_the_per_message_statements_and_the_send_leaves_no_s
     assert conn.execute("SHOW enable_seqscan").fetchone()[0] == "off"  # while it sends: no generic seq-scan plan
     batch = [s.id for s in claims.next_batch(12)]
     for sid in batch[:8]:  # psycopg prepares a statement on its 5th use (prepare_threshold), `?` rewritten or not
-        assert claims.still_subscribed(sid)
+        assert claims.subscribed_among([sid]) == {sid}
         claims.mark_sent(sid, f"m{sid}@x")
     prepared = [row[0] for row in conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
     assert any(text.startswith("SELECT id FROM subscribers WHERE id = $1") for text in prepared)

@@ -179,7 +179,7 @@ class Run:
         held = [job for job in jobs if ledger.holds(job.subscriber.id)]  # the others were taken over while this
         # sender stalled: their new holder sends them. One query for the group (PostgreSQL: one round trip, with
         # the outcomes waiting to be written).
-        subscribed = ledger.subscribed_among([job.subscriber.id for job in held]) if held else set()
+        subscribed = ledger.subscribed_among([job.subscriber.id for job in held])
         kept = [job for job in held if job.subscriber.id in subscribed]
         # Unsubscribed (or bounced) since the claim: the claim is given back, nothing is sent (only the messages
         # already handed over, at most 2 x connections, can still go out after it).

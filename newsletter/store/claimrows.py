@@ -5,10 +5,10 @@ BEGIN before the first statement of a transaction is one more). The send loop's 
 therefore done here in as few statements as possible:
 
 * `apply_marks`: every outcome recorded since the last write (sent / deferred / failed) and, when asked,
-  the subscribed check of the next subscriber, in one statement (one outcome) or sent together in
-  libpq's pipeline mode. When no transaction is open they are a transaction of their own (autocommit):
-  marks + COMMIT + check in one round trip, against four (BEGIN, SELECT, UPDATE, COMMIT) before.
-* `subscribed`: the check alone, also without a BEGIN.
+  the subscribed check of the next hand-off's subscribers, in one statement (one outcome, one subscriber)
+  or sent together in libpq's pipeline mode. When no transaction is open they are a transaction of their own
+  (autocommit): marks + COMMIT + check in one round trip, against four (BEGIN, SELECT, UPDATE, COMMIT) before.
+* `subscribed_among`: the check alone, also without a BEGIN.
 * `claim_fresh` (PostgreSQL): new rows by windows of subscribers after the cursor, inserted with ON CONFLICT
   DO NOTHING, so finding subscribers without a row never depends on the planner's guess of how many rows the issue
   has (a NOT EXISTS anti-join was planned as a hash join over every ledger row of the issue, per claim).
@@ -26,12 +26,13 @@ from newsletter.models import Subscriber
 from newsletter.store.dbapi import dialect
 from newsletter.store.ledger import id_chunks, qmarks
 
-__all__ = ["Mark", "MARK", "people", "apply_marks", "subscribed", "claim_fresh", "MAX_WINDOW", "plan_for_indexes"]
+__all__ = ["Mark", "MARK", "people", "apply_marks", "subscribed_among", "claim_fresh", "MAX_WINDOW", "plan_for_indexes"]
 
 #: One recorded outcome: (subscriber id, status, code, reason, message id, when).
 Mark = tuple[int, str, "int | None", "str | None", "str | None", str]
 
-_SUBSCRIBED = "SELECT status FROM subscribers WHERE id = ?"
+#: One subscriber's id when they are subscribed (no row when not).
+_SUBSCRIBED = "SELECT id FROM subscribers WHERE id = ? AND status = 'subscribed'"
 
 # A window of subscribed subscribers after the cursor (rows another claimer is claiming right now are skipped),
 # and a 'claimed' row for each that has none yet: the ones that had a row are left out by ON CONFLICT.
@@ -84,8 +85,8 @@ def apply_marks(conn: Any, issue_id: str, worker: str, marks: Sequence[Mark],
         (MARK, (status, code, reason, message_id, at, status, at, issue_id, sid, worker))
         for sid, status, code, reason, message_id, at in marks]
     if len(check) == 1 and len(marks) == 1:  # the usual case: one statement, lighter than a pipeline
-        count, state = conn.execute_alone(_MARK_AND_CHECK, (*statements[0][1], check[0])).fetchone()
-        return int(count), set(check) if state == "subscribed" else set()
+        count, found = conn.execute_alone(_MARK_AND_CHECK, (*statements[0][1], check[0])).fetchone()
+        return int(count), set(check) if found is not None else set()
     if check:
         statements.append(_subscribed_query(check))
     if len(statements) == 1:
@@ -98,7 +99,7 @@ def apply_marks(conn: Any, issue_id: str, worker: str, marks: Sequence[Mark],
 
 def _subscribed_query(ids: Sequence[int]) -> tuple[str, Sequence[Any]]:
     if len(ids) == 1:
-        return "SELECT id FROM subscribers WHERE id = ? AND status = 'subscribed'", ids
+        return _SUBSCRIBED, ids
     return f"SELECT id FROM subscribers WHERE id IN ({qmarks(len(ids))}) AND status = 'subscribed'", ids
 
 

@@ -368,27 +368,10 @@ class Claims(Ledger):
     def mark_failed(self, subscriber_id: int, code: int | None, reason: str) -> None:
         self._mark(subscriber_id, "failed", code=code, reason=reason)
 
-    def commit_and_check(self, subscriber_id: int) -> bool:
-        """Commit every outcome recorded so far, then `still_subscribed`: what to call just before a hand-off."""
-        return bool(self.commit_and_check_among([subscriber_id]))
-
-    def commit_and_check_among(self, subscriber_ids: Sequence[int]) -> set[int]:
-        """Commit every outcome recorded so far, then the still subscribed ones among `subscriber_ids` (one
-        hand-off's worth). PostgreSQL: one round trip for both (two when a transaction was open)."""
-        if not self._postgres:
-            self.flush()
-            return claimrows.subscribed_among(self.conn, subscriber_ids)
-        answer = self.subscribed_among(subscriber_ids)
-        self.flush()  # nothing left to commit unless a transaction was open (then: its COMMIT)
-        return answer
-
-    def still_subscribed(self, subscriber_id: int) -> bool:
-        """The subscriber's state now (after every commit before this call)."""
-        return bool(self.subscribed_among([subscriber_id]))
-
     def subscribed_among(self, subscriber_ids: Sequence[int]) -> set[int]:
-        """The subscribed ones among `subscriber_ids`, now. PostgreSQL: one round trip, which also writes (outside
-        a transaction: commits) the outcomes recorded since the last write."""
+        """The subscribed ones among `subscriber_ids`, now: the send loop's check just before a hand-off (then
+        `commit_recorded`). PostgreSQL: one round trip, which also writes (outside a transaction: commits) the
+        outcomes recorded since the last write."""
         if self._postgres and self._marks:
             return self._write_marks(check=subscriber_ids)
         return claimrows.subscribed_among(self.conn, subscriber_ids)
