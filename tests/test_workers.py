@@ -57,6 +57,13 @@ def _addresses(settings: Settings) -> set[str]:
     return {str(r[0]) for r in _rows(settings, "SELECT email FROM subscribers WHERE status = 'subscribed'")}
 
 
+def _wait_for_deliveries(handler: FaultInjectingHandler, count: int, sender: subprocess.Popen[str]) -> None:
+    """Until the server has taken `count` messages; the sender must still be running meanwhile."""
+    while len(handler.messages) < count:
+        assert sender.poll() is None, sender.communicate()[0]
+        time.sleep(0.005)
+
+
 @pytest.mark.slow
 def test_workers_and_a_joining_worker_deliver_each_recipient_once(tmp_path: Path, database: str | None) -> None:
     settings, folder = crash_loop._prepare(tmp_path / "site", 240, database)
@@ -109,9 +116,7 @@ def test_a_killed_workers_rows_are_taken_over_only_after_its_lease(tmp_path: Pat
         env = _env(server)
         other = subprocess.Popen([sys.executable, "-c", ELSEWHERE, folder.name, "0badc0de", "4"], cwd=settings.root,
                                  env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        while len(handler.messages) < 3:
-            assert other.poll() is None, other.communicate()[0]
-            time.sleep(0.005)
+        _wait_for_deliveries(handler, 3, other)
         other.send_signal(signal.SIGKILL)
         other.wait()
         held = _rows(settings, "SELECT s.email, l.claimed_until FROM ledger l JOIN subscribers s ON s.id ="
@@ -158,9 +163,7 @@ def test_sigterm_stops_every_worker_gracefully(tmp_path: Path, database: str | N
     with fault_server(handler) as server:
         env = _env(server)
         send = _newsletter(settings.root, env, "send", folder.name, "--workers", "3")
-        while len(handler.messages) < 10:
-            assert send.poll() is None
-            time.sleep(0.005)
+        _wait_for_deliveries(handler, 10, send)
         send.send_signal(signal.SIGTERM)  # the parent passes it on to its workers
         output, _ = send.communicate(timeout=60)
         first = handler.recipients()
