@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import psycopg
@@ -114,6 +115,22 @@ class PostgresConnection:
             raise wrap_error(exc) from exc
         return cursor
 
+    def _idle(self) -> bool:
+        """No transaction open (nor a write waiting for its BEGIN): a statement now can be one of its own."""
+        return not self._writing and self.raw.info.transaction_status == TransactionStatus.IDLE
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[None]:
+        """Autocommit for the statements inside: each (or one pipeline) is committed when it returns."""
+        self.raw.autocommit = True
+        try:
+            yield
+        finally:
+            try:
+                self.raw.autocommit = False
+            except psycopg.Error:
+                pass  # the connection broke: the error raised inside says so, and the pool replaces it
+
     def execute_alone(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
         """`execute` (rows as plain tuples), as a transaction of its own when none is open: committed when it
         returns, in one round trip.
@@ -121,19 +138,14 @@ class PostgresConnection:
         (Otherwise psycopg sends BEGIN first and the caller a COMMIT after: three round trips.) Inside an open
         transaction it is part of that transaction, as `execute` would make it.
         """
-        if self._writing or self.raw.info.transaction_status != TransactionStatus.IDLE:
+        if not self._idle():
             return self.execute(sql, parameters)
-        self.raw.autocommit = True
         try:
-            cursor = self.raw.cursor()  # rows as plain tuples: no column names read per result
-            cursor.execute(translate(sql), tuple(parameters))
+            with self._autocommit():
+                cursor = self.raw.cursor()  # rows as plain tuples: no column names read per result
+                cursor.execute(translate(sql), tuple(parameters))
         except psycopg.Error as exc:
             raise wrap_error(exc) from exc
-        finally:
-            try:
-                self.raw.autocommit = False
-            except psycopg.Error:
-                pass  # the connection broke: the error above says so, and the pool replaces it
         return cursor
 
     def execute_together(self, statements: Sequence[tuple[str, Sequence[Any]]], /) -> list[Any]:
@@ -142,26 +154,19 @@ class PostgresConnection:
         As `execute_alone`: with no transaction open they are one transaction of their own, committed when this
         returns (a failing one rolls them all back); otherwise part of the open transaction.
         """
-        alone = not self._writing and self.raw.info.transaction_status == TransactionStatus.IDLE
+        alone = self._idle()
         if not alone and any(writes(sql) for sql, _ in statements):
             self._writing = True
         cursors = []
         try:
-            if alone:
-                self.raw.autocommit = True
-            with self.raw.pipeline():
-                for sql, parameters in statements:
-                    cursor = self.raw.cursor()
-                    cursor.execute(translate(sql), tuple(parameters))
-                    cursors.append(cursor)
+            with self._autocommit() if alone else nullcontext():
+                with self.raw.pipeline():
+                    for sql, parameters in statements:
+                        cursor = self.raw.cursor()
+                        cursor.execute(translate(sql), tuple(parameters))
+                        cursors.append(cursor)
         except psycopg.Error as exc:
             raise wrap_error(exc) from exc
-        finally:
-            if alone:
-                try:
-                    self.raw.autocommit = False
-                except psycopg.Error:
-                    pass  # the connection broke: the error above says so, and the pool replaces it
         return cursors
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
