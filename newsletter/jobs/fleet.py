@@ -209,20 +209,23 @@ def _watch(crew: list[_Worker], stop: threading.Event, progress: Progress | None
                 # Ended: whatever it wrote before exiting is still readable (poll is also true at EOF).
                 while not member.done and member.pipe.poll():
                     _receive(member, progress)
-                member.process.join()
-                member.exitcode = member.process.exitcode
-                member.done = True
+                _ended(member)
             if member.done:
                 member.pipe.close()
+
+
+def _ended(member: _Worker) -> None:
+    """The worker's process has ended (or its pipe closed): reap it and keep its exit code."""
+    member.process.join()
+    member.exitcode = member.process.exitcode
+    member.done = True
 
 
 def _receive(member: _Worker, progress: Progress | None) -> None:
     try:
         message = member.pipe.recv()
     except (EOFError, OSError):
-        member.process.join()
-        member.exitcode = member.process.exitcode
-        member.done = True
+        _ended(member)
         return
     kind = message[0]
     if kind == "progress" and progress is not None:
