@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 import shutil
 import smtplib
 import socket
@@ -31,7 +30,7 @@ from newsletter.errors import (
 )
 from newsletter.models import Subscriber
 from newsletter.transports import open_transport
-from newsletter.transports.smtp_wire import dot_stuff, quote_address
+from newsletter.transports.smtp_wire import quote_address
 
 ISSUE = "2026-12-04"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -56,14 +55,6 @@ def test_quote_address_is_smtplibs_quoteaddr() -> None:
            "a;b@example.org", "a:b@example.org", "a\\b@example.org", " a@example.org", "a@example.org "]
     for address in generated + odd:
         assert quote_address(address) == smtplib.quoteaddr(address), address
-
-
-def test_dot_stuff_is_smtplibs_regex() -> None:
-    rng = random.Random(11)
-    samples = [bytes(rng.choice(b".\r\na") for _ in range(rng.randint(0, 40))) for _ in range(5000)]
-    samples += [b"", b".", b"..", b"\n.", b".\r\n.\r\n", b"a\r\n.\r\n.b\r\n"]
-    for data in samples:
-        assert dot_stuff(data) == re.sub(rb"(?m)^\.", b"..", data), data
 
 
 # -- against smtp-sink -------------------------------------------------------------------------------
