@@ -24,13 +24,13 @@ from .project import (
 )
 from .report import Row, info, not_measured, ratio_row
 
-__all__ = ["run"]
+__all__ = ["run", "rss_mb"]
 
 SECTION = "scale"
 GOAL_MB = 200
 
 
-def _rss_mb() -> tuple[float, float]:
+def rss_mb() -> tuple[float, float]:
     """(current VmRSS, peak VmHWM) of this process in MB."""
     fields = {}
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -49,7 +49,7 @@ def _child(step: str, root: str, arg: Path) -> None:
 
     register_null()
     settings = settings_for(Path(root), transport="null:") if step != "import-pg" else None
-    baseline, _ = _rss_mb()
+    baseline, _ = rss_mb()
     start = time.perf_counter()
     if step == "import":
         assert settings is not None
@@ -70,7 +70,7 @@ def _child(step: str, root: str, arg: Path) -> None:
         report = send_full(settings, arg)
         count = report.sent
     seconds = time.perf_counter() - start
-    _, peak = _rss_mb()
+    _, peak = rss_mb()
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"count": count, "seconds": seconds, "baseline_mb": baseline, "peak_mb": peak,
                       "ru_maxrss_mb": max_rss}))

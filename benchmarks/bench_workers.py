@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench_ledger import register_null
+from .bench_scale import rss_mb
 from .project import REPO, compose_and_build, make_project, python, settings_for, subscriber_rows, temp_dir
 from .report import Row, info, not_measured, print_table, ratio_row
 
@@ -38,10 +39,7 @@ WORKER_COUNTS = (1, 2, 4)
 
 
 def _peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_mb()[1]
 
 
 def null_worker(spec: Any, pipe: Any) -> None:
