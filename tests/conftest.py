@@ -110,8 +110,9 @@ def postgres_server():
 
 
 @contextlib.contextmanager
-def _throwaway_database(server, prefix: str, label: str) -> Iterator[str]:
-    """A fresh, empty database on the session's cluster, named after `label`, dropped afterwards."""
+def throwaway_database(server, prefix: str, label: str = "", *, template: str | None = None) -> Iterator[str]:
+    """A fresh database on the session's cluster (empty, or a copy of `template`), named after `label`, dropped
+    afterwards; yields its name (`server.url(name)` is its URL)."""
     import re
     import uuid
 
@@ -119,9 +120,10 @@ def _throwaway_database(server, prefix: str, label: str) -> Iterator[str]:
 
     name = prefix + re.sub(r"[^a-z0-9]", "_", label.lower())[:40] + "_" + uuid.uuid4().hex[:8]
     admin = server.url("postgres")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield server.url(name)
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
+    yield name
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -129,16 +131,16 @@ def _throwaway_database(server, prefix: str, label: str) -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_server, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database on the session's cluster for one test (dropped afterwards)."""
-    with _throwaway_database(postgres_server, "t_", request.node.name) as url:
-        yield url
+    with throwaway_database(postgres_server, "t_", request.node.name) as name:
+        yield postgres_server.url(name)
 
 
 @pytest.fixture(scope="module")
 def postgres_module_url(postgres_server, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database on the session's cluster shared by one test module (dropped afterwards):
     for module-scoped fixtures that set a site up once and reset what the tests change."""
-    with _throwaway_database(postgres_server, "m_", request.module.__name__) as url:
-        yield url
+    with throwaway_database(postgres_server, "m_", request.module.__name__) as name:
+        yield postgres_server.url(name)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,9 +6,7 @@ Test modules import the fixtures by name (`from store_support import conn, store
 
 from __future__ import annotations
 
-import re
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,16 +14,11 @@ from typing import Any
 
 import pytest
 
+from conftest import throwaway_database
 from newsletter.store import SQLiteStore, Store
 
 STORES = [pytest.param("sqlite", id="sqlite"),
           pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
-
-
-def _admin(server: Any) -> Any:
-    import psycopg
-
-    return psycopg.connect(server.url("postgres"), autocommit=True)
 
 
 @pytest.fixture(scope="session")
@@ -33,24 +26,16 @@ def pg_template(postgres_server: Any) -> Iterator[str]:
     """A database at the current schema, copied (CREATE DATABASE ... TEMPLATE) for each test."""
     from newsletter.store.pgstore import PostgresStore
 
-    name = f"store_template_{uuid.uuid4().hex[:8]}"
-    with _admin(postgres_server) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    PostgresStore(postgres_server.url(name), env={}).upgrade()
-    yield name
-    with _admin(postgres_server) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(postgres_server, "store_template") as name:
+        PostgresStore(postgres_server.url(name), env={}).upgrade()
+        yield name
 
 
 @pytest.fixture
 def pg_database(postgres_server: Any, pg_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a fresh database at the current schema, dropped after the test."""
-    name = "s_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
-    with _admin(postgres_server) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield postgres_server.url(name)
-    with _admin(postgres_server) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(postgres_server, "s_", request.node.name, template=pg_template) as name:
+        yield postgres_server.url(name)
 
 
 @pytest.fixture(params=STORES)
