@@ -153,6 +153,40 @@ def test_delivery_events(conn: Connection) -> None:
         events.insert_event(conn, events.Event(a, "odd", "smtp"))
 
 
+def test_the_pause_check_counts_only_as_far_as_a_pause_is_possible(conn: Connection) -> None:
+    """pause_reason decides exactly as the full rates would, for thresholds on either side of the rates, while
+    counting ledger rows only up to where the rate could still pass (none at all without reports)."""
+    from newsletter.bounces.pause import Thresholds, pause_reason
+
+    people = _people(conn, 40)
+    ledger.claim_batch(conn, ISSUE, people)
+    for sid in people[:34]:
+        ledger.mark_sent(conn, ISSUE, sid, f"m-{sid}")
+    for sid in people[34:]:
+        ledger.mark_failed(conn, ISSUE, sid, 550, "no such user")
+    conn.commit()
+    assert events.count_rows_upto(conn, ISSUE, ("sent",), 10) == 10
+    assert events.count_rows_upto(conn, ISSUE, ("sent", "failed"), 1000) == 40
+    assert events.count_rows_upto(conn, "1999-01-01", ("sent",), 5) == 0
+
+    def full_rule(limits: Thresholds) -> bool:  # the rule as it reads in pause_reason, on the full rates
+        rates = events.issue_rates(conn, ISSUE)
+        return ((rates.delivered >= limits.min_delivered and rates.complaint_rate > limits.complaint_rate)
+                or (rates.attempted >= limits.min_delivered and rates.hard_rate > limits.hard_bounce_rate))
+
+    grid = [Thresholds(complaint_rate=c, hard_bounce_rate=h, min_delivered=m)
+            for c in (0.0, 0.02, 2 / 34, 0.06, 0.5) for h in (0.0, 0.1, 6 / 40, 0.2) for m in (0, 10, 34, 40, 41)]
+    assert all(pause_reason(conn, ISSUE, t) is None for t in grid)  # no reports yet: never a pause
+    for sid in people[34:]:
+        events.insert_event(conn, events.Event(sid, "hard", "smtp", issue_id=ISSUE))
+    events.insert_event(conn, events.Event(people[0], "complaint", "ses", issue_id=ISSUE))
+    events.insert_event(conn, events.Event(people[1], "complaint", "ses", issue_id=ISSUE))
+    conn.commit()
+    decisions = [(pause_reason(conn, ISSUE, t) is not None, full_rule(t)) for t in grid]
+    assert all(ours == full for ours, full in decisions)
+    assert 0 < sum(full for _, full in decisions) < len(grid)  # both answers occur in the grid
+
+
 def test_safeguards(conn: Connection) -> None:
     secret = "test-secret-not-for-production-use"
     took = [safeguards.allow_confirmation(conn, secret, "A@example.org", limit=(2, 60), now=1000 + i) for i in range(3)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .dbapi import Connection
 
 __all__ = ["SCHEMA_V3", "EVENT_KINDS", "Event", "StoredEvent", "IssueRates", "insert_event", "events_for",
-           "soft_days", "has_complained", "issue_rates", "latest_issue_for"]
+           "soft_days", "has_complained", "issue_rates", "issue_event_counts", "count_rows_upto", "latest_issue_for"]
 
 EVENT_KINDS = ("hard", "soft", "complaint")
 
@@ -143,3 +143,20 @@ def issue_rates(conn: Connection, issue_id: str) -> IssueRates:
         (issue_id,)).fetchall())
     return IssueRates(issue_id, int(delivered), int(attempted), by_kind.get("hard", 0), by_kind.get("soft", 0),
                       by_kind.get("complaint", 0))
+
+
+def issue_event_counts(conn: Connection, issue_id: str) -> dict[str, int]:
+    """Distinct subscribers per event kind for the issue (hard / soft / complaint): an indexed read of the few
+    events, never of the ledger."""
+    return {str(row[0]): int(row[1]) for row in conn.execute(
+        "SELECT kind, COUNT(DISTINCT subscriber_id) FROM delivery_events WHERE issue_id = ? GROUP BY kind",
+        (issue_id,)).fetchall()}
+
+
+def count_rows_upto(conn: Connection, issue_id: str, statuses: tuple[str, ...], limit: int) -> int:
+    """How many ledger rows of the issue have one of `statuses`, counting no further than `limit` (the answer is
+    exact below `limit`, and `limit` when there are at least that many): reads at most `limit` index entries."""
+    marks = ", ".join("?" * len(statuses))
+    row = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM ledger WHERE issue_id = ? AND status IN ({marks})"
+                       " LIMIT ?) AS upto", (issue_id, *statuses, limit)).fetchone()
+    return int(row[0])
