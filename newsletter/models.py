@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -97,3 +97,15 @@ class Message:
     sender: str  # envelope sender
     message_id: str  # without angle brackets
     data: bytes  # the whole RFC 5322 message, CRLF line endings
+    # What SMTP's DATA sends for `data`, when its maker knows it cheaply (newsletter.personalise stuffs the
+    # issue's static pieces once): pieces that joined are `data` with every line's leading dot doubled
+    # (RFC 5321 4.5.2), then the end-of-data line. None: the transport works it out from `data`. Not an
+    # __init__ argument, so dataclasses.replace(message, data=...) drops it rather than keep a stale one.
+    payload: tuple[bytes, ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def with_payload(cls, payload: tuple[bytes, ...] | None, **fields: str | bytes) -> Message:
+        """A Message whose `payload` its maker vouches for (see the field)."""
+        message = cls(**fields)  # type: ignore[arg-type]
+        object.__setattr__(message, "payload", payload)
+        return message

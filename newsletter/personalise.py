@@ -86,18 +86,30 @@ def _pieces(template: str) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
     return tuple(statics), tuple(keys)
 
 
+def _stuffed(piece: bytes) -> bytes:
+    """`piece`, which starts at the start of a line, with each line's leading dot doubled (SMTP's dot-stuffing,
+    RFC 5321 4.5.2). Pieces that each end with a line break can be stuffed one by one: joined, they are the
+    stuffed whole."""
+    piece = piece.replace(b"\n.", b"\n..")
+    return b"." + piece if piece[:1] == b"." else piece
+
+
 @dataclass(frozen=True)
 class _Part:
     statics: tuple[bytes, ...]
     keys: tuple[str, ...]
     html: bool
 
-    def render(self, encoded_values: dict[str, bytes]) -> list[bytes]:
-        out = [self.statics[0]]
-        for key, static in zip(self.keys, self.statics[1:]):
+    def render(self, encoded_values: dict[str, bytes], statics: tuple[bytes, ...] | None = None) -> list[bytes]:
+        statics = statics or self.statics
+        out = [statics[0]]
+        for key, static in zip(self.keys, statics[1:]):
             out.append(encoded_values[key])
             out.append(static)
         return out
+
+    def stuffed(self) -> tuple[bytes, ...]:
+        return tuple(_stuffed(piece) for piece in self.statics)
 
 
 def _encode_value(value: str, *, html: bool) -> bytes:
@@ -156,6 +168,15 @@ class Personaliser:
         for piece in self._text.statics + self._html.statics:
             if boundary.encode() in piece:
                 raise HeaderError("Content-Type", "MIME boundary collides with the content")
+        # SMTP's DATA payload is built from pieces dot-stuffed here, once per issue, so no transport scans
+        # every ~57 KB message for lines that start with a dot (newsletter.transports.smtp_wire). Every piece
+        # ends with a line break (or is empty), so each starts a line and can be stuffed on its own.
+        statics = (self._head_static, self._body_head, self._between, self._tail,
+                   *self._text.statics, *self._html.statics)
+        self._wire = all(piece.endswith(b"\n") for piece in statics if piece)  # else: the transport stuffs
+        self._wire_text, self._wire_html = self._text.stuffed(), self._html.stuffed()
+        self._wire_head_static, self._wire_body_head, self._wire_between, self._wire_tail = (
+            _stuffed(piece) for piece in statics[:4])
         self.web_url = f"{self._base}/issues/{self.issue_id}"
         # Per issue, not per recipient: the message-id key and the encoded web address.
         self._message_id_key = hmac.new(secret.encode(), digestmod=hashlib.sha256)
@@ -196,11 +217,24 @@ class Personaliser:
         html_values = {k: self._web_html if k == "web_url" else _encode_value(v, html=True) for k, v in values.items()}
         data = b"".join([self._head_static, head, self._body_head, *self._text.render(text_values),
                          self._between, *self._html.render(html_values), self._tail])
+        # The same pieces dot-stuffed: the issue's once (in __init__), this recipient's few hundred bytes here.
+        payload: list[bytes] | None = None
+        if self._wire:
+            payload = [self._wire_head_static, _stuffed(head), self._wire_body_head,
+                       *self._text.render({k: _stuffed(v) for k, v in text_values.items()}, self._wire_text),
+                       self._wire_between,
+                       *self._html.render({k: _stuffed(v) for k, v in html_values.items()}, self._wire_html),
+                       self._wire_tail, b".\r\n"]
         if self._signer is not None:
-            data = self._signer(data)
+            signed = self._signer(data)
+            prefix = signed[:len(signed) - len(data)]
+            # A signer that puts its header in front (DKIM does) keeps the payload; any other change drops it.
+            ok = payload is not None and signed.endswith(data) and (not prefix or prefix.endswith(b"\n"))
+            data, payload = signed, ([_stuffed(prefix), *payload] if ok and payload is not None else None)
         sender = self._envelope(self.issue_id, subscriber.id) if self._envelope else self.sender_email
-        return Message(issue_id=self.issue_id, recipient=envelope_address(subscriber.email), sender=sender,
-                       message_id=message_id, data=data)
+        return Message.with_payload(tuple(payload) if payload is not None else None, issue_id=self.issue_id,
+                                    recipient=envelope_address(subscriber.email), sender=sender,
+                                    message_id=message_id, data=data)
 
 
 def prepare(email_: RenderedEmail, settings: object, *, secret: str, test: bool = False,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
+import re
 from email.message import EmailMessage
 
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from newsletter.models import RenderedEmail, Subscriber
 from newsletter.personalise import Personaliser, greeting
 from newsletter.jobs.issues import build, compose
-from newsletter.render import fill_placeholders
+from newsletter.render import PLACEHOLDERS, fill_placeholders
 from newsletter.tokens import keyed_email_digest, read_token
 
 WHEN = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.timezone.utc)
@@ -116,3 +118,53 @@ def test_hostile_name_never_makes_a_header(rendered: RenderedEmail) -> None:
 def test_greeting() -> None:
     assert greeting("") == "Hello,"
     assert greeting(" Ann\r\n") == "Hello Ann,"
+
+
+# -- the SMTP DATA payload, dot-stuffed once per issue ------------------------------------------------
+
+
+def _smtp_payload(data: bytes) -> bytes:
+    """What smtplib.SMTP.data sends after the 354 for `data` (ending in CRLF): every leading dot doubled, then
+    the end-of-data line."""
+    return re.sub(rb"(?m)^\.", b"..", data) + b".\r\n"
+
+
+def _dotted(rendered: RenderedEmail) -> RenderedEmail:
+    """The issue with lines that start with a dot in both parts, placeholders among them and right after a dot."""
+    g, u, w = (PLACEHOLDERS[k] for k in ("greeting", "unsubscribe_url", "web_url"))
+    return dataclasses.replace(
+        rendered,
+        text=f".{g}\n..two dots\n{u}\n.\n" + rendered.text + f"\n.{w}\n.end",
+        html=f".<p>{g}</p>\n." + rendered.html.replace("<body", f"\n.<a href=\"{u}\">.x</a>\n<body", 1) + "\n.",
+    )
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.text(alphabet=". aé=\u00a0", max_size=200), dotted=st.booleans(), proof=st.booleans(),
+       mailto=st.booleans())
+def test_the_payload_is_the_dot_stuffed_message(rendered: RenderedEmail, first: str, dotted: bool, proof: bool,
+                                                mailto: bool) -> None:
+    """Joined, the payload the personaliser makes once per issue is exactly what smtplib would send for the
+    message's bytes, with leading dots in the issue's pieces, in a recipient's values (a long greeting wrapped by
+    quoted-printable so a line starts with a dot) and in the web address."""
+    email_ = _dotted(rendered) if dotted else rendered
+    p = Personaliser(email_, sender_name="MS Research", sender_email="news@ms-research.example.org",
+                     list_id="news.ms-research.example.org", public_base_url="https://x." + "." * 70 + "example.org/nl",
+                     secret="k", unsubscribe_mailto="unsub@ms-research.example.org" if mailto else None, date=WHEN,
+                     test=proof)
+    message = p.message(Subscriber(id=7, email="reader@example.org", name="Reader", first_name=first))
+    assert message.payload is not None
+    assert b"".join(message.payload) == _smtp_payload(message.data)
+    if dotted:
+        assert b"\r\n.." in b"".join(message.payload)
+
+
+def test_a_signer_that_prepends_keeps_the_payload_and_any_other_drops_it(rendered: RenderedEmail) -> None:
+    sub = Subscriber(id=7, email="reader@example.org", name="Reader", first_name="Ann")
+    prepended = make(_dotted(rendered), signer=lambda data: b".X-Signed: yes\r\n" + data).message(sub)
+    assert prepended.data.startswith(b".X-Signed: yes\r\n")
+    assert prepended.payload is not None and b"".join(prepended.payload) == _smtp_payload(prepended.data)
+    changed = make(_dotted(rendered), signer=lambda data: data.replace(b"Hello", b"Hi")).message(sub)
+    assert changed.payload is None  # the transport stuffs what it is given
+    # dataclasses.replace makes a new message from its fields: a payload for the old bytes never follows.
+    assert dataclasses.replace(prepended, data=b"other\r\n").payload is None

@@ -126,6 +126,32 @@ def test_pipelined_messages_arrive_byte_for_byte(tmp_path: Path) -> None:
 
 
 @needs_sink
+def test_a_personalised_payload_arrives_byte_for_byte(tmp_path: Path) -> None:
+    """The DATA payload the personaliser stuffed once per issue (models.Message.payload), not the transport's
+    scan, is what goes out: lines starting with dots in the issue and in a recipient's greeting arrive intact."""
+    from newsletter.models import RenderedEmail
+    from newsletter.personalise import Personaliser
+    from newsletter.render import PLACEHOLDERS
+
+    g, u = PLACEHOLDERS["greeting"], PLACEHOLDERS["unsubscribe_url"]
+    issue = RenderedEmail(ISSUE, "Dots", "", html=f"<p>{g}</p>\n.<a href=\"{u}\">leave</a>\n..\n.",
+                          text=f"{g}\n.one dot\n..two\n{u}\n.")
+    personaliser = Personaliser(issue, sender_name="MS Research", sender_email="news@example.org",
+                                list_id="news.example.org", public_base_url="https://example.org/nl", secret="k")
+    messages = [personaliser.message(Subscriber(id=n, email=f"reader{n}@example.com", first_name=first))
+                for n, first in ((1, "Ann"), (2, ". " * 60))]
+    assert all(m.payload is not None for m in messages)
+    with sink(tmp_path) as (port, dumps):
+        transport = _transport(port)
+        for message in messages:
+            transport.send(message)
+        transport.close()
+        got = _dumped(dumps, 2)
+    for message in messages:
+        assert any(d.endswith(message.data.replace(b"\r\n", b"\n") + b"\n") for d in got), message.recipient
+
+
+@needs_sink
 @pytest.mark.parametrize("step", ["mail", "rcpt", "data", "."])
 def test_dropped_connection_at_each_pipelined_step_is_transient(tmp_path: Path, step: str) -> None:
     with sink(tmp_path, "-q", step) as (port, dumps):

@@ -250,7 +250,7 @@ class SMTPTransport(TransportBase):
             )
         try:
             send_message(smtp, message.sender, message.recipient, message.data, options,
-                         pipelining=smtp.has_extn("pipelining"))
+                         pipelining=smtp.has_extn("pipelining"), payload=message.payload)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()), (0, b"recipient refused"))
             raise self._reply_error(code, _text(reply), message.recipient) from exc

@@ -94,7 +94,7 @@ def _refuse(smtp: smtplib.SMTP, code: int, error: smtplib.SMTPException) -> smtp
 
 
 def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, options: Sequence[str], *,
-                 pipelining: bool) -> None:
+                 pipelining: bool, payload: Sequence[bytes] | None = None) -> None:
     """Send one message to one recipient; raise what smtplib.sendmail raises for the same replies.
 
     With `pipelining` (only when the server offers PIPELINING, RFC 2920) MAIL, RCPT and DATA leave in
@@ -102,6 +102,9 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, o
     the server said 354 anyway, an empty one ends the data) and RSET leaves the session clean. Without
     it each command waits for its reply, as smtplib.sendmail does (which also RSETs after a refused
     DATA, so the next message starts from a clean session).
+
+    `payload`: `data` already dot-stuffed, with the end-of-data line (models.Message.payload, made once per
+    issue by the personaliser); without it the body is scanned here (payload_parts).
     """
     for address in (sender, recipient):
         if "\r" in address or "\n" in address:
@@ -115,7 +118,7 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, o
     rcpt = f"RCPT TO:{quote_address(recipient)}\r\n".encode(encoding)
     if pipelining:
         _write(smtp, mail + rcpt + b"DATA\r\n")
-        payload = payload_parts(data)  # while the server reads the envelope
+        parts = list(payload) if payload is not None else payload_parts(data)  # while the server reads the envelope
         _pipelined_replies(smtp, sender, recipient)
     else:
         _write(smtp, mail)
@@ -127,11 +130,11 @@ def send_message(smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes, o
         if code not in (250, 251):
             raise _refuse(smtp, code, smtplib.SMTPRecipientsRefused({recipient: (code, reply)}))
         _write(smtp, b"DATA\r\n")
-        payload = payload_parts(data)
+        parts = list(payload) if payload is not None else payload_parts(data)
         code, reply = _reply(smtp)
         if code != 354:
             raise _refuse(smtp, code, smtplib.SMTPDataError(code, reply))
-    _write_parts(smtp, payload)
+    _write_parts(smtp, parts)
     code, reply = _reply(smtp)
     if code != 250:
         raise _refuse(smtp, code, smtplib.SMTPDataError(code, reply))
@@ -157,7 +160,7 @@ def payload_parts(data: bytes) -> list[bytes | memoryview]:
     return parts
 
 
-def _write_parts(smtp: smtplib.SMTP, parts: list[bytes | memoryview]) -> None:
+def _write_parts(smtp: smtplib.SMTP, parts: list[bytes] | list[bytes | memoryview]) -> None:
     """`_write` of the pieces joined: gathered by sendmsg on a plain socket, joined once over TLS."""
     sock = smtp.sock
     if sock is None:
