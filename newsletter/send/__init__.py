@@ -64,10 +64,13 @@ def send_issue(
     stop = stop if stop is not None else threading.Event()
     # commit_every=1 (the default): each result is committed before the next message is handed over, with the
     # results that arrived together in one commit (newsletter.send.run); never more than 2 x connections of
-    # them are out uncommitted, so the ledger's own count is only a backstop. commit_every > 1: its batches.
+    # them are out uncommitted, so the ledger's own count is only a backstop, set one above that: at 2 x
+    # connections it fired whenever every message out had come back before the next hand-off, a commit of its
+    # own just before the hand-off's (on PostgreSQL a round trip of its own: 8 % of the messages of 4 workers
+    # with one connection each, from pg_stat_statements). commit_every > 1: its batches.
     grouped = policy.commit_every <= 1
     claims = Claims(conn, issue_id, lease or Lease.new(DEFAULT_LEASE),
-                    commit_every=2 * connections if grouped else policy.commit_every,
+                    commit_every=2 * connections + 1 if grouped else policy.commit_every,
                     commit_interval=policy.commit_interval)
     run = Run(conn, claims, stop, progress, pause_check, pause_interval, group_commits=grouped)
     try:
