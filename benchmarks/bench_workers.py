@@ -3,6 +3,7 @@ full send with 4 workers on PostgreSQL (time, peak RSS per process) against one 
 
     python -m benchmarks.bench_workers                          # 1,000,000 for the full send, 20,000 per scaling run
     python -m benchmarks.bench_workers --subscribers 200000 --parts full
+    python -m benchmarks.bench_workers --parts full,wide        # also both full sends with 4 connections per process
     python -m benchmarks.bench_workers --quick                  # 20,000 and 5,000 (not part of `python -m benchmarks`:
                                                                 # its full size alone takes longer than that suite)
 
@@ -141,6 +142,14 @@ def _send(root: Path, workers: int, connections: int = 1, server: Any = None) ->
     return figures  # type: ignore[no-any-return]
 
 
+def _cores_needed(figures: dict[str, Any], reference: dict[str, Any]) -> str:
+    """How many cores the send would need to keep busy to take a third of the reference's time at the CPU per
+    message measured (senders + PostgreSQL), against the cores this machine has."""
+    cpu = (figures["client_us"] + figures["server_us"]) * 1e-6 * figures["sent"]
+    return (f"at that CPU per message, a third of the SQLite time needs {cpu / (reference['seconds'] / 3):.1f} "
+            f"cores busy; this machine has {os.cpu_count()}")
+
+
 def _cpu_note(figures: dict[str, Any]) -> str:
     server = f" + PostgreSQL {figures['server_us']:.0f} µs" if figures.get("server_us") else ""
     return (f"CPU per message: senders {figures['client_us']:.0f} µs{server}; "
@@ -229,21 +238,31 @@ def run(*, quick: bool, out: Any = print, subscribers: int | None = None,
         out(f"  workers: full send to {full:,}: one process on SQLite ...")
         with _project(work, "full-sqlite", full, None) as root:
             reference = _send(root, 0)
-        out(f"  workers: one process on SQLite: {reference['seconds']:.0f} s, peak {reference['parent_peak_mb']:.0f} MB"
-            f" ({_cpu_note(reference)})")
+            out(f"  workers: one process on SQLite: {reference['seconds']:.0f} s, peak "
+                f"{reference['parent_peak_mb']:.0f} MB ({_cpu_note(reference)})")
+            wide = _send(root, 0, connections=4) if "wide" in parts else None
         if pg is None:
             rows.append(not_measured(SECTION, f"full send {full:,}, 4 workers, PostgreSQL", "no PostgreSQL here"))
             return rows
         out(f"  workers: full send to {full:,}: 4 workers on PostgreSQL ...")
         with _project(work, "full-pg", full, _database(pg, "bench_full")) as root:
             four = _send(root, 4, server=pg)
-        out(f"  workers: 4 workers on PostgreSQL: {four['seconds']:.0f} s ({_cpu_note(four)})")
+            out(f"  workers: 4 workers on PostgreSQL: {four['seconds']:.0f} s ({_cpu_note(four)})")
+            four_wide = _send(root, 4, connections=4, server=pg) if "wide" in parts else None
     rows.append(ratio_row(SECTION, f"full send {full:,}: 4 workers, PostgreSQL", four["seconds"], "s",
                           reference["seconds"], "one process, SQLite", goal="≤ 1/3 of one process on SQLite",
                           check=lambda f, r: r is not None and r <= 1 / 3,
                           note=f"{four['sent'] / four['seconds']:,.0f}/s vs "
                                f"{reference['sent'] / reference['seconds']:,.0f}/s; {_cpu_note(four)}; "
-                               f"SQLite one process {_cpu_note(reference)}", samples=four))
+                               f"SQLite one process {_cpu_note(reference)}; {_cores_needed(four, reference)}",
+                          samples=four))
+    for label, figures in ((f"full send {full:,}: one process, SQLite, 4 connections", wide),
+                           (f"full send {full:,}: 4 workers x 4 connections, PostgreSQL", four_wide)):
+        if figures is not None:
+            rows.append(ratio_row(SECTION, label, figures["seconds"], "s", reference["seconds"],
+                                  "one process, SQLite", note=f"{figures['sent'] / figures['seconds']:,.0f}/s; "
+                                  f"{_cpu_note(figures)}; the results of up to 4 messages share a commit",
+                                  samples=figures))
     rows.append(info(SECTION, f"full send {full:,}: peak RSS per worker", max(four["worker_peaks_mb"]), "MB",
                      note="workers: " + ", ".join(f"{p:.0f}" for p in four["worker_peaks_mb"])
                           + f" MB; parent {four['parent_peak_mb']:.0f} MB; one process on SQLite "
@@ -255,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, help="subscribers of the full send (default 1,000,000)")
     parser.add_argument("--scale-subscribers", type=int, help="subscribers per scaling run (default 20,000)")
-    parser.add_argument("--parts", default="scale,full", help="scale (1, 2, 4 workers), full (the big send), or both")
+    parser.add_argument("--parts", default="scale,full",
+                        help="scale (1, 2, 4 workers), full (the big send), wide (the full send again with 4 "
+                             "connections per process), comma-separated")
     parser.add_argument("--quick", action="store_true", help="20,000 and 5,000")
     args = parser.parse_args(argv)
     rows = run(quick=args.quick, out=lambda s: print(s, flush=True), subscribers=args.subscribers,
