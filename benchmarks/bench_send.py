@@ -29,7 +29,15 @@ GOAL = f">= {GOAL_PERCENT} % of smtp-source"
 
 
 def reset_ledger(settings) -> None:
-    """Forget every send, so the next run sends to everyone again (same database file, same pages)."""
+    """Forget every send, so the next run sends to everyone again (same database file or tables)."""
+    if settings.database_url:
+        from newsletter.store import open_store
+
+        with open_store(settings).connection() as pg:
+            pg.execute("DELETE FROM ledger")
+            pg.execute("DELETE FROM events")
+            pg.commit()
+        return
     from newsletter.store import sqlite as db
 
     conn = db.connect(settings.path(settings.database))
@@ -79,15 +87,19 @@ def _label(name: str, connections: int, workers: int) -> str:
 
 
 def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size: int, rounds: int,
-               counter=None, goal: bool = True, shapes=SHAPES) -> list[Row]:
+               counter=None, goal: bool = True, shapes=SHAPES, server=None) -> list[Row]:
     """Ours vs smtp-source to the same sink, same run, rounds interleaved; for each shape in `shapes`.
 
     Each round sends with ours, then with smtp-source (as many sessions as ours has connections in all),
     so both see the same machine; the rate rows give the best round of each (the note adds the medians
     and each round's ratio), and the CPU rows the median CPU per message of each: ours is user + system
     of this whole process (all threads: the send loop, personalising, the ledger, the SMTP transport)
-    plus, with several processes, theirs (start-up included), theirs the smtp-source process's.
+    plus, with several processes, theirs (start-up included), theirs the smtp-source process's. With the
+    ledger on PostgreSQL (`server`: the throwaway cluster) ours adds the server's CPU.
     """
+    from .bench_workers import server_cpu
+
+    store = "PostgreSQL, a throwaway cluster on this machine" if server is not None else "SQLite file"
     source = smtp_source()
     smtp = dataclasses.replace(settings, transport=f"smtp://127.0.0.1:{port}?starttls=off")
     rows = []
@@ -96,9 +108,10 @@ def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size
         ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
         before = counter.messages() if counter else 0
         for _ in range(rounds):  # alternating, so both see the same machine
-            cpu_before = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN)
+            cpu_before = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN) + server_cpu(server)
             seconds, sent = send_once(smtp, folder, connections=connections, workers=workers if workers > 1 else None)
-            ours_cpu.append((_cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN) - cpu_before) / sent * 1e6)
+            cpu_after = _cpu(resource.RUSAGE_SELF) + _cpu(resource.RUSAGE_CHILDREN) + server_cpu(server)
+            ours_cpu.append((cpu_after - cpu_before) / sent * 1e6)
             ours.append(sent / seconds)
             if source.ok:
                 cpu_before = _cpu(resource.RUSAGE_CHILDREN)
@@ -121,7 +134,7 @@ def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size
             percent=True, goal=GOAL if goal else "",
             check=(lambda f, r: r is not None and r >= GOAL_PERCENT) if goal else None,
             note=f"best of {rounds} alternating rounds of {messages} messages of ~{size / 1024:.0f} KB{medians}; "
-                 f"ours: {how}, ledger on (SQLite file), reference: smtp-source with the same count, "
+                 f"ours: {how}, ledger on ({store}), reference: smtp-source with the same count, "
                  f"size and sessions, reusing connections (-d){check_note}",
             samples={"ours_per_s": [round(x) for x in ours], "smtp_source_per_s": [round(x) for x in theirs],
                      "ours_cpu_us": [round(x) for x in ours_cpu],
@@ -129,6 +142,8 @@ def _sink_rows(name: str, port: int, settings, folder: Path, messages: int, size
         if goal:  # where the time goes: CPU (user + system, all threads) per message
             whose = (f"our {workers} worker processes and this one (start-up included)" if workers > 1
                      else "our whole process (send loop, personalising, ledger, SMTP transport)")
+            if server is not None:
+                whose += " plus the PostgreSQL server's processes"
             rows.append(ratio_row(
                 SECTION, f"{label}: CPU per message, ours vs smtp-source", median(ours_cpu), "us",
                 median(theirs_cpu) if theirs_cpu else None,
@@ -196,6 +211,7 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
             with postfix_sink(sink, work) as (port, counter):
                 out(f"  send: smtp-sink, {messages} messages x 1 and 4 connections (4: also 2 and 4 processes) ...")
                 rows += _sink_rows("smtp-sink", port, settings, folder, messages, size, rounds, counter)
+                rows += _postgres_rows(work, port, messages, size, rounds, counter, out)
         else:
             rows.append(not_measured(SECTION, "smtp-sink", sink.missing, goal=GOAL))
         aiosmtpd_count = min(messages, 200 if quick else 1000)  # aiosmtpd takes ~400 msg/s: keep the run short
@@ -208,6 +224,23 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
         _limit_subscribers(settings, maildir_count)
         rows += _maildir_rows(settings, folder, work, maildir_count, sample.data)
     return rows
+
+
+def _postgres_rows(work: Path, port: int, messages: int, size: int, rounds: int, counter, out) -> list[Row]:
+    """The same 1- and 4-connection sends with the ledger on PostgreSQL (a throwaway cluster, as the tests start
+    one), against smtp-source in the same rounds."""
+    from .bench_workers import _database, _postgres, _project
+
+    label = "smtp-sink, ledger on PostgreSQL"
+    with _postgres(out) as pg:
+        if pg is None:
+            return [not_measured(SECTION, label, "no PostgreSQL here (apt-get install postgresql)", goal=GOAL)]
+        out(f"  send: {label}, {messages} messages x 1 and 4 connections ...")
+        with _project(work, "site-pg", messages, _database(pg, "bench_send")) as root:
+            settings = settings_for(root)
+            folder = settings.path(settings.issues_dir) / "2026-11-25"
+            return _sink_rows(label, port, settings, folder, messages, size, rounds, counter,
+                              shapes=((1, 1), (4, 1)), server=pg)
 
 
 def _limit_subscribers(settings, count: int) -> None:

@@ -191,6 +191,28 @@ def test_the_hand_off_check_and_commit_write_every_recorded_outcome(store: Store
     assert batch[2] not in rows and rows[batch[4]] == "sent" and rows[batch[3]] == "claimed"
 
 
+def test_several_outcomes_written_with_one_group_check_keep_every_field(store: Store, conn: Any) -> None:
+    """A hand-off of several connections' results: on PostgreSQL the outcomes go as arrays in one statement with
+    the group's check; each row gets exactly what one mark at a time gives it (the SQLite path)."""
+    claims = Claims(conn, ISSUE, Lease.new(60), commit_every=100, commit_interval=3600)
+    batch = [s.id for s in claims.next_batch(6)]
+    claims.mark_sent(batch[0], "m0@x")
+    claims.mark_deferred(batch[1], 451, "try later")
+    claims.mark_failed(batch[2], 550, "no such user")
+    claims.mark_sent(batch[3], "m3@x")
+    assert claims.subscribed_among([batch[4], batch[5]]) == {batch[4], batch[5]}
+    claims.commit_recorded()
+    with second(store) as other:
+        rows = {int(r[0]): tuple(r[1:]) for r in other.execute(
+            "SELECT subscriber_id, status, attempts, code, reason, message_id, sent_at IS NOT NULL,"
+            " claimed_until IS NULL FROM ledger WHERE issue_id = ?", (ISSUE,)).fetchall()}
+    assert rows[batch[0]] == ("sent", 1, None, None, "m0@x", True, True)
+    assert rows[batch[1]] == ("deferred", 1, 451, "try later", None, False, True)
+    assert rows[batch[2]] == ("failed", 1, 550, "no such user", None, False, True)
+    assert rows[batch[3]] == ("sent", 1, None, None, "m3@x", True, True)
+    assert rows[batch[4]][0] == rows[batch[5]][0] == "claimed" and claims.lost == 0
+
+
 @pytest.mark.parametrize(("store", "pending"), [
     pytest.param("sqlite", 0, id="sqlite-0"),
     pytest.param("postgresql", 0, id="postgresql-0", marks=pytest.mark.postgres),
