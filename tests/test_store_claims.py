@@ -192,8 +192,8 @@ def test_the_hand_off_check_and_commit_write_every_recorded_outcome(store: Store
 
 
 def test_several_outcomes_written_with_one_group_check_keep_every_field(store: Store, conn: Any) -> None:
-    """A hand-off of several connections' results: on PostgreSQL the outcomes go as arrays in one statement with
-    the group's check; each row gets exactly what one mark at a time gives it (the SQLite path)."""
+    """A hand-off of several connections' results: on PostgreSQL the outcomes go in one pipeline with the group's
+    check; each row gets exactly what one mark at a time gives it (the SQLite path)."""
     claims = Claims(conn, ISSUE, Lease.new(60), commit_every=100, commit_interval=3600)
     batch = [s.id for s in claims.next_batch(6)]
     claims.mark_sent(batch[0], "m0@x")

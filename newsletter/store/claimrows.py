@@ -5,8 +5,8 @@ BEGIN before the first statement of a transaction is one more). The send loop's 
 therefore done here in as few statements as possible:
 
 * `apply_marks`: every outcome recorded since the last write (sent / deferred / failed) and, when asked,
-  the subscribed check of the next hand-off's subscribers, in one statement (the outcomes passed as arrays
-  when there are several). When no transaction is open they are a transaction of their own
+  the subscribed check of the next hand-off's subscribers, in one statement (one outcome, one subscriber)
+  or sent together in libpq's pipeline mode. When no transaction is open they are a transaction of their own
   (autocommit): marks + COMMIT + check in one round trip, against four (BEGIN, SELECT, UPDATE, COMMIT) before.
 * `subscribed_among`: the check alone, also without a BEGIN.
 * `claim_fresh` (PostgreSQL): new rows by windows of subscribers after the cursor, inserted with ON CONFLICT
@@ -71,19 +71,6 @@ MARK = (
 
 _MARK_AND_CHECK = f"WITH m AS ({MARK} RETURNING 1) SELECT (SELECT COUNT(*) FROM m), ({_SUBSCRIBED})"
 
-# Any number of outcomes and a group's subscribed check in one statement of fixed text (PostgreSQL: prepared
-# once), the outcomes as arrays: what a hand-off of several connections' results writes.
-_MARKS_AND_CHECK = (
-    "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::integer[], ?::text[], ?::text[], ?::text[])"
-    " AS v (sid, status, code, reason, message_id, at)),"
-    " m AS (UPDATE ledger l SET status = v.status, attempts = l.attempts + 1, code = v.code, reason = v.reason,"
-    " message_id = COALESCE(v.message_id, l.message_id), updated_at = v.at, claimed_until = NULL,"
-    " sent_at = CASE WHEN v.status = 'sent' THEN v.at ELSE l.sent_at END FROM v"
-    " WHERE l.issue_id = ? AND l.subscriber_id = v.sid AND l.status = 'claimed' AND l.claimed_by = ? RETURNING 1)"
-    " SELECT (SELECT COUNT(*) FROM m),"
-    " ARRAY(SELECT id FROM subscribers WHERE id = ANY(?::bigint[]) AND status = 'subscribed')"
-)
-
 
 def apply_marks(conn: Any, issue_id: str, worker: str, marks: Sequence[Mark],
                 check: Sequence[int] = ()) -> tuple[int, set[int]]:
@@ -97,15 +84,9 @@ def apply_marks(conn: Any, issue_id: str, worker: str, marks: Sequence[Mark],
     statements: list[tuple[str, Sequence[Any]]] = [
         (MARK, (status, code, reason, message_id, at, status, at, issue_id, sid, worker))
         for sid, status, code, reason, message_id, at in marks]
-    if len(check) == 1 and len(marks) == 1:  # one connection's hand-off: the lightest statement
+    if len(check) == 1 and len(marks) == 1:  # the usual case: one statement, lighter than a pipeline
         count, found = conn.execute_alone(_MARK_AND_CHECK, (*statements[0][1], check[0])).fetchone()
         return int(count), set(check) if found is not None else set()
-    if len(marks) > 1 and dialect(conn) == "postgresql":  # several connections' results: one statement too
-        columns = list(zip(*marks))
-        count, found = conn.execute_alone(_MARKS_AND_CHECK, (
-            list(columns[0]), list(columns[1]), list(columns[2]), list(columns[3]), list(columns[4]),
-            list(columns[5]), issue_id, worker, list(check))).fetchone()
-        return int(count), set(found or ())
     if check:
         statements.append(_subscribed_query(check))
     if len(statements) == 1:
