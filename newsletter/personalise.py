@@ -229,8 +229,11 @@ class Personaliser:
             signed = self._signer(data)
             prefix = signed[:len(signed) - len(data)]
             # A signer that puts its header in front (DKIM does) keeps the payload; any other change drops it.
-            ok = payload is not None and signed.endswith(data) and (not prefix or prefix.endswith(b"\n"))
-            data, payload = signed, ([_stuffed(prefix), *payload] if ok and payload is not None else None)
+            if payload is not None and signed.endswith(data) and (not prefix or prefix.endswith(b"\n")):
+                payload.insert(0, _stuffed(prefix))
+            else:
+                payload = None
+            data = signed
         sender = self._envelope(self.issue_id, subscriber.id) if self._envelope else self.sender_email
         return Message.with_payload(tuple(payload) if payload is not None else None, issue_id=self.issue_id,
                                     recipient=envelope_address(subscriber.email), sender=sender,

@@ -78,10 +78,11 @@ _MD_ALL_LINKS.validateLink = lambda url: True  # type: ignore[method-assign]
 
 def unsafe_links(source: str, *, allow_mailto: bool = True) -> list[str]:
     """Link and image targets in Markdown that are not absolute http(s) (or mailto:) links, in order."""
-    if "[" not in (source or "") and "<" not in (source or ""):
+    source = source or ""
+    if "[" not in source and "<" not in source:
         return []  # every link and image starts with "[" ("![", "[x](", "[x][ref]") or is an autolink "<..>"
     found: list[str] = []
-    stack = list(_MD_ALL_LINKS.parse(source or ""))
+    stack = list(_MD_ALL_LINKS.parse(source))
     while stack:
         token = stack.pop(0)
         if token.children:

@@ -83,7 +83,6 @@ def test_a_send_gives_the_connection_its_automatic_checkpoint_back(tmp_path: Pat
     conn.close()
 
 
-
 def _wal_growth(tmp_path: Path, restart_frames: int | None) -> int:
     """The largest the WAL got (bytes) over 30 rounds of a sender that always has a write transaction open when
     the checkpoint runs (as in a send, where the next results are recorded while the last commit is copied):

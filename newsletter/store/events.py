@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from .dbapi import Connection
+from .ledger import qmarks
 
 __all__ = ["SCHEMA_V3", "EVENT_KINDS", "Event", "StoredEvent", "IssueRates", "insert_event", "events_for",
            "soft_days", "has_complained", "issue_rates", "issue_event_counts", "count_rows_upto", "latest_issue_for"]
@@ -156,7 +157,7 @@ def issue_event_counts(conn: Connection, issue_id: str) -> dict[str, int]:
 def count_rows_upto(conn: Connection, issue_id: str, statuses: tuple[str, ...], limit: int) -> int:
     """How many ledger rows of the issue have one of `statuses`, counting no further than `limit` (the answer is
     exact below `limit`, and `limit` when there are at least that many): reads at most `limit` index entries."""
-    marks = ", ".join("?" * len(statuses))
-    row = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM ledger WHERE issue_id = ? AND status IN ({marks})"
-                       " LIMIT ?) AS upto", (issue_id, *statuses, limit)).fetchone()
+    row = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM ledger WHERE issue_id = ?"
+                       f" AND status IN ({qmarks(len(statuses))}) LIMIT ?) AS upto",
+                       (issue_id, *statuses, limit)).fetchone()
     return int(row[0])
