@@ -19,6 +19,7 @@ from .project import (
     settings_for,
     temp_dir,
 )
+from .compare import compile_bytecode
 from .report import Row, info, median, ratio_row
 from .tools import mjml_cli
 
@@ -228,14 +229,14 @@ def _flat_rows(work: Path, recipients: int) -> list[Row]:
 
 
 def _compile_package() -> str:
-    """Byte-compile the `newsletter` package the child processes import (without importing it here), so every
-    process figure reads bytecode as an installed or once-run copy does: with PYTHONDONTWRITEBYTECODE=1 and no
-    __pycache__ (a fresh worktree), each `newsletter build` compiled its ~30 modules from source (~10 % more work)."""
+    """Byte-compile the checkout whose `newsletter` package the child processes import (without importing it
+    here; compare.compile_bytecode), so every process figure reads bytecode as an installed or once-run copy
+    does: with PYTHONDONTWRITEBYTECODE=1 and no __pycache__ (a fresh worktree), each `newsletter build` compiled
+    its ~30 modules from source (~10 % more work)."""
     spec = importlib.util.find_spec("newsletter")
-    folder = str(Path(spec.origin).parent) if spec and spec.origin else ""
-    if folder:
-        subprocess.run([python(), "-m", "compileall", "-q", folder], check=True, stdout=subprocess.DEVNULL)
-    return folder
+    if not (spec and spec.origin):
+        return "nothing"
+    return ", ".join(compile_bytecode(Path(spec.origin).parent.parent))
 
 
 def run(*, quick: bool, out=print) -> list[Row]:

@@ -16,7 +16,9 @@ from typing import Any
 
 from .project import (
     compose_and_build,
+    create_database,
     make_project,
+    postgres_cluster,
     python,
     settings_for,
     temp_dir,
@@ -78,25 +80,15 @@ def _child(step: str, root: str, arg: Path) -> None:
 
 def _import_postgres(csv_path: Path, out: Any) -> dict[str, Any] | None:
     """The same import into a fresh PostgreSQL database (None, with the reason printed, without a cluster)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    try:
-        from pg_server import PostgresUnavailable, postgres_instance
-    finally:
-        sys.path.pop(0)
-    import psycopg
-
     from newsletter.store.pgstore import PostgresStore
 
-    try:
-        with postgres_instance() as instance:
-            with psycopg.connect(instance.url("postgres"), autocommit=True) as admin:
-                admin.execute("CREATE DATABASE bench_import")
-            PostgresStore(instance.url("bench_import"), env={}).upgrade()
-            out("  scale: the same import into PostgreSQL ...")
-            return _run_child("import-pg", instance.url("bench_import"), csv_path)
-    except PostgresUnavailable as exc:
-        out(f"  scale: no PostgreSQL ({exc})")
-        return None
+    with postgres_cluster(out, SECTION) as instance:
+        if instance is None:
+            return None
+        url = create_database(instance, "bench_import")
+        PostgresStore(url, env={}).upgrade()
+        out("  scale: the same import into PostgreSQL ...")
+        return _run_child("import-pg", url, csv_path)
 
 
 def _run_child(step: str, root: Path | str, arg: Path) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from .project import (
     compose_and_build,
+    create_database,
     import_subscribers,
     make_project,
+    postgres_cluster,
     python,
     settings_for,
     temp_dir,
@@ -29,25 +31,17 @@ GOAL = f">= {GOAL_PERCENT} % of smtp-source"
 
 
 def reset_ledger(settings) -> None:
-    """Forget every send, so the next run sends to everyone again (same database file or tables)."""
-    if settings.database_url:
-        from newsletter.store import open_store
+    """Forget every send, so the next run sends to everyone again (same database file or tables; SQLite's WAL
+    emptied too)."""
+    from newsletter.store import open_store
+    from newsletter.store.dbapi import dialect
 
-        with open_store(settings).connection() as pg:
-            pg.execute("DELETE FROM ledger")
-            pg.execute("DELETE FROM events")
-            pg.commit()
-        return
-    from newsletter.store import sqlite as db
-
-    conn = db.connect(settings.path(settings.database))
-    try:
+    with open_store(settings).connection() as conn:
         conn.execute("DELETE FROM ledger")
         conn.execute("DELETE FROM events")
         conn.commit()
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
+        if dialect(conn) == "sqlite":
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def send_once(settings, folder: Path, *, connections: int, workers: int | None = None) -> tuple[float, int]:
@@ -229,14 +223,14 @@ def run(*, quick: bool, out=print, messages: int | None = None) -> list[Row]:
 def _postgres_rows(work: Path, port: int, messages: int, size: int, rounds: int, counter, out) -> list[Row]:
     """The same 1- and 4-connection sends with the ledger on PostgreSQL (a throwaway cluster, as the tests start
     one), against smtp-source in the same rounds."""
-    from .bench_workers import _database, _postgres, _project
+    from .bench_workers import _project
 
     label = "smtp-sink, ledger on PostgreSQL"
-    with _postgres(out) as pg:
+    with postgres_cluster(out, SECTION) as pg:
         if pg is None:
             return [not_measured(SECTION, label, "no PostgreSQL here (apt-get install postgresql)", goal=GOAL)]
         out(f"  send: {label}, {messages} messages x 1 and 4 connections ...")
-        with _project(work, "site-pg", messages, _database(pg, "bench_send")) as root:
+        with _project(work, "site-pg", messages, create_database(pg, "bench_send")) as root:
             settings = settings_for(root)
             folder = settings.path(settings.issues_dir) / "2026-11-25"
             return _sink_rows(label, port, settings, folder, messages, size, rounds, counter,

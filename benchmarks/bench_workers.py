@@ -30,7 +30,8 @@ from typing import Any
 
 from .bench_ledger import register_null
 from .bench_scale import rss_mb
-from .project import REPO, compose_and_build, make_project, python, settings_for, subscriber_rows, temp_dir
+from .project import (REPO, compose_and_build, create_database, make_project, postgres_cluster, python,
+                      settings_for, subscriber_rows, temp_dir)
 from .report import Row, info, not_measured, print_table, ratio_row
 
 __all__ = ["run", "main"]
@@ -117,13 +118,9 @@ def server_cpu(instance: Any) -> float:
 def _send(root: Path, workers: int, connections: int = 1, server: Any = None) -> dict[str, Any]:
     """Send the issue to everyone (the ledger emptied first) in a fresh process; its figures, with the CPU per
     message of the sending processes (user + system, every worker included) and of the PostgreSQL `server`."""
-    from newsletter.store import open_store
+    from .bench_send import reset_ledger
 
-    settings = settings_for(root)
-    with open_store(settings).connection() as conn:
-        conn.execute("DELETE FROM ledger")
-        conn.execute("DELETE FROM events")
-        conn.commit()
+    reset_ledger(settings_for(root))
     for old in (root / "rss").glob("*.json"):
         old.unlink()
     before, cluster = resource.getrusage(resource.RUSAGE_CHILDREN), server_cpu(server)
@@ -171,30 +168,6 @@ def _project(work: Path, name: str, count: int, database: str | None) -> Iterato
     yield root
 
 
-@contextlib.contextmanager
-def _postgres(out: Any) -> Iterator[Any]:
-    """A throwaway PostgreSQL cluster, or None with the reason printed."""
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from pg_server import PostgresUnavailable, postgres_instance
-    finally:
-        sys.path.pop(0)
-    try:
-        with postgres_instance() as instance:
-            yield instance
-    except PostgresUnavailable as exc:
-        out(f"  workers: no PostgreSQL ({exc})")
-        yield None
-
-
-def _database(instance: Any, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(instance.url("postgres"), autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return str(instance.url(name))
-
-
 def _scaling(root: Path, store: str, count: int, out: Any, server: Any = None) -> list[Row]:
     rows, runs = [], {}
     _send(root, 0)  # warm-up, not counted: the first send into a fresh ledger grows its file or table
@@ -226,12 +199,12 @@ def run(*, quick: bool, out: Any = print, subscribers: int | None = None,
     full = subscribers or (20_000 if quick else 1_000_000)
     scale = scale_subscribers or (5_000 if quick else 20_000)
     rows: list[Row] = []
-    with temp_dir("workers-") as work, _postgres(out) as pg:
+    with temp_dir("workers-") as work, postgres_cluster(out, SECTION) as pg:
         if "scale" in parts:
             with _project(work, "scale-sqlite", scale, None) as root:
                 rows += _scaling(root, "SQLite", scale, out)
             if pg is not None:
-                with _project(work, "scale-pg", scale, _database(pg, "bench_scale")) as root:
+                with _project(work, "scale-pg", scale, create_database(pg, "bench_scale")) as root:
                     rows += _scaling(root, "PostgreSQL", scale, out, pg)
         if "full" not in parts:
             return rows
@@ -245,7 +218,7 @@ def run(*, quick: bool, out: Any = print, subscribers: int | None = None,
             rows.append(not_measured(SECTION, f"full send {full:,}, 4 workers, PostgreSQL", "no PostgreSQL here"))
             return rows
         out(f"  workers: full send to {full:,}: 4 workers on PostgreSQL ...")
-        with _project(work, "full-pg", full, _database(pg, "bench_full")) as root:
+        with _project(work, "full-pg", full, create_database(pg, "bench_full")) as root:
             four = _send(root, 4, server=pg)
             out(f"  workers: 4 workers on PostgreSQL: {four['seconds']:.0f} s ({_cpu_note(four)})")
             four_wide = _send(root, 4, connections=4, server=pg) if "wide" in parts else None

@@ -26,8 +26,10 @@ __all__ = [
     "SECRET",
     "WORK",
     "compose_and_build",
+    "create_database",
     "import_subscribers",
     "make_project",
+    "postgres_cluster",
     "python",
     "settings_for",
     "subscriber_rows",
@@ -131,3 +133,29 @@ def import_subscribers(root: Path, count: int) -> int:
         return subscribers.import_csv(conn, csv_path).added
     finally:
         conn.close()
+
+
+@contextmanager
+def postgres_cluster(out, section: str) -> Iterator[object | None]:  # type: ignore[no-untyped-def]
+    """A throwaway PostgreSQL cluster started as the tests start one (tests/pg_server.py), stopped afterwards;
+    None, with the reason printed under `section`, where none can be started."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from pg_server import PostgresUnavailable, postgres_instance
+    finally:
+        sys.path.pop(0)
+    try:
+        with postgres_instance() as instance:
+            yield instance
+    except PostgresUnavailable as exc:
+        out(f"  {section}: no PostgreSQL ({exc})")
+        yield None
+
+
+def create_database(instance, name: str) -> str:  # type: ignore[no-untyped-def]
+    """A new, empty database `name` on the cluster; its URL."""
+    import psycopg
+
+    with psycopg.connect(instance.url("postgres"), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return str(instance.url(name))
